@@ -1,0 +1,93 @@
+"""`python run_gateway.py [serve|migrate|…]`: the commands in INTERFACES.md."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from shared.config import load_config
+from shared.errors import ConfigError
+from shared.logsafe import configure_logging
+
+log = logging.getLogger("lipa")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_gateway.py", description="Lipa payment gateway")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="migrate, then serve HTTP (default)")
+    _serve_args(serve)
+    _serve_args(parser)
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    return parser
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-scheduler", action="store_true")
+    parser.add_argument("--no-simulators", action="store_true")
+
+
+def main(argv=None) -> int:
+    """Entry point; exit code 2 with one line naming the variable on bad configuration."""
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config()
+        if args.command == "migrate":
+            return _migrate(config)
+        return _serve(config, args)
+    except ConfigError as exc:
+        print(f"lipa: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _migrate(config) -> int:
+    from shared.db import init_db
+    from shared.migrations import migrate
+
+    init_db(config.database_url)
+    version = migrate()
+    print(f"database at schema version {version}")
+    return 0
+
+
+def _serve(config, args) -> int:
+    from shared.db import db, init_db
+    from shared.migrations import migrate
+
+    from .server import GatewayServer
+
+    if args.workers < 1:
+        raise ConfigError("--workers", "must be at least 1")
+    public_url = config.public_url or f"http://{_client_host(args.host)}:{args.port}"
+    config = config.with_overrides(public_url=public_url)
+    if config.is_local and not args.no_simulators:
+        config = _with_simulators(config, args.host)
+    elif not config.mpesa_base_url:
+        raise ConfigError("MPESA_BASE_URL", "is required when the simulators are off")
+    init_db(config.database_url)
+    log.info("database at schema version %d", migrate())
+    db.close()
+    log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
+    GatewayServer(config, host=args.host, port=args.port, workers=args.workers).run()
+    return 0
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _with_simulators(config, host: str):
+    """Start the built-in Daraja and Africa's Talking simulators and point the clients at them."""
+    from .simulators.server import start_simulators
+
+    server = start_simulators(host=_client_host(host), port=0,
+                              at_delivery_url=f"{config.public_url}/sms/delivery")
+    log.info("simulators: Daraja at %s, Africa's Talking at %s", server.daraja_url, server.at_url)
+    return config.with_overrides(
+        mpesa_base_url=config.mpesa_base_url or server.daraja_url,
+        at_base_url=config.at_base_url or server.at_url,
+    )

@@ -1,0 +1,36 @@
+"""Inbox first: a provider message is committed raw before we answer, then applied idempotently."""
+from __future__ import annotations
+
+import peewee
+
+from shared.db import retry_locked, write_tx
+from shared.models import InboxMessage
+from shared.timeutil import utcnow
+
+MAX_BODY = 64 * 1024
+
+
+@retry_locked
+def store(source: str, body: str, *, dedupe_key: str | None = None, remote_addr: str = "") -> tuple[InboxMessage, bool]:
+    """Commit the raw message; returns (row, created). A repeated dedupe key returns the first row."""
+    if dedupe_key:
+        existing = InboxMessage.get_or_none(InboxMessage.dedupe_key == dedupe_key)
+        if existing:
+            return existing, False
+    try:
+        with write_tx():
+            row = InboxMessage.create(source=source, body=body[:MAX_BODY], dedupe_key=dedupe_key,
+                                      remote_addr=remote_addr[:64])
+        return row, True
+    except peewee.IntegrityError:
+        return InboxMessage.get(InboxMessage.dedupe_key == dedupe_key), False
+
+
+def mark(row: InboxMessage, status: str, note: str = "", payment=None) -> None:
+    """Record how a message was applied; the caller holds the transaction."""
+    row.status = status
+    row.note = note[:255]
+    row.processed_at = utcnow()
+    if payment is not None:
+        row.payment = payment
+    row.save()

@@ -1,0 +1,194 @@
+"""STK callbacks: parse strictly, then apply idempotently. Money received is never dropped."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.db import for_update, retry_locked, write_tx
+from shared.errors import InvalidInput
+from shared.models import InboxMessage, Payment
+from shared.money import provider_amount
+from shared.phone import mask_phone, normalize_phone
+from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
+from shared.timeutil import parse_nairobi_timestamp, utcnow
+
+from .. import inbox
+from ..payments.transitions import flag, raise_alert, record, transition
+from .result_codes import is_success, outcome
+
+log = logging.getLogger(__name__)
+ACTOR = "daraja-callback"
+S = PaymentStatus
+
+
+@dataclass(frozen=True)
+class StkResult:
+    checkout_request_id: str
+    merchant_request_id: str
+    result_code: str
+    result_desc: str
+    amount: int | None = None
+    raw_amount: object = None
+    receipt: str | None = None
+    phone: str | None = None
+    transaction_date: object = None
+
+
+def parse_stk_callback(body: bytes | str) -> StkResult:
+    """Check the documented shape; raise InvalidInput naming what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("Body is not JSON.", code="malformed_callback") from None
+    cb = data.get("Body", {}).get("stkCallback") if isinstance(data, dict) and isinstance(data.get("Body"), dict) else None
+    if not isinstance(cb, dict):
+        raise InvalidInput("Body.stkCallback is missing.", code="malformed_callback")
+    checkout = cb.get("CheckoutRequestID")
+    code = cb.get("ResultCode")
+    if not isinstance(checkout, str) or not checkout or len(checkout) > 64:
+        raise InvalidInput("CheckoutRequestID is missing or invalid.", code="malformed_callback")
+    if isinstance(code, bool) or not isinstance(code, (int, str)) or str(code).strip() == "":
+        raise InvalidInput("ResultCode is missing or invalid.", code="malformed_callback")
+    items = _metadata(cb)
+    raw_amount = items.get("Amount")
+    return StkResult(
+        checkout_request_id=checkout, merchant_request_id=str(cb.get("MerchantRequestID") or "")[:64],
+        result_code=str(code).strip()[:32], result_desc=str(cb.get("ResultDesc") or "")[:255],
+        amount=provider_amount(raw_amount) if raw_amount is not None else None, raw_amount=raw_amount,
+        receipt=_text(items.get("MpesaReceiptNumber")), phone=_phone(items.get("PhoneNumber")),
+        transaction_date=parse_nairobi_timestamp(items.get("TransactionDate")),
+    )
+
+
+def _metadata(cb: dict) -> dict:
+    """CallbackMetadata items by Name (never by position); items without Value are skipped."""
+    meta = cb.get("CallbackMetadata")
+    items = meta.get("Item") if isinstance(meta, dict) else None
+    if meta is not None and not isinstance(items, list):
+        raise InvalidInput("CallbackMetadata.Item must be a list.", code="malformed_callback")
+    out = {}
+    for item in items or []:
+        if isinstance(item, dict) and isinstance(item.get("Name"), str) and "Value" in item:
+            out[item["Name"]] = item["Value"]
+    return out
+
+
+def _text(value) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text[:32] or None
+
+
+def _phone(value) -> str | None:
+    try:
+        return normalize_phone(str(int(value)) if isinstance(value, (int, float)) else value)
+    except (InvalidInput, ValueError, TypeError):
+        return None
+
+
+@retry_locked
+def apply_stk_callback(inbox_id: int) -> str:
+    """Apply one stored callback; returns what happened (APPLIED, DUPLICATE, FLAGGED, REJECTED)."""
+    with write_tx():
+        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
+        if row.status != "RECEIVED":
+            return row.status
+        try:
+            result = parse_stk_callback(row.body)
+        except InvalidInput as exc:
+            inbox.mark(row, "REJECTED", exc.message)
+            return "REJECTED"
+        payment = _find_payment(result)
+        if payment is None:
+            inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
+            raise_alert("unknown_callback", f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
+            return "FLAGGED"
+        status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result, row)
+        inbox.mark(row, status, note, payment=payment)
+        return status
+
+
+def _find_payment(result: StkResult) -> Payment | None:
+    """By CheckoutRequestID; else a success whose push timed out (no id) matched by phone and amount."""
+    found = for_update(Payment.select().where(Payment.checkout_request_id == result.checkout_request_id)).first()
+    if found or not is_success(result.result_code) or not result.phone or result.amount is None:
+        return found
+    since = utcnow() - timedelta(hours=24)
+    candidates = list(for_update(Payment.select().where(
+        Payment.checkout_request_id.is_null(), Payment.phone == result.phone, Payment.amount == result.amount,
+        Payment.status.in_([S.PENDING.value, S.EXPIRED.value, S.FAILED.value]), Payment.created_at >= since,
+    )).limit(2))
+    if len(candidates) != 1:
+        return None
+    payment = candidates[0]
+    payment.checkout_request_id = result.checkout_request_id
+    payment.save()
+    record(payment, "matched", actor=ACTOR,
+           reason="callback matched by phone and amount (the push answer was lost)")
+    return payment
+
+
+def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
+    raw = json.loads(row.body)
+    problem = _mismatch(payment, result)
+    if problem:
+        flag(payment, problem, actor=ACTOR, payload=raw, alert_kind="callback_mismatch")
+        return "FLAGGED", problem
+    if payment.status in {s.value for s in PAID}:
+        if result.receipt == payment.mpesa_receipt:
+            return "DUPLICATE", "duplicate success callback"
+        reason = f"second success callback with receipt {result.receipt}"
+        flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="double_payment")
+        return "FLAGGED", reason
+    other = Payment.get_or_none(Payment.mpesa_receipt == result.receipt)
+    if other is not None:
+        reason = f"receipt {result.receipt} already credited to {other.reference}"
+        flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
+        return "FLAGGED", reason
+    late = payment.status in {s.value for s in FINAL_UNPAID}
+    previous = payment.status
+    transition(payment, S.COMPLETED, actor=ACTOR, reason=result.result_desc or "paid", payload=raw,
+               message=f"Paid. M-Pesa receipt {result.receipt}.", mpesa_receipt=result.receipt,
+               result_code=result.result_code, result_desc=result.result_desc)
+    if late:
+        raise_alert("late_payment", f"{payment.reference} was {previous} but M-Pesa says paid ({result.receipt})",
+                    payment=payment)
+    log.info("payment %s paid by %s", payment.reference, mask_phone(payment.phone))
+    return "APPLIED", "completed"
+
+
+def _mismatch(payment: Payment, result: StkResult) -> str:
+    """Why a success callback must not be credited as it stands, or ''."""
+    if not result.receipt:
+        return "success callback without MpesaReceiptNumber"
+    if result.amount is None or result.amount != payment.amount:
+        return f"amount mismatch: callback {result.raw_amount!r}, payment {payment.amount}"
+    if result.phone and result.phone != payment.phone:
+        return f"phone mismatch: callback {mask_phone(result.phone)}, payment {mask_phone(payment.phone)}"
+    return ""
+
+
+def _apply_failure(payment: Payment, result: StkResult, row) -> tuple[str, str]:
+    raw = json.loads(row.body)
+    if payment.status in {s.value for s in ACTIVE}:
+        status, words = outcome(result.result_code)
+        transition(payment, status, actor=ACTOR, reason=f"{result.result_code}: {result.result_desc}",
+                   payload=raw, message=words, result_code=result.result_code, result_desc=result.result_desc)
+        return "APPLIED", status.value.lower()
+    if payment.status in {s.value for s in PAID}:
+        record(payment, "callback_ignored", actor=ACTOR, payload=raw,
+               reason=f"failure {result.result_code} after success: ignored, never downgraded")
+        return "IGNORED", "failure after success"
+    return "DUPLICATE", f"payment already {payment.status}"
+
+
+def process_inbox(*, older_than_s: float = 5.0, limit: int = 100) -> int:
+    """Heal callbacks stored but never applied (a crash between storing and applying)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    ids = [r.id for r in InboxMessage.select(InboxMessage.id).where(
+        InboxMessage.status == "RECEIVED", InboxMessage.source == "daraja.stk",
+        InboxMessage.received_at <= cutoff).order_by(InboxMessage.id).limit(limit)]
+    for inbox_id in ids:
+        apply_stk_callback(inbox_id)
+    return len(ids)

@@ -1,0 +1,193 @@
+"""Creating payments and sending their STK push. Knows nothing of Flask."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import peewee
+
+from shared.db import for_update, retry_locked, write_tx
+from shared.errors import InvalidInput, NotAllowed, ProviderError
+from shared.models import Payment, PaymentRequest
+from shared.money import check_range, parse_amount
+from shared.phone import mask_phone, normalize_phone
+from shared.refs import payment_reference
+from shared.states import PaymentStatus, RequestStatus
+from shared.timeutil import utcnow
+
+from .transitions import record, transition
+
+log = logging.getLogger(__name__)
+ACCOUNT_RE = re.compile(r"^[A-Za-z0-9-]{1,12}$", re.ASCII)
+S = PaymentStatus
+
+
+@dataclass(frozen=True)
+class PayTarget:
+    """What a customer pays: an account, and the amount when a payment request fixes it."""
+
+    account: str
+    amount: int | None = None
+    request: PaymentRequest | None = None
+
+
+def check_account(raw) -> str:
+    """M-Pesa's AccountReference: 1-12 letters, digits or hyphens."""
+    account = str(raw or "").strip()
+    if not ACCOUNT_RE.match(account):
+        raise InvalidInput("Account must be 1-12 letters or digits.", code="invalid_account")
+    return account.upper()
+
+
+def resolve_target(raw_account) -> PayTarget:
+    """A payment-request code (when one is open) or a free-form account reference."""
+    text = str(raw_account or "").strip()
+    req = PaymentRequest.get_or_none(PaymentRequest.code == text) if text.isdigit() else None
+    if req is None:
+        return PayTarget(account=check_account(text))
+    if req.status != RequestStatus.OPEN.value or (req.expires_at and req.expires_at <= utcnow()):
+        state = "paid" if req.status == RequestStatus.PAID.value else "no longer open"
+        raise NotAllowed(f"Bill {req.code} is {state}.", code="request_not_open")
+    return PayTarget(account=req.account, amount=req.amount, request=req)
+
+
+def active_payment(phone: str) -> Payment | None:
+    """The phone's payment still waiting for M-Pesa, if any."""
+    return Payment.get_or_none(Payment.active_phone == phone)
+
+
+@retry_locked
+def initiate(*, phone, amount, account, channel: str, actor: str | None = None,
+             idempotency_key: str | None = None, request: PaymentRequest | None = None,
+             retry_of: Payment | None = None, language: str = "en") -> Payment:
+    """Validate and create a PENDING payment; the caller then sends the push with send_push().
+
+    The same idempotency key returns the first payment; a phone with a payment still waiting
+    for M-Pesa gets NotAllowed naming that payment.
+    """
+    phone = normalize_phone(phone)
+    amount = check_range(amount) if isinstance(amount, int) else parse_amount(amount)
+    account = check_account(account)
+    if idempotency_key:
+        existing = Payment.get_or_none(Payment.idempotency_key == idempotency_key)
+        if existing:
+            return existing
+    try:
+        with write_tx():
+            return _create(phone, amount, account, channel, actor or channel,
+                           idempotency_key, request, retry_of, language)
+    except peewee.IntegrityError:
+        if idempotency_key:
+            existing = Payment.get_or_none(Payment.idempotency_key == idempotency_key)
+            if existing:
+                return existing
+        busy = active_payment(phone)
+        if busy:
+            raise _busy(busy) from None
+        raise
+
+
+def _busy(payment: Payment) -> NotAllowed:
+    return NotAllowed(
+        f"Payment {payment.reference} is still waiting for M-Pesa. Finish it or wait.",
+        code="payment_in_progress",
+    )
+
+
+def _create(phone, amount, account, channel, actor, idempotency_key, request, retry_of, language):
+    busy = active_payment(phone)
+    if busy:
+        raise _busy(busy)
+    for _ in range(5):
+        reference = payment_reference()
+        if not Payment.select().where(Payment.reference == reference).exists():
+            break
+    payment = Payment.create(
+        reference=reference, phone=phone, amount=amount, account=account, channel=channel,
+        status=S.PENDING.value, active_phone=phone, idempotency_key=idempotency_key,
+        request=request, retry_of=retry_of, language=language,
+        status_message="Waiting to send the M-Pesa prompt.",
+    )
+    record(payment, "created", actor=actor,
+           reason=f"{channel} payment of {amount} KES to {account}" + (f", retry of {retry_of.reference}" if retry_of else ""))
+    log.info("payment %s created for %s via %s", payment.reference, mask_phone(phone), channel)
+    return payment
+
+
+def retry(original: Payment, *, actor: str) -> Payment:
+    """A retry is a new payment linked to the first, never a reuse of a finished one."""
+    if original.status not in (S.FAILED.value, S.CANCELLED.value, S.EXPIRED.value):
+        raise NotAllowed(f"Only a failed, cancelled or expired payment can be retried, not {original.status}.")
+    return initiate(phone=original.phone, amount=original.amount, account=original.account,
+                    channel=original.channel, actor=actor, request=original.request,
+                    retry_of=original, language=original.language)
+
+
+def send_push(payment_id: int, *, daraja, callback_url: str, actor: str = "stk-push") -> Payment:
+    """Ask Daraja to prompt the customer; PROCESSING on acceptance, FAILED when refused.
+
+    When Daraja's answer is ambiguous (timed out after sending, garbage), the payment stays
+    PENDING with the reason recorded: the push may have reached the phone, so only a callback,
+    a matching late callback or the sweep may decide it.
+    """
+    payment = Payment.get_by_id(payment_id)
+    if payment.status != S.PENDING.value or payment.checkout_request_id:
+        return payment
+    _mark_attempt(payment, actor)
+    request_body = {"phone": mask_phone(payment.phone), "amount": payment.amount, "account": payment.account}
+    try:
+        accepted = daraja.stk_push(phone=payment.phone, amount=payment.amount,
+                                   account_reference=payment.account, description=payment.description,
+                                   callback_url=callback_url)
+    except ProviderError as exc:
+        return _push_refused(payment_id, exc, actor, request_body)
+    except InvalidInput as exc:
+        return _push_refused(payment_id, exc, actor, request_body)
+    return _push_accepted(payment_id, accepted, actor)
+
+
+@retry_locked
+def _mark_attempt(payment: Payment, actor: str) -> None:
+    with write_tx():
+        Payment.update(push_attempts=Payment.push_attempts + 1, updated_at=utcnow()).where(
+            Payment.id == payment.id).execute()
+        record(payment, "stk_request", actor=actor, reason="STK push sent to M-Pesa")
+
+
+@retry_locked
+def _push_accepted(payment_id: int, accepted, actor: str) -> Payment:
+    with write_tx():
+        payment = _locked(payment_id)
+        if payment.status != S.PENDING.value:
+            record(payment, "stk_response", actor=actor, reason="push accepted after the payment moved on",
+                   payload=accepted.raw)
+            return payment
+        transition(payment, S.PROCESSING, actor=actor, reason="Daraja accepted the STK push",
+                   payload=accepted.raw, message="Waiting for the customer to enter the M-Pesa PIN.",
+                   checkout_request_id=accepted.checkout_request_id,
+                   merchant_request_id=accepted.merchant_request_id)
+        return payment
+
+
+@retry_locked
+def _push_refused(payment_id: int, exc, actor: str, request_body: dict) -> Payment:
+    with write_tx():
+        payment = _locked(payment_id)
+        words = getattr(exc, "customer_message", None) or exc.message
+        payload = {"request": request_body, "error": type(exc).__name__,
+                   "code": getattr(exc, "error_code", None) or exc.code, "message": exc.message}
+        if getattr(exc, "ambiguous", False):
+            payment.status_message = "M-Pesa did not confirm the request; checking."
+            payment.save()
+            record(payment, "stk_unknown", actor=actor, reason=exc.message, payload=payload)
+            log.warning("payment %s push outcome unknown: %s", payment.reference, exc.message)
+        elif payment.status == S.PENDING.value:
+            transition(payment, S.FAILED, actor=actor, reason=exc.message, payload=payload,
+                       message=words, result_desc=exc.message[:255])
+        return payment
+
+
+def _locked(payment_id: int) -> Payment:
+    """Re-read a payment inside a write transaction, locked on PostgreSQL."""
+    return for_update(Payment.select().where(Payment.id == payment_id)).get()

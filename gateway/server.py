@@ -1,0 +1,54 @@
+"""Serving: gunicorn (a production WSGI server) with N worker processes sharing the port and database."""
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from shared.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class GatewayServer(BaseApplication):
+    """Runs create_app(config) in each worker (built after the fork, so no connection is shared)."""
+
+    def __init__(self, config: Config, *, host: str, port: int, workers: int = 1, threads: int = 8):
+        self.config_obj = config
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "threads": threads,
+            "worker_class": "gthread",
+            "graceful_timeout": 20,
+            "timeout": 60,
+            "accesslog": None,
+            "loglevel": "info",
+            "post_worker_init": _post_worker_init,
+            "worker_exit": _worker_exit,
+        }
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from . import create_app
+
+        return create_app(self.config_obj)
+
+
+def _post_worker_init(worker):
+    log.info("worker %s ready", worker.pid)
+
+
+def _worker_exit(server, worker):
+    """Let queued STK pushes finish before the worker goes (they are small and bounded by timeouts)."""
+    app = getattr(worker, "wsgi", None)
+    tasks = getattr(app, "extensions", {}).get("lipa").tasks if app is not None and hasattr(app, "extensions") else None
+    if tasks is not None:
+        try:
+            tasks.drain(timeout=15)
+        except TimeoutError:
+            log.warning("worker %s exits with background tasks still running", worker.pid)

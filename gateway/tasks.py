@@ -1,0 +1,54 @@
+"""Background work that must not run inside a provider's request (the STK push after a USSD END)."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from shared.db import db
+
+log = logging.getLogger(__name__)
+
+
+class Tasks:
+    """A small thread pool; each task gets its own database connection and never raises into the caller."""
+
+    def __init__(self, max_workers: int = 4):
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lipa-task")
+        self._pending: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        """Run fn in the background; failures are logged (the sweeps heal what they leave undone)."""
+        future = self._pool.submit(self._run, fn, *args, **kwargs)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    @staticmethod
+    def _run(fn, *args, **kwargs):
+        try:
+            with db.connection_context():
+                return fn(*args, **kwargs)
+        except Exception:
+            log.exception("background task %s failed", getattr(fn, "__name__", fn))
+            return None
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every submitted task is done (tests, shutdown); tasks may submit more."""
+        while True:
+            with self._lock:
+                pending = set(self._pending)
+            if not pending:
+                return
+            done, not_done = wait(pending, timeout=timeout)
+            if not_done:
+                raise TimeoutError(f"{len(not_done)} background tasks still running")
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,172 @@
+"""Configuration from the environment (and a .env file): defaults, then environment, then test overrides."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+PROFILES = ("local", "sandbox", "production")
+TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
+DARAJA_URLS = {"sandbox": "https://sandbox.safaricom.co.ke", "production": "https://api.safaricom.co.ke"}
+SANDBOX_SHORTCODE = "174379"
+SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+JOB_NAMES = (
+    "expire-pending", "stuck-payments", "expire-requests", "dispatch-notifications",
+    "process-inbox", "reconcile", "retention",
+)
+# Secrets: never logged, never shown in repr.
+SECRET_FIELDS = frozenset({
+    "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
+    "at_api_key", "mpesa_consumer_key",
+})
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str = "local"
+    database_url: str = "sqlite:///lipa.db"
+    public_url: str = ""
+    stk_timeout_s: int = 120
+    mpesa_base_url: str = ""
+    mpesa_consumer_key: str = ""
+    mpesa_consumer_secret: str = ""
+    mpesa_shortcode: str = SANDBOX_SHORTCODE
+    mpesa_passkey: str = SANDBOX_PASSKEY
+    mpesa_transaction_type: str = "CustomerPayBillOnline"
+    mpesa_till_number: str = ""
+    mpesa_callback_token: str = ""
+    mpesa_allowed_ips: tuple = ()
+    mpesa_initiator_name: str = ""
+    mpesa_initiator_password: str = ""
+    mpesa_cert_path: str = ""
+    mpesa_timeout_s: float = 10.0
+    at_username: str = "sandbox"
+    at_api_key: str = ""
+    at_sender_id: str = ""
+    at_base_url: str = ""
+    sms_enabled: bool = True
+    job_intervals: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name in SECRET_FIELDS and getattr(self, f.name) else getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
+        return f"Config({shown})"
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile == "local"
+
+    def with_overrides(self, **overrides) -> "Config":
+        return replace(self, **overrides)
+
+
+def _int(env, name, default, minimum=1):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+
+
+def _url(env, name, default, schemes=("http", "https")):
+    raw = env.get(name) or default
+    if raw and urlparse(raw).scheme not in schemes:
+        raise ConfigError(name, f"must be a URL starting with {' or '.join(schemes)}://")
+    return raw.rstrip("/") if raw else raw
+
+
+def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
+    """Read and check every setting; a wrong or missing value raises ConfigError naming it."""
+    if env is None:
+        if read_dotenv:
+            from dotenv import dotenv_values
+
+            env = {**dotenv_values(".env"), **os.environ}
+        else:
+            env = dict(os.environ)
+    profile = env.get("LIPA_PROFILE") or "local"
+    if profile not in PROFILES:
+        raise ConfigError("LIPA_PROFILE", f"must be one of {', '.join(PROFILES)}, got {profile!r}")
+    local = profile == "local"
+    db_url = env.get("DATABASE_URL") or "sqlite:///lipa.db"
+    if urlparse(db_url).scheme not in ("sqlite", "postgresql", "postgres"):
+        raise ConfigError("DATABASE_URL", "must start with sqlite:/// or postgresql://")
+    values = dict(
+        profile=profile,
+        database_url=db_url,
+        public_url=_url(env, "LIPA_PUBLIC_URL", ""),
+        stk_timeout_s=_int(env, "LIPA_STK_TIMEOUT_S", 120),
+        mpesa_base_url=_url(env, "MPESA_BASE_URL", "" if local else DARAJA_URLS[profile]),
+        mpesa_consumer_key=env.get("MPESA_CONSUMER_KEY") or ("local-key" if local else ""),
+        mpesa_consumer_secret=env.get("MPESA_CONSUMER_SECRET") or ("local-secret" if local else ""),
+        mpesa_shortcode=env.get("MPESA_SHORTCODE") or (SANDBOX_SHORTCODE if profile != "production" else ""),
+        mpesa_passkey=env.get("MPESA_PASSKEY") or (SANDBOX_PASSKEY if profile != "production" else ""),
+        mpesa_transaction_type=env.get("MPESA_TRANSACTION_TYPE") or "CustomerPayBillOnline",
+        mpesa_till_number=env.get("MPESA_TILL_NUMBER") or "",
+        mpesa_callback_token=env.get("MPESA_CALLBACK_TOKEN") or "",
+        mpesa_allowed_ips=tuple(ip.strip() for ip in (env.get("MPESA_ALLOWED_IPS") or "").split(",") if ip.strip()),
+        mpesa_initiator_name=env.get("MPESA_INITIATOR_NAME") or "",
+        mpesa_initiator_password=env.get("MPESA_INITIATOR_PASSWORD") or "",
+        mpesa_cert_path=env.get("MPESA_CERT_PATH") or "",
+        at_username=env.get("AT_USERNAME") or ("sandbox" if profile != "production" else ""),
+        at_api_key=env.get("AT_API_KEY") or ("local-at-key" if local else ""),
+        at_sender_id=env.get("AT_SENDER_ID") or "",
+        at_base_url=_url(env, "AT_BASE_URL", ""),
+        sms_enabled=_bool(env, "LIPA_SMS_ENABLED", True),
+        job_intervals={
+            name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
+            for name in JOB_NAMES
+            if env.get(f"LIPA_JOB_{name.upper().replace('-', '_')}_S")
+        },
+    )
+    values.update(overrides)
+    config = Config(**values)
+    _check(config)
+    return config
+
+
+_REQUIRED_OUTSIDE_LOCAL = (
+    ("mpesa_consumer_key", "MPESA_CONSUMER_KEY"),
+    ("mpesa_consumer_secret", "MPESA_CONSUMER_SECRET"),
+    ("mpesa_shortcode", "MPESA_SHORTCODE"),
+    ("mpesa_passkey", "MPESA_PASSKEY"),
+    ("mpesa_callback_token", "MPESA_CALLBACK_TOKEN"),
+    ("public_url", "LIPA_PUBLIC_URL"),
+    ("at_username", "AT_USERNAME"),
+    ("at_api_key", "AT_API_KEY"),
+)
+
+
+def _check(config: Config) -> None:
+    """Rules that span several settings."""
+    if config.mpesa_transaction_type not in TRANSACTION_TYPES:
+        raise ConfigError("MPESA_TRANSACTION_TYPE", f"must be one of {', '.join(TRANSACTION_TYPES)}")
+    if config.mpesa_transaction_type == "CustomerBuyGoodsOnline" and not config.mpesa_till_number:
+        raise ConfigError("MPESA_TILL_NUMBER", "is required when MPESA_TRANSACTION_TYPE=CustomerBuyGoodsOnline")
+    if config.mpesa_callback_token and len(config.mpesa_callback_token) < 16:
+        raise ConfigError("MPESA_CALLBACK_TOKEN", "must be at least 16 characters")
+    if config.is_local:
+        return
+    for attr, variable in _REQUIRED_OUTSIDE_LOCAL:
+        if not getattr(config, attr):
+            raise ConfigError(variable, f"is required in the {config.profile} profile")

@@ -1,0 +1,43 @@
+"""Phone numbers: normalised to 254XXXXXXXXX with the phonenumbers library, masked in logs."""
+from __future__ import annotations
+
+import phonenumbers
+
+from .errors import InvalidInput
+
+
+def normalize_phone(raw) -> str:
+    """07…/01…/+254…/254… to ``2547XXXXXXXX`` or ``2541XXXXXXXX``; anything else is refused.
+
+    Prefixes are not checked against Safaricom's ranges: numbers are ported between networks.
+    """
+    text = str(raw or "").strip()
+    if not text or len(text) > 20:
+        raise InvalidInput("Phone number is missing or too long.", code="invalid_phone")
+    if text.isdigit() and text.startswith("254"):
+        text = "+" + text
+    try:
+        number = phonenumbers.parse(text, "KE")
+    except phonenumbers.NumberParseException:
+        raise InvalidInput("Phone number is not valid.", code="invalid_phone") from None
+    national = str(number.national_number)
+    if number.country_code != 254 or len(national) != 9 or national[0] not in "71":
+        raise InvalidInput("Phone number must be a Kenyan mobile number (07… or 01…).", code="invalid_phone")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidInput("Phone number is not valid.", code="invalid_phone")
+    return f"254{national}"
+
+
+def mask_phone(phone: str | None) -> str:
+    """254712***678: enough to tell numbers apart in a log, not enough to call one."""
+    if not phone:
+        return "-"
+    digits = str(phone)
+    if len(digits) < 8:
+        return "***"
+    return f"{digits[:6]}***{digits[-3:]}"
+
+
+def to_international(phone: str) -> str:
+    """+2547…, the form Africa's Talking wants."""
+    return phone if phone.startswith("+") else f"+{phone}"

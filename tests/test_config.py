@@ -1,0 +1,79 @@
+"""Configuration: defaults per profile, and one clear error naming the variable for a bad value."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.config import load_config
+from shared.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PROD = {
+    "LIPA_PROFILE": "production", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s",
+    "MPESA_SHORTCODE": "600000", "MPESA_PASSKEY": "p", "MPESA_CALLBACK_TOKEN": "x" * 24,
+    "LIPA_PUBLIC_URL": "https://pay.example.com", "AT_USERNAME": "shop", "AT_API_KEY": "a",
+}
+
+
+def test_local_defaults():
+    config = load_config({})
+    assert config.profile == "local" and config.database_url == "sqlite:///lipa.db"
+    assert config.stk_timeout_s == 120 and config.mpesa_shortcode == "174379" and config.sms_enabled
+
+
+def test_production_complete():
+    config = load_config(PROD)
+    assert config.mpesa_base_url == "https://api.safaricom.co.ke"
+    assert "x" * 24 not in repr(config) and "***" in repr(config)
+
+
+@pytest.mark.parametrize("env,variable", [
+    ({"LIPA_PROFILE": "staging"}, "LIPA_PROFILE"),
+    ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"LIPA_STK_TIMEOUT_S": "soon"}, "LIPA_STK_TIMEOUT_S"),
+    ({"LIPA_STK_TIMEOUT_S": "0"}, "LIPA_STK_TIMEOUT_S"),
+    ({"LIPA_SMS_ENABLED": "maybe"}, "LIPA_SMS_ENABLED"),
+    ({"MPESA_BASE_URL": "ftp://x"}, "MPESA_BASE_URL"),
+    ({"MPESA_TRANSACTION_TYPE": "Cash"}, "MPESA_TRANSACTION_TYPE"),
+    ({"MPESA_TRANSACTION_TYPE": "CustomerBuyGoodsOnline"}, "MPESA_TILL_NUMBER"),
+    ({"MPESA_CALLBACK_TOKEN": "short"}, "MPESA_CALLBACK_TOKEN"),
+    ({"LIPA_JOB_EXPIRE_PENDING_S": "-1"}, "LIPA_JOB_EXPIRE_PENDING_S"),
+    ({**PROD, "MPESA_CALLBACK_TOKEN": ""}, "MPESA_CALLBACK_TOKEN"),
+    ({**PROD, "MPESA_PASSKEY": ""}, "MPESA_PASSKEY"),
+    ({**PROD, "LIPA_PUBLIC_URL": ""}, "LIPA_PUBLIC_URL"),
+    ({"LIPA_PROFILE": "sandbox"}, "MPESA_CONSUMER_KEY"),
+])
+def test_bad_values_name_the_variable(env, variable):
+    with pytest.raises(ConfigError) as info:
+        load_config(env)
+    assert info.value.variable == variable
+
+
+def test_job_intervals():
+    assert load_config({"LIPA_JOB_EXPIRE_PENDING_S": "5"}).job_intervals == {"expire-pending": 5}
+
+
+def test_start_up_exits_2_with_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "LIPA_PROFILE": "staging", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LIPA_PROFILE" in lines[0]
+
+
+def test_dotenv_is_read(tmp_path):
+    (tmp_path / ".env").write_text("LIPA_PROFILE=nonsense\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "LIPA_PROFILE" in proc.stderr
+
+
+def test_migrate_command(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "schema version 1" in proc.stdout
