@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from shared.config import load_config
@@ -50,6 +51,16 @@ def config(db_url):
     )
 
 
+class ClosingClient(FlaskClient):
+    """Closes each response as a real server does, so call_on_close work (the STK push) runs."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        response.get_data()
+        response.close()
+        return response
+
+
 class LiveServer:
     """A real threaded HTTP server around a WSGI app, on a free port of 127.0.0.1."""
 
@@ -87,6 +98,7 @@ def make_app(config):
         overrides = kwargs.pop("config_overrides", {})
         app = create_app(config.with_overrides(**overrides), **kwargs)
         app.testing = True
+        app.test_client_class = ClosingClient
         apps.append(app)
         return app
 
