@@ -1,0 +1,1 @@
+"""M-Pesa Daraja: the HTTP client, callbacks and their blueprint."""
