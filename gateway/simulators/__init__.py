@@ -1,0 +1,94 @@
+"""Built-in local fakes of Daraja (M-Pesa) and Africa's Talking: real HTTP servers, so a demo
+runs on a fresh machine with no credentials and no internet, and tests use real HTTP.
+
+Public API (re-exported at the bottom):
+- ``start_simulators(...) -> SimulatorServer`` (server.py): both fakes on one port, at
+  ``.daraja_url`` and ``.at_url``, states at ``.daraja`` and ``.at``.
+- ``create_daraja_sim(...)`` / ``DarajaSimState`` (daraja.py; outcome table in its docstring).
+- ``create_at_sim(...)`` / ``ATSimState`` (africastalking.py).
+
+The small helpers below are shared by both fakes. The simulators import nothing from the rest
+of the gateway (only ``shared.timeutil``): they are independent stand-ins for the real services.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, Response, jsonify, request
+
+log = logging.getLogger("lipa.simulators")
+SLOW_SECONDS = 5.0
+
+
+def json_body() -> dict | None:
+    """The request's JSON object, or None when the body is not one (so callers answer 400)."""
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def daemon_timer(delay: float, func, *args) -> threading.Timer:
+    """Start a daemon timer, so a pending callback never keeps the process alive."""
+    timer = threading.Timer(max(delay, 0.0), func, args=args)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def safe_post(post, url: str, **kwargs):
+    """Post a callback; never raise (it runs on timer threads). Returns the HTTP status or the error."""
+    try:
+        response = post(url, timeout=10, **kwargs)
+        return response.status_code
+    except Exception as exc:  # noqa: BLE001 - a fake must survive a dead receiver
+        log.warning("simulator could not post to %s: %r", url, exc)
+        return repr(exc)
+
+
+def fault_response(state, target: str, render) -> Response | None:
+    """Apply one pending fault: slow sleeps then answers normally, garbage answers HTML,
+    any other fault answers render(fault). None when no fault is pending."""
+    fault = state.take_fault(target)
+    if fault == "slow":
+        woken = state.wake.wait(SLOW_SECONDS)
+        return Response("Service Unavailable", 503, mimetype="text/plain") if woken else None
+    if fault == "garbage":
+        return Response("<html>oops</html>", 200, mimetype="text/html")
+    return None if fault is None else render(fault)
+
+
+def _setter_view(setter):
+    def view():
+        try:
+            setter(request.get_json(silent=True) or {})
+        except (TypeError, ValueError) as exc:
+            return jsonify(error=str(exc)), 400
+        return jsonify(ok=True)
+    return view
+
+
+def control_routes(app: Flask, state, setters: dict, listing: tuple) -> None:
+    """Add the /simulator/* control endpoints: one POST per setter, a GET listing, reset and fire."""
+    for name, setter in setters.items():
+        app.add_url_rule(f"/simulator/{name}", f"sim_{name}", _setter_view(setter), methods=["POST"])
+    list_name, lister = listing
+    app.add_url_rule(f"/simulator/{list_name}", f"sim_{list_name}",
+                     lambda: jsonify(lister(request.args)), methods=["GET"])
+
+    @app.post("/simulator/reset")
+    def sim_reset():
+        state.reset()
+        return jsonify(ok=True)
+
+    @app.post("/simulator/fire")
+    def sim_fire():
+        return jsonify(posted=state.fire_pending_now())
+
+
+# Imported last: the submodules use the helpers above.
+from .africastalking import ATSimState, create_at_sim  # noqa: E402
+from .daraja import AMOUNT_OUTCOMES, OUTCOMES, DarajaSimState, create_daraja_sim  # noqa: E402
+from .server import SimulatorServer, start_simulators  # noqa: E402
+
+__all__ = ["AMOUNT_OUTCOMES", "OUTCOMES", "ATSimState", "DarajaSimState", "SimulatorServer",
+           "create_at_sim", "create_daraja_sim", "start_simulators"]
