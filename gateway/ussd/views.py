@@ -1,0 +1,101 @@
+"""The USSD channel: Africa's Talking posts every hop here and must get CON/END back within milliseconds.
+
+Thin: parse the form, let the menu answer, and send the STK push only after the answer has gone out.
+Whatever happens, the caller sees a short END, never a 500 or a traceback.
+"""
+from __future__ import annotations
+
+import logging
+
+import peewee
+from flask import Blueprint, current_app, make_response, request
+from werkzeug.exceptions import HTTPException
+
+from shared.errors import InvalidInput, LipaError
+from shared.phone import mask_phone, normalize_phone
+
+from ..payments.service import send_push
+from . import texts
+from .menu import Hop, Reply, handle
+
+bp = Blueprint("ussd", __name__)
+log = logging.getLogger(__name__)
+FAILURE = "END " + texts.t("en", "failure")
+SESSION_ID_MAX = 100
+
+
+@bp.post("/ussd")
+def ussd():
+    """One hop of a session: answer, then (when it made a payment) push the PIN prompt."""
+    try:
+        reply = _answer()
+    except Exception:
+        log.exception("USSD hop failed for %s", _masked_phone())
+        reply = Reply(FAILURE)
+    response = _plain(reply.text)
+    if reply.push_payment_id is not None:
+        _push_after(response, reply.push_payment_id)
+    return response
+
+
+@bp.post("/ussd/events")
+def events():
+    """End-of-session report: only logged (drop-off analytics), never proof of anything."""
+    log.info("USSD session %s ended %s after %s hops for %s", _field("sessionId")[:SESSION_ID_MAX],
+             _field("status")[:32] or "-", _field("hopsCount")[:8] or "?", _masked_phone())
+    return _plain("OK")
+
+
+def _answer() -> Reply:
+    """Check the callback's fields and let the menu answer the hop."""
+    session_id = _field("sessionId")
+    if not session_id or len(session_id) > SESSION_ID_MAX:
+        log.warning("USSD hop without a usable sessionId refused")
+        return Reply(FAILURE)
+    try:
+        phone = normalize_phone(_field("phoneNumber"))
+    except InvalidInput:
+        log.warning("USSD hop from an invalid phone %s refused", _masked_phone())
+        return Reply(texts.message("en", "bad_phone"))
+    hop = Hop(session_id=session_id, phone=phone, text=_field("text"),
+              service_code=_field("serviceCode")[:32])
+    return handle(hop)
+
+
+def _field(name: str) -> str:
+    """A form field as text; NUL bytes dropped (PostgreSQL refuses them in text)."""
+    return str(request.form.get(name) or "").replace("\x00", "")
+
+
+def _masked_phone() -> str:
+    """The caller's number as logs may show it, whatever form it arrived in."""
+    raw = _field("phoneNumber")
+    try:
+        return mask_phone(normalize_phone(raw))
+    except InvalidInput:
+        return mask_phone(raw)
+
+
+def _plain(body: str):
+    response = make_response(body, 200)
+    response.mimetype = "text/plain"
+    return response
+
+
+def _push_after(response, payment_id: int) -> None:
+    """The STK push goes out once the END has reached the caller, off the request thread."""
+    services = current_app.extensions["lipa"]
+    response.call_on_close(lambda: services.tasks.submit(
+        send_push, payment_id, daraja=services.daraja, callback_url=services.stk_callback_url))
+
+
+def _failed(exc):
+    """Errors outside the view (database down, body too large) still answer the way AT expects."""
+    if request.endpoint == "ussd.events":
+        return _plain("OK")
+    log.error("USSD request failed before the menu: %s", type(exc).__name__)
+    return _plain(FAILURE)
+
+
+for _error in (Exception, HTTPException, LipaError, peewee.OperationalError):
+    bp.register_error_handler(_error, _failed)
