@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import peewee
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify
 
 from shared.db import db
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 @bp.get("/healthz")
 def healthz():
     try:
-        db.connect(reuse_if_open=True)
+        g.lipa_opened_db = db.connect(reuse_if_open=True)
         db.execute_sql("SELECT 1")
     except (peewee.PeeweeException, OSError) as exc:
         log.error("health check: database unreachable (%s)", type(exc).__name__)

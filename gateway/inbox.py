@@ -19,11 +19,16 @@ def store(source: str, body: str, *, dedupe_key: str | None = None, remote_addr:
             return existing, False
     try:
         with write_tx():
-            row = InboxMessage.create(source=source, body=body[:MAX_BODY], dedupe_key=dedupe_key,
+            row = InboxMessage.create(source=source, body=storable(body)[:MAX_BODY], dedupe_key=dedupe_key,
                                       remote_addr=remote_addr[:64])
         return row, True
     except peewee.IntegrityError:
         return InboxMessage.get(InboxMessage.dedupe_key == dedupe_key), False
+
+
+def storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: keep it visible as an escape instead of failing to store."""
+    return text.replace("\x00", "\\x00")
 
 
 def mark(row: InboxMessage, status: str, note: str = "", payment=None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import peewee
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from shared.db import db
@@ -24,11 +24,11 @@ def install(app: Flask) -> None:
     @app.before_request
     def _connect():
         if request.endpoint != "health.healthz":  # the health check reports a failure itself
-            db.connect(reuse_if_open=True)
+            g.lipa_opened_db = db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(exc):
-        if not db.is_closed():
+        if g.pop("lipa_opened_db", False) and not db.is_closed():
             db.close()
 
     @app.errorhandler(LipaError)

@@ -31,13 +31,17 @@ class BaseModel(peewee.Model):
 
 def init_db(url: str) -> peewee.Database:
     """Open ``sqlite:///path`` (WAL, busy timeout) or ``postgresql://…`` and bind the proxy to it."""
+    current = db.obj
+    if current is not None and getattr(current, "lipa_url", None) == url:
+        return current  # already bound (a second app in the same process shares it)
     scheme = urlparse(url).scheme
     if scheme == "sqlite":
         database = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     elif scheme in ("postgresql", "postgres"):
-        database = connect(url.replace("postgres://", "postgresql://", 1), autorollback=True)
+        database = connect(url.replace("postgres://", "postgresql://", 1))
     else:
         raise ConfigError("DATABASE_URL", f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
+    database.lipa_url = url
     db.initialize(database)
     return database
 

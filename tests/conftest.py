@@ -52,12 +52,14 @@ def config(db_url):
 
 
 class ClosingClient(FlaskClient):
-    """Closes each response as a real server does, so call_on_close work (the STK push) runs."""
+    """Closes each response as a real server does, so call_on_close work (the STK push) runs.
+    ``keep_open=True`` leaves it open: the answer is still "on its way" to the caller."""
 
-    def open(self, *args, **kwargs):
+    def open(self, *args, keep_open: bool = False, **kwargs):
         response = super().open(*args, **kwargs)
-        response.get_data()
-        response.close()
+        if not keep_open:
+            response.get_data()
+            response.close()
         return response
 
 
@@ -68,7 +70,8 @@ class LiveServer:
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
 
     def stop(self):
@@ -109,7 +112,7 @@ def make_app(config):
 
 
 @pytest.fixture
-def app(make_app, sim):
+def app(sim, make_app):  # sim first, so it stops after the app drains its tasks
     """The gateway wired to the simulators; callbacks go nowhere until a live server is started."""
     return make_app(config_overrides={"mpesa_base_url": sim.daraja_url, "at_base_url": sim.at_url})
 
@@ -120,7 +123,7 @@ def client(app):
 
 
 @pytest.fixture
-def live(make_app, sim):
+def live(sim, make_app):
     """A live gateway on a real port wired to the simulators, which call it back over HTTP."""
     holder = {}
 

@@ -141,3 +141,25 @@ def test_resolve_target(conn, app):
             resolve_target(code)
     with pytest.raises(InvalidInput):
         resolve_target("AB*1")
+
+
+def test_concurrent_sends_push_once(app, sim, db_url):
+    from shared.db import db
+    with db.connection_context():
+        payment = initiate(phone=PHONE, amount=100, account="A1", channel="api")
+    barrier = threading.Barrier(4)
+
+    def send():
+        with db.connection_context():
+            barrier.wait()
+            push(app, payment)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pushes = requests.get(f"{sim.daraja_url}/simulator/requests", timeout=5).json()
+    assert len(pushes) == 1
+    with db.connection_context():
+        assert Payment.get_by_id(payment.id).push_attempts == 1

@@ -103,8 +103,8 @@ def test_unknown_checkout_is_kept_and_flagged(client, app, conn):
 ])
 def test_mismatch_is_flagged_not_credited(client, app, conn, body, why):
     if why == "MpesaReceiptNumber":
-        items = body["Body"]["stkCallback"]["CallbackMetadata"]["Item"]
-        body["Body"]["stkCallback"]["CallbackMetadata"]["Item"] = [i for i in items if i["Name"] != "MpesaReceiptNumber"]
+        meta = body["Body"]["stkCallback"]["CallbackMetadata"]
+        meta["Item"] = [i for i in meta["Item"] if i["Name"] != "MpesaReceiptNumber"]
     payment = make_payment()
     assert post(client, app, body).status_code == 200
     fresh = reload(payment)
@@ -173,7 +173,8 @@ def test_wrong_token_is_404_and_nothing_stored(client, app, conn):
 @pytest.mark.parametrize("body", [
     "not json", "", "[]", json.dumps({"Body": {}}), json.dumps({"Body": {"stkCallback": {"ResultCode": 0}}}),
     json.dumps({"Body": {"stkCallback": {"CheckoutRequestID": CHECKOUT}}}),
-    json.dumps({"Body": {"stkCallback": {"CheckoutRequestID": CHECKOUT, "ResultCode": 0, "CallbackMetadata": {"Item": 5}}}}),
+    json.dumps({"Body": {"stkCallback": {"CheckoutRequestID": CHECKOUT, "ResultCode": 0,
+                                         "CallbackMetadata": {"Item": 5}}}}),
     json.dumps({"Body": {"stkCallback": {"CheckoutRequestID": 12, "ResultCode": 0}}}),
     b"\xff\xfe\x00junk",
 ])

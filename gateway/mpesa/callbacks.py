@@ -42,7 +42,8 @@ def parse_stk_callback(body: bytes | str) -> StkResult:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("Body is not JSON.", code="malformed_callback") from None
-    cb = data.get("Body", {}).get("stkCallback") if isinstance(data, dict) and isinstance(data.get("Body"), dict) else None
+    body_obj = data.get("Body") if isinstance(data, dict) else None
+    cb = body_obj.get("stkCallback") if isinstance(body_obj, dict) else None
     if not isinstance(cb, dict):
         raise InvalidInput("Body.stkCallback is missing.", code="malformed_callback")
     checkout = cb.get("CheckoutRequestID")
@@ -102,7 +103,8 @@ def apply_stk_callback(inbox_id: int) -> str:
         payment = _find_payment(result)
         if payment is None:
             inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
-            raise_alert("unknown_callback", f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
+            raise_alert("unknown_callback",
+                        f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
             return "FLAGGED"
         status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result, row)
         inbox.mark(row, status, note, payment=payment)

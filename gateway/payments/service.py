@@ -109,8 +109,8 @@ def _create(phone, amount, account, channel, actor, idempotency_key, request, re
         request=request, retry_of=retry_of, language=language,
         status_message="Waiting to send the M-Pesa prompt.",
     )
-    record(payment, "created", actor=actor,
-           reason=f"{channel} payment of {amount} KES to {account}" + (f", retry of {retry_of.reference}" if retry_of else ""))
+    linked = f", retry of {retry_of.reference}" if retry_of else ""
+    record(payment, "created", actor=actor, reason=f"{channel} payment of {amount} KES to {account}{linked}")
     log.info("payment %s created for %s via %s", payment.reference, mask_phone(phone), channel)
     return payment
 
@@ -132,9 +132,8 @@ def send_push(payment_id: int, *, daraja, callback_url: str, actor: str = "stk-p
     a matching late callback or the sweep may decide it.
     """
     payment = Payment.get_by_id(payment_id)
-    if payment.status != S.PENDING.value or payment.checkout_request_id:
+    if payment.status != S.PENDING.value or payment.checkout_request_id or not _claim_push(payment, actor):
         return payment
-    _mark_attempt(payment, actor)
     request_body = {"phone": mask_phone(payment.phone), "amount": payment.amount, "account": payment.account}
     try:
         accepted = daraja.stk_push(phone=payment.phone, amount=payment.amount,
@@ -148,11 +147,15 @@ def send_push(payment_id: int, *, daraja, callback_url: str, actor: str = "stk-p
 
 
 @retry_locked
-def _mark_attempt(payment: Payment, actor: str) -> None:
+def _claim_push(payment: Payment, actor: str) -> bool:
+    """Compare-and-set on push_attempts, so two processes given the same payment push it once."""
     with write_tx():
-        Payment.update(push_attempts=Payment.push_attempts + 1, updated_at=utcnow()).where(
-            Payment.id == payment.id).execute()
-        record(payment, "stk_request", actor=actor, reason="STK push sent to M-Pesa")
+        claimed = Payment.update(push_attempts=Payment.push_attempts + 1, updated_at=utcnow()).where(
+            Payment.id == payment.id, Payment.push_attempts == payment.push_attempts,
+            Payment.status == S.PENDING.value).execute()
+        if claimed:
+            record(payment, "stk_request", actor=actor, reason="STK push sent to M-Pesa")
+        return bool(claimed)
 
 
 @retry_locked
