@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 class Tasks:
     """A small thread pool; each task gets its own database connection and never raises into the caller."""
 
-    def __init__(self, max_workers: int = 4):
+    def __init__(self, max_workers: int = 4, after_each=None):
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lipa-task")
+        self.after_each = after_each  # called after every task (committed by then): wakes the dispatcher
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
 
@@ -30,14 +31,16 @@ class Tasks:
         with self._lock:
             self._pending.discard(future)
 
-    @staticmethod
-    def _run(fn, *args, **kwargs):
+    def _run(self, fn, *args, **kwargs):
         try:
             with db.connection_context():
                 return fn(*args, **kwargs)
         except Exception:
             log.exception("background task %s failed", getattr(fn, "__name__", fn))
             return None
+        finally:
+            if self.after_each is not None:
+                self.after_each()
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait until every submitted task is done (tests, shutdown); tasks may submit more."""

@@ -19,7 +19,7 @@ JOB_NAMES = (
 # Secrets: never logged, never shown in repr.
 SECRET_FIELDS = frozenset({
     "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
-    "at_api_key", "mpesa_consumer_key",
+    "at_api_key", "mpesa_consumer_key", "webhook_secret",
 })
 
 
@@ -47,6 +47,9 @@ class Config:
     at_sender_id: str = ""
     at_base_url: str = ""
     sms_enabled: bool = True
+    sms_on_initiated: bool = False
+    sms_on_settled: bool = False
+    webhook_secret: str = ""
     job_intervals: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -133,6 +136,9 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         at_sender_id=env.get("AT_SENDER_ID") or "",
         at_base_url=_url(env, "AT_BASE_URL", ""),
         sms_enabled=_bool(env, "LIPA_SMS_ENABLED", True),
+        sms_on_initiated=_bool(env, "LIPA_SMS_ON_INITIATED", False),
+        sms_on_settled=_bool(env, "LIPA_SMS_ON_SETTLED", False),
+        webhook_secret=env.get("LIPA_WEBHOOK_SECRET") or ("lipa-local-webhook-secret" if local else ""),
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES
@@ -154,6 +160,7 @@ _REQUIRED_OUTSIDE_LOCAL = (
     ("public_url", "LIPA_PUBLIC_URL"),
     ("at_username", "AT_USERNAME"),
     ("at_api_key", "AT_API_KEY"),
+    ("webhook_secret", "LIPA_WEBHOOK_SECRET"),
 )
 
 

@@ -78,6 +78,31 @@ class Payment(TimestampedModel):
         indexes = ((("phone", "created_at"), False),)
 
 
+class Notification(TimestampedModel):
+    """The outbox: one row per message to send (SMS, merchant webhook), written in the same
+    transaction as the change it reports, sent later by the dispatcher with retries."""
+
+    channel = pw.CharField(max_length=8, index=True)  # sms, webhook, email
+    kind = pw.CharField(max_length=40)  # payment_completed, reply, webhook_payment_paid, ...
+    payment = pw.ForeignKeyField(Payment, null=True, backref="notifications")
+    request = pw.ForeignKeyField(PaymentRequest, null=True, backref="notifications")
+    recipient = pw.CharField(max_length=500)  # 2547... for SMS, the URL for a webhook
+    language = pw.CharField(max_length=2, default="en")
+    body = pw.TextField()
+    status = pw.CharField(max_length=12, default="QUEUED", index=True)
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField(default=utcnow, index=True)
+    claimed_by = pw.CharField(max_length=64, null=True)
+    claim_expires_at = pw.DateTimeField(null=True)
+    dedupe_key = pw.CharField(max_length=128, null=True, unique=True)
+    provider_message_id = pw.CharField(max_length=64, null=True, unique=True)
+    provider_status = pw.CharField(max_length=40, default="")
+    cost = pw.CharField(max_length=32, default="")
+    failure_reason = pw.CharField(max_length=255, default="")
+    sent_at = pw.DateTimeField(null=True)
+    delivered_at = pw.DateTimeField(null=True)
+
+
 class PaymentEvent(BaseModel):
     """Append-only timeline: every status change (and provider exchange) of a payment."""
 
@@ -158,5 +183,5 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
-    PhonePreference, ProviderToken, Alert, Setting,
+    PhonePreference, ProviderToken, Alert, Setting, Notification,
 ]

@@ -13,6 +13,7 @@ PROD = {
     "LIPA_PROFILE": "production", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s",
     "MPESA_SHORTCODE": "600000", "MPESA_PASSKEY": "p", "MPESA_CALLBACK_TOKEN": "x" * 24,
     "LIPA_PUBLIC_URL": "https://pay.example.com", "AT_USERNAME": "shop", "AT_API_KEY": "a",
+    "LIPA_WEBHOOK_SECRET": "w" * 32,
 }
 
 
@@ -76,4 +77,4 @@ def test_migrate_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "schema version 1" in proc.stdout
+    assert "schema version 2" in proc.stdout

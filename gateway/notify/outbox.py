@@ -1,0 +1,46 @@
+"""Writing to the outbox. Called inside the caller's transaction, so a change and its messages commit together."""
+from __future__ import annotations
+
+import threading
+
+import peewee
+
+from shared.db import db
+from shared.models import Notification, PhonePreference
+
+_local = threading.local()
+
+
+def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None, request=None,
+            language: str = "en", dedupe_key: str | None = None, respect_opt_out: bool = True) -> Notification:
+    """Queue one message; the same dedupe key never queues twice. A phone that sent STOP gets a
+    SUPPRESSED row (kept, for the timeline) unless this is a direct reply to its own command."""
+    if dedupe_key:
+        existing = Notification.get_or_none(Notification.dedupe_key == dedupe_key)
+        if existing:
+            return existing
+    status = "QUEUED"
+    if channel == "sms" and respect_opt_out and opted_out(recipient):
+        status = "SUPPRESSED"
+    try:
+        with db.atomic():  # a savepoint: a duplicate key must not abort the caller's transaction
+            row = Notification.create(channel=channel, kind=kind, recipient=recipient, body=body,
+                                      payment=payment, request=request, language=language,
+                                      dedupe_key=dedupe_key, status=status)
+    except peewee.IntegrityError:
+        return Notification.get(Notification.dedupe_key == dedupe_key)
+    if status == "QUEUED":
+        _local.pending = True
+    return row
+
+
+def opted_out(phone: str) -> bool:
+    pref = PhonePreference.get_or_none(PhonePreference.phone == phone)
+    return pref is not None and not pref.notifications
+
+
+def take_pending() -> bool:
+    """True once if this thread queued something since the last call (then the dispatcher is woken)."""
+    pending = getattr(_local, "pending", False)
+    _local.pending = False
+    return pending
