@@ -11,6 +11,7 @@ from shared.db import db, init_db
 from shared.migrations import migrate
 
 from .mpesa.urls import callback_token, stk_callback_url
+from .notify.outbox import take_pending
 from .tasks import Tasks
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,23 @@ class Services:
     tasks: Tasks
     callback_token: str
     public_url: str
+    dispatcher: object = None
+
+    def wake_dispatcher(self) -> None:
+        """Called once a transaction that queued notifications has committed (the fast path)."""
+        if take_pending() and self.dispatcher is not None:
+            self.dispatcher.wake()
 
     @property
     def stk_callback_url(self) -> str:
         return stk_callback_url(self.public_url, self.callback_token)
 
 
-def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None = None) -> Flask:
-    """Build the gateway: database bound and migrated, provider clients, blueprints."""
+def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None = None,
+               dispatcher=None, start_background: bool = False) -> Flask:
+    """Build the gateway: database bound and migrated, provider clients, blueprints.
+
+    start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
     config = config or load_config()
     init_db(config.database_url)
     migrate()
@@ -42,12 +52,38 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     with db.connection_context():
         token = callback_token(config.mpesa_callback_token)
     public_url = config.public_url or "http://127.0.0.1:8000"
-    app.extensions["lipa"] = Services(
+    services = Services(
         config=config, daraja=daraja or _daraja(config), tasks=tasks or Tasks(),
         callback_token=token, public_url=public_url,
     )
+    services.dispatcher = dispatcher or _dispatcher(config)
+    services.tasks.after_each = services.wake_dispatcher
+    _listen(config)
+    app.extensions["lipa"] = services
     _register(app)
+    if start_background:
+        services.dispatcher.start()
     return app
+
+
+def _listen(config: Config) -> None:
+    """Wire status changes to their side effects, inside the same transaction."""
+    from .notify.events import PaymentNotifier
+    from .payments.requests import on_payment_change
+    from .payments.transitions import on_transition
+
+    on_transition("requests", on_payment_change)
+    on_transition("notify", PaymentNotifier(config))
+
+
+def _dispatcher(config: Config):
+    from .notify.dispatcher import Dispatcher
+    from .notify.sms import SmsSender
+    from .notify.webhooks import WebhookSender
+
+    sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
+                    sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
+    return Dispatcher(sms=sms, webhooks=WebhookSender(secret=config.webhook_secret), enabled=config.sms_enabled)
 
 
 def _daraja(config: Config):

@@ -36,7 +36,7 @@ class GatewayServer(BaseApplication):
     def load(self):
         from . import create_app
 
-        return create_app(self.config_obj)
+        return create_app(self.config_obj, start_background=True)
 
 
 def _post_worker_init(worker):
@@ -44,11 +44,13 @@ def _post_worker_init(worker):
 
 
 def _worker_exit(server, worker):
-    """Let queued STK pushes finish before the worker goes (they are small and bounded by timeouts)."""
+    """Let queued STK pushes and callbacks finish, then stop the dispatcher (the outbox keeps the rest)."""
     app = getattr(worker, "wsgi", None)
-    tasks = getattr(app, "extensions", {}).get("lipa").tasks if app is not None and hasattr(app, "extensions") else None
-    if tasks is not None:
-        try:
-            tasks.drain(timeout=15)
-        except TimeoutError:
-            log.warning("worker %s exits with background tasks still running", worker.pid)
+    services = getattr(app, "extensions", {}).get("lipa") if app is not None else None
+    if services is None:
+        return
+    try:
+        services.tasks.drain(timeout=15)
+    except TimeoutError:
+        log.warning("worker %s exits with background tasks still running", worker.pid)
+    services.dispatcher.stop()

@@ -30,6 +30,7 @@ def install(app: Flask) -> None:
     def _close(exc):
         if g.pop("lipa_opened_db", False) and not db.is_closed():
             db.close()
+        app.extensions["lipa"].wake_dispatcher()
 
     @app.errorhandler(LipaError)
     def _lipa_error(exc: LipaError):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from .db import db, is_sqlite, write_tx
 from . import models as m
+from .db import db, is_sqlite, write_tx
 from .models import SchemaVersion
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,10 @@ def failed_body(code, desc="failed", checkout=CHECKOUT):
     return body
 
 
-def make_payment(status="PROCESSING", checkout=CHECKOUT, amount=500, ref="LPTEST001", **kw):
-    return Payment.create(reference=ref, phone=PHONE, amount=amount, account="ACC42", channel="ussd",
+def make_payment(status="PROCESSING", checkout=CHECKOUT, amount=500, ref="LPTEST001", phone=PHONE, **kw):
+    return Payment.create(reference=ref, phone=phone, amount=amount, account="ACC42", channel="ussd",
                           status=status, checkout_request_id=checkout,
-                          active_phone=PHONE if status in {s.value for s in ACTIVE} else None, **kw)
+                          active_phone=phone if status in {s.value for s in ACTIVE} else None, **kw)
 
 
 def post(client, app, body, url=URL):

@@ -10,14 +10,13 @@ from shared.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-# Listeners called inside the same transaction as the change (notifications use this: issue 3).
-_listeners: list = []
+# Listeners called inside the same transaction as the change, by name (a new app replaces its own).
+_listeners: dict[str, object] = {}
 
 
-def on_transition(listener) -> None:
-    """Register listener(payment, from_status, to_status, event) run inside the change's transaction."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+def on_transition(name: str, listener) -> None:
+    """Register listener(payment, from_status, to_status, event), run inside the change's transaction."""
+    _listeners[name] = listener
 
 
 def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason: str = "",
@@ -43,7 +42,7 @@ def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason:
         actor=actor, reason=reason[:255], payload=payload, created_at=now,
     )
     log.info("payment %s %s -> %s by %s", payment.reference, current, to.value, actor)
-    for listener in _listeners:
+    for listener in list(_listeners.values()):
         listener(payment, current, to.value, event)
     return event
 

@@ -1,0 +1,242 @@
+"""Sends the outbox: claims due rows, sends each outside any transaction, records the outcome.
+
+Exactly once across threads and processes: a row is claimed (QUEUED -> SENDING with a lease) in a
+write transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL); just before its
+send the claim is renewed, so a send always starts with a whole lease ahead of it; the outcome is
+written only if the row is still claimed by this worker. A dispatcher that dies mid-send leaves a
+SENDING row whose lease runs out; the next claim puts it back in the queue (at least once, then).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from shared.db import db, is_sqlite, retry_locked, write_tx
+from shared.models import Notification
+from shared.phone import mask_phone
+from shared.timeutil import utcnow
+
+from ..payments.transitions import raise_alert
+from .sms import SmsPermanent, SmsRetryable
+from .webhooks import WebhookPermanent, WebhookRetryable
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENDING, SENT, FAILED, SUPPRESSED = "QUEUED", "SENDING", "SENT", "FAILED", "SUPPRESSED"
+PERMANENT = (SmsPermanent, WebhookPermanent)
+RETRYABLE = (SmsRetryable, WebhookRetryable)
+STOPPED_REASON = "dispatcher stopped while sending"
+ALERT_KIND = "notification_failed"
+
+
+class UnsupportedChannel(SmsPermanent):
+    """A row for a channel nobody sends (e.g. email before it exists): fail it, do not loop."""
+
+
+def default_worker_id(obj) -> str:
+    """host:pid:object, unique per Dispatcher instance and short enough for claimed_by."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{id(obj):x}"[:64]
+
+
+def _where(row: Notification) -> str:
+    """Who a row goes to, safe for logs and alerts: a masked phone or the webhook's host."""
+    if row.channel == "webhook":
+        return urlsplit(row.recipient).netloc or "?"
+    return mask_phone(row.recipient)
+
+
+class Dispatcher:
+    """Sends queued notifications with retries and backoff; one background thread when started."""
+
+    def __init__(self, *, sms, webhooks, enabled: bool = True, worker_id: str | None = None,
+                 batch_size: int = 20, max_attempts: int = 8, base_backoff_s: float = 5.0,
+                 max_backoff_s: float = 600.0, lease_s: float = 60.0, idle_wait_s: float = 5.0,
+                 clock=utcnow, rng=random.random):
+        self.sms = sms
+        self.webhooks = webhooks
+        self.enabled = enabled
+        self.worker_id = worker_id or default_worker_id(self)
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.lease = timedelta(seconds=lease_s)
+        self.idle_wait_s = idle_wait_s
+        self.clock = clock
+        self.rng = rng
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    @retry_locked
+    def claim(self, limit: int) -> list[int]:
+        """Take up to limit due rows for this worker (and re-queue rows whose sender died)."""
+        now = self.clock()
+        with write_tx():
+            self._recover_expired(now)
+            query = (Notification.select(Notification.id)
+                     .where((Notification.status == QUEUED) & (Notification.next_attempt_at <= now))
+                     .order_by(Notification.id).limit(limit))
+            ids = [row.id for row in self._locked(query)]
+            if ids:
+                Notification.update(
+                    status=SENDING, claimed_by=self.worker_id, claim_expires_at=now + self.lease,
+                    attempts=Notification.attempts + 1, updated_at=now,
+                ).where(Notification.id.in_(ids) & (Notification.status == QUEUED)).execute()
+        return ids
+
+    @staticmethod
+    def _locked(query):
+        """SKIP LOCKED on PostgreSQL, so concurrent claimers split the queue instead of waiting;
+        SQLite has no FOR UPDATE (its BEGIN IMMEDIATE lock serializes claimers)."""
+        return query if is_sqlite() else query.for_update(skip_locked=True)
+
+    def _recover_expired(self, now) -> None:
+        """SENDING rows past their lease lost their dispatcher: queue them again, or give up."""
+        stale = self._locked(Notification.select().where(
+            (Notification.status == SENDING) & (Notification.claim_expires_at < now)))
+        for row in stale:
+            if row.attempts >= self.max_attempts:
+                reason = f"{STOPPED_REASON} ({row.attempts} attempts)"
+                if self._cas(row, row.claimed_by, status=FAILED, failure_reason=reason, updated_at=now):
+                    self._alert(row, reason)
+                continue
+            self._cas(row, row.claimed_by, status=QUEUED, claimed_by=None, claim_expires_at=None,
+                      failure_reason=STOPPED_REASON, next_attempt_at=now, updated_at=now)
+            log.warning("notification %d: %s; queued again", row.id, STOPPED_REASON)
+
+    @staticmethod
+    def _cas(row: Notification, owner: str | None, **fields) -> bool:
+        """Update the row only while it is SENDING and claimed by owner; True when it was."""
+        return Notification.update(**fields).where(
+            (Notification.id == row.id) & (Notification.status == SENDING) & (Notification.claimed_by == owner)
+        ).execute() == 1
+
+    @retry_locked
+    def _renew(self, row_id: int) -> Notification | None:
+        """Extend this worker's lease right before sending; None when the row is no longer ours."""
+        with write_tx():
+            row = Notification.get_or_none(Notification.id == row_id)
+            if row is None or row.status != SENDING or row.claimed_by != self.worker_id:
+                return None
+            self._cas(row, self.worker_id, claim_expires_at=self.clock() + self.lease)
+            return row
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    def dispatch_once(self, limit: int | None = None) -> int:
+        """Claim and send one batch; returns how many rows were handled. Never raises for a row."""
+        handled = 0
+        for row_id in self.claim(limit or self.batch_size):
+            try:
+                handled += self._handle(row_id)
+            except Exception:
+                log.exception("notification %d: unexpected error; left to its lease", row_id)
+        return handled
+
+    def _handle(self, row_id: int) -> int:
+        """Send one claimed row and record the outcome; 0 when it was no longer ours."""
+        row = self._renew(row_id)
+        if row is None:
+            log.warning("notification %d: claim lost before sending; skipped", row_id)
+            return 0
+        if row.channel == "sms" and not self.enabled:
+            self._record(row, status=SUPPRESSED, failure_reason="SMS disabled")
+            return 1
+        try:
+            fields = self._send(row)
+        except PERMANENT as exc:
+            self._give_up(row, exc.reason)
+        except RETRYABLE as exc:
+            self._retry_later(row, exc.reason)
+        else:
+            self._record(row, status=SENT, sent_at=self.clock(), failure_reason="", **fields)
+            log.info("notification %d (%s) sent to %s", row.id, row.kind, _where(row))
+        return 1
+
+    def _send(self, row: Notification) -> dict:
+        """Hand the row to its channel's sender; returns the columns to store on success."""
+        if row.channel == "sms":
+            result = self.sms.send(row.recipient, row.body)
+            message_id = result.message_id if result.message_id not in ("", "None") else None
+            return {"provider_message_id": message_id, "provider_status": result.status[:40],
+                    "cost": result.cost[:32]}
+        if row.channel == "webhook":
+            status = self.webhooks.send(row.recipient, row.body)
+            return {"provider_status": f"HTTP {status}"}
+        raise UnsupportedChannel(f"no sender for channel {row.channel!r}")
+
+    def _retry_later(self, row: Notification, reason: str) -> None:
+        """Back off exponentially with jitter; give up after max_attempts."""
+        if row.attempts >= self.max_attempts:
+            self._give_up(row, f"gave up after {row.attempts} attempts: {reason}")
+            return
+        delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(row.attempts - 1, 0)) * (0.5 + self.rng())
+        self._record(row, status=QUEUED, next_attempt_at=self.clock() + timedelta(seconds=delay),
+                     claim_expires_at=None, failure_reason=reason[:255])
+        log.info("notification %d to %s: %s; retry %d in %.0fs", row.id, _where(row), reason, row.attempts, delay)
+
+    def _give_up(self, row: Notification, reason: str) -> None:
+        """Mark the row FAILED and tell staff, in one transaction."""
+        self._record(row, status=FAILED, failure_reason=reason[:255], alert=reason)
+
+    @retry_locked
+    def _record(self, row: Notification, *, alert: str | None = None, **fields) -> bool:
+        """Write an outcome, only while the row is still claimed by this worker."""
+        with write_tx():
+            if not self._cas(row, self.worker_id, updated_at=self.clock(), **fields):
+                log.warning("notification %d: claim lost while sending; outcome %s not recorded",
+                            row.id, fields.get("status"))
+                return False
+            if alert:
+                self._alert(row, alert)
+        return True
+
+    @staticmethod
+    def _alert(row: Notification, reason: str) -> None:
+        raise_alert(ALERT_KIND, f"{row.channel} {row.kind} #{row.id} to {_where(row)} failed: {reason}",
+                    payment=row.payment_id)
+
+    # --- background thread ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the loop on one daemon thread (idempotent)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="lipa-dispatcher", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Something was just committed to the outbox: look now rather than after the idle wait."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop the loop after the current row and join the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        self._stopping.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        """Drain the queue, then sleep until woken or idle_wait_s passes (retries come due)."""
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                with db.connection_context():
+                    while not self._stopping.is_set() and self.dispatch_once():
+                        pass
+            except Exception:
+                log.exception("dispatcher pass failed; trying again after a pause")
+            self._wake.wait(self.idle_wait_s)

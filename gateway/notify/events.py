@@ -1,0 +1,62 @@
+"""Status change -> outbox rows, inside the change's own transaction (registered on payments.transition)."""
+from __future__ import annotations
+
+import logging
+
+from shared.models import PhonePreference
+from shared.states import PaymentStatus
+
+from . import outbox
+from .templates import reason_for, render
+
+log = logging.getLogger(__name__)
+S = PaymentStatus
+
+# (from, to) or to -> template. Refund kinds for a separate Refund model arrive with issue 4.
+_BY_TARGET = {
+    S.PROCESSING.value: "payment_initiated",
+    S.COMPLETED.value: "payment_completed",
+    S.FAILED.value: "payment_failed",
+    S.CANCELLED.value: "payment_cancelled",
+    S.EXPIRED.value: "payment_expired",
+    S.SETTLED.value: "payment_settled",
+    S.REFUND_PENDING.value: "refund_initiated",
+    S.REFUNDED.value: "refund_completed",
+}
+_OPTIONAL = {"payment_initiated": "sms_on_initiated", "payment_settled": "sms_on_settled"}
+
+
+class PaymentNotifier:
+    """Queues the customer's SMS for each status change; one per change (keyed by the event id)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def __call__(self, payment, from_status: str, to_status: str, event) -> None:
+        kind = self._kind(from_status, to_status)
+        if kind is None or not self._wanted(kind):
+            return
+        lang = _language(payment)
+        text = render(kind, lang, amount=payment.amount, account=payment.account, ref=payment.reference,
+                      receipt=payment.mpesa_receipt or "",
+                      reason=reason_for(lang, payment.result_code, payment.status_message))
+        outbox.enqueue(channel="sms", kind=kind, recipient=payment.phone, body=text, payment=payment,
+                       language=lang, dedupe_key=f"sms:{payment.id}:{event.id}")
+
+    @staticmethod
+    def _kind(from_status: str, to_status: str) -> str | None:
+        if from_status == S.REFUND_PENDING.value and to_status in (S.COMPLETED.value, S.SETTLED.value):
+            return "refund_failed"
+        if to_status == S.COMPLETED.value and from_status in (S.SETTLED.value, S.REFUND_PENDING.value):
+            return None
+        return _BY_TARGET.get(to_status)
+
+    def _wanted(self, kind: str) -> bool:
+        option = _OPTIONAL.get(kind)
+        return option is None or bool(getattr(self.config, option))
+
+
+def _language(payment) -> str:
+    """The phone's chosen language, else the one the payment was made in."""
+    pref = PhonePreference.get_or_none(PhonePreference.phone == payment.phone)
+    return pref.language if pref else (payment.language or "en")

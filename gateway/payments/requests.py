@@ -1,0 +1,107 @@
+"""Payment requests (bills, payment links): DRAFT -> OPEN -> PAID / EXPIRED / CANCELLED, with merchant webhooks."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import peewee
+
+from shared.db import retry_locked, write_tx
+from shared.errors import InvalidInput, InvalidTransition
+from shared.models import Payment, PaymentRequest
+from shared.money import parse_amount
+from shared.phone import normalize_phone
+from shared.refs import request_code
+from shared.states import REQUEST_TRANSITIONS, PaymentStatus, RequestStatus
+from shared.timeutil import iso, utcnow
+
+from ..notify import outbox
+from .service import check_account
+from .transitions import flag
+
+log = logging.getLogger(__name__)
+R = RequestStatus
+MAX_EXPIRES_IN = 90 * 24 * 3600
+
+
+@retry_locked
+def create_request(*, amount=None, account, description: str = "", phone=None, expires_in: int | None = None,
+                   callback_url: str | None = None, idempotency_key: str | None = None,
+                   merchant=None) -> PaymentRequest:
+    """Open a request with a fresh six-digit code; amount None lets the customer choose it."""
+    values = dict(
+        amount=None if amount is None else parse_amount(amount), account=check_account(account),
+        description=str(description or "")[:100], phone=normalize_phone(phone) if phone else None,
+        expires_at=_expiry(expires_in), callback_url=_check_url(callback_url),
+        idempotency_key=idempotency_key, merchant=merchant, status=R.OPEN.value,
+    )
+    for _ in range(10):
+        try:
+            with write_tx():
+                return PaymentRequest.create(code=request_code(), **values)
+        except peewee.IntegrityError:
+            if idempotency_key and PaymentRequest.get_or_none(PaymentRequest.idempotency_key == idempotency_key):
+                return PaymentRequest.get(PaymentRequest.idempotency_key == idempotency_key)
+    raise RuntimeError("could not find a free request code")
+
+
+def _expiry(expires_in):
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 60 <= expires_in <= MAX_EXPIRES_IN:
+        raise InvalidInput("expires_in must be whole seconds from 60 to 90 days.", code="invalid_expires_in")
+    return utcnow() + timedelta(seconds=expires_in)
+
+
+def _check_url(url):
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 500:
+        raise InvalidInput("callback_url must be an http(s) URL of at most 500 characters.", code="invalid_url")
+    return url
+
+
+def set_request_status(req: PaymentRequest, to: RequestStatus | str, *, payment: Payment | None = None) -> None:
+    """Move a request (the caller holds the transaction) and queue its signed merchant webhook."""
+    to = RequestStatus(to)
+    if to not in REQUEST_TRANSITIONS[RequestStatus(req.status)]:
+        raise InvalidTransition(f"A {req.status} payment request cannot become {to.value}.")
+    req.status = to.value
+    req.updated_at = utcnow()
+    req.save()
+    if req.callback_url:
+        event = webhook_event(req, payment)
+        outbox.enqueue(channel="webhook", kind=event["type"], recipient=req.callback_url,
+                       body=json.dumps(event, sort_keys=True), request=req, payment=payment,
+                       dedupe_key=f"webhook:{req.id}:{to.value}")
+
+
+def webhook_event(req: PaymentRequest, payment: Payment | None) -> dict:
+    """The JSON a merchant receives; its id is stable, so a merchant can de-duplicate retries."""
+    return {
+        "id": f"evt_req{req.id}_{req.status.lower()}",
+        "type": f"payment_request.{req.status.lower()}",
+        "created": iso(utcnow()),
+        "data": {
+            "payment_request": {"id": req.id, "code": req.code, "amount": req.amount, "account": req.account,
+                                "description": req.description, "status": req.status,
+                                "expires_at": iso(req.expires_at)},
+            "payment": None if payment is None else {
+                "id": payment.id, "reference": payment.reference, "amount": payment.amount,
+                "phone": payment.phone, "mpesa_receipt": payment.mpesa_receipt, "status": payment.status},
+        },
+    }
+
+
+def on_payment_change(payment: Payment, from_status: str, to_status: str, event) -> None:
+    """A completed payment pays its request; money for a request that is no longer open is flagged."""
+    if to_status != PaymentStatus.COMPLETED.value or payment.request_id is None:
+        return
+    if from_status in (PaymentStatus.SETTLED.value, PaymentStatus.REFUND_PENDING.value):
+        return
+    req = PaymentRequest.get_by_id(payment.request_id)
+    if req.status == R.OPEN.value:
+        set_request_status(req, R.PAID, payment=payment)
+    else:
+        flag(payment, f"paid a request that is {req.status}", actor="requests", alert_kind="unexpected_money")
