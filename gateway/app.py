@@ -102,9 +102,11 @@ def _daraja(config: Config):
 def _register(app: Flask) -> None:
     from . import health, web
     from .mpesa.views import bp as mpesa_bp
+    from .sms.views import bp as sms_bp
     from .ussd.views import bp as ussd_bp
 
     web.install(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(mpesa_bp)
     app.register_blueprint(ussd_bp)
+    app.register_blueprint(sms_bp)

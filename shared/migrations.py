@@ -23,9 +23,15 @@ def _v2_notifications(database) -> None:
     database.create_tables([m.Notification], safe=True)
 
 
+def _v3_notification_index(database) -> None:
+    """Index for the per-phone reply rate limit (same name peewee gives it on a fresh database)."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS notification_recipient_kind_created_at "
+                         "ON notification (recipient, kind, created_at)")
+
+
 # Append new steps; never edit or reorder a released one. Table creation uses the current model
 # classes, so a step that adds columns to an existing table must check before altering.
-MIGRATIONS = [(1, _v1_initial), (2, _v2_notifications)]
+MIGRATIONS = [(1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index)]
 
 
 def current_version() -> int:

@@ -102,6 +102,9 @@ class Notification(TimestampedModel):
     sent_at = pw.DateTimeField(null=True)
     delivered_at = pw.DateTimeField(null=True)
 
+    class Meta:
+        indexes = ((("recipient", "kind", "created_at"), False),)  # per-phone reply rate limit
+
 
 class PaymentEvent(BaseModel):
     """Append-only timeline: every status change (and provider exchange) of a payment."""

@@ -51,6 +51,19 @@ def config(db_url):
     )
 
 
+class QuietDispatcher:
+    """Sends nothing, so outbox rows stay as the code under test left them."""
+
+    def wake(self):
+        pass
+
+    def start(self):
+        pass
+
+    def stop(self, timeout=5):
+        pass
+
+
 class ClosingClient(FlaskClient):
     """Closes each response as a real server does, so call_on_close work (the STK push) runs.
     ``keep_open=True`` leaves it open: the answer is still "on its way" to the caller."""
