@@ -96,3 +96,31 @@ def _status_in_db(path):
     with sqlite3.connect(path) as con:
         row = con.execute("SELECT status FROM payment ORDER BY id DESC LIMIT 1").fetchone()
     return row[0] if row else None
+
+
+@pytest.mark.server
+def test_receipt_sms_reaches_africastalking_and_is_delivered(live, sim):
+    """USSD pay -> callback -> receipt SMS through the real SDK -> delivery report -> DELIVERED."""
+    from shared.models import Notification
+
+    services = live.app.extensions["lipa"]
+    sim.at.delivery_url = f"{live.url}/sms/delivery"
+    sim.at.delivery_delay = 0.05
+    services.dispatcher.start()
+    try:
+        dial(live.url, "sms-1", "1*SHOP7*250*1")
+        [message] = wait_for(lambda: sim.at.messages_for("254712345678"))
+        assert "Paid KES 250 to SHOP7" in message["message"] and message["parts"] == 1
+        requests.post(f"{live.url}/sms/inbound", data={
+            "from": PHONE, "to": "22384", "text": "hali", "id": "ATXid_in_1", "date": "2026-11-23 10:00:00",
+            "networkCode": "63902"}, timeout=5).raise_for_status()
+        wait_for(lambda: len(sim.at.messages_for("254712345678")) == 2)
+        reply = sim.at.messages_for("254712345678")[1]["message"]
+        assert reply.startswith("Malipo LP") and "Imelipwa" in reply and "KES 250 kwa akaunti SHOP7" in reply
+
+        def delivered():
+            with db.connection_context():
+                return Notification.select().where(Notification.status == "DELIVERED").count() == 2
+        wait_for(delivered)
+    finally:
+        services.dispatcher.stop()

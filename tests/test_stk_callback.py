@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from gateway.mpesa.callbacks import apply_stk_callback, process_inbox
+from gateway.healing import process_inbox
+from gateway.mpesa.callbacks import apply_stk_callback
 from shared.models import Alert, InboxMessage, Payment, PaymentEvent
 from shared.states import ACTIVE
 from tests.conftest import CALLBACK_TOKEN, fixture_json
@@ -206,9 +207,13 @@ def test_ip_allowlist(make_app, sim, conn):
 def test_stored_but_unapplied_is_healed_by_process_inbox(client, app, conn):
     payment = make_payment()
     InboxMessage.create(source="daraja.stk", body=json.dumps(paid_body()))
-    assert process_inbox(older_than_s=0) == 1
+    InboxMessage.create(source="at.sms", body="from=%2B254712345678&to=22384&text=HELP&id=ATXid_h1&date=x")
+    services = app.extensions["lipa"]
+    heal = dict(daraja=services.daraja, callback_url=services.stk_callback_url, older_than_s=0)
+    assert process_inbox(**heal) == 2
     assert reload(payment).status == "COMPLETED"
-    assert process_inbox(older_than_s=0) == 0
+    assert [r.status for r in InboxMessage.select().order_by(InboxMessage.id)] == ["APPLIED", "APPLIED"]
+    assert process_inbox(**heal) == 0
 
 
 def test_apply_is_idempotent_per_row(conn, app):

@@ -184,13 +184,3 @@ def _apply_failure(payment: Payment, result: StkResult, row) -> tuple[str, str]:
         return "IGNORED", "failure after success"
     return "DUPLICATE", f"payment already {payment.status}"
 
-
-def process_inbox(*, older_than_s: float = 5.0, limit: int = 100) -> int:
-    """Heal callbacks stored but never applied (a crash between storing and applying)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    ids = [r.id for r in InboxMessage.select(InboxMessage.id).where(
-        InboxMessage.status == "RECEIVED", InboxMessage.source == "daraja.stk",
-        InboxMessage.received_at <= cutoff).order_by(InboxMessage.id).limit(limit)]
-    for inbox_id in ids:
-        apply_stk_callback(inbox_id)
-    return len(ids)
