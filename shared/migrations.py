@@ -29,9 +29,30 @@ def _v3_notification_index(database) -> None:
                          "ON notification (recipient, kind, created_at)")
 
 
+def _v4_money_operations(database) -> None:
+    """Refunds, job runs and leases, reconciliation, audit log (issue 4); C2B payer columns."""
+    database.create_tables([m.Refund, m.JobState, m.JobRun, m.StatementImport, m.StatementLine,
+                            m.ReconException, m.AuditLog], safe=True)
+    _add_columns(database, m.Payment, ["payer_hash", "payer_name", "refunded_amount"])
+
+
+def _add_columns(database, model, names: list[str]) -> None:
+    """Add columns an older table lacks (a fresh table already has them from the model)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    table = model._meta.table_name
+    present = {c.name for c in database.get_columns(table)}
+    migrator = SchemaMigrator.from_database(database)
+    ops = [migrator.add_column(table, name, model._meta.fields[name]) for name in names if name not in present]
+    if ops:
+        migrate(*ops)
+
+
 # Append new steps; never edit or reorder a released one. Table creation uses the current model
 # classes, so a step that adds columns to an existing table must check before altering.
-MIGRATIONS = [(1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index)]
+MIGRATIONS = [
+    (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
+]
 
 
 def current_version() -> int:

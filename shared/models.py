@@ -73,6 +73,10 @@ class Payment(TimestampedModel):
     flag_reason = pw.CharField(max_length=255, default="")
     push_attempts = pw.IntegerField(default=0)
     completed_at = pw.DateTimeField(null=True)
+    # C2B: production Daraja sends a SHA-256 hash of the payer's number, not the number (phone stays "").
+    payer_hash = pw.CharField(max_length=64, null=True)
+    payer_name = pw.CharField(max_length=100, null=True)
+    refunded_amount = pw.IntegerField(default=0)
 
     class Meta:
         indexes = ((("phone", "created_at"), False),)
@@ -172,6 +176,100 @@ class Alert(BaseModel):
     created_at = pw.DateTimeField(default=utcnow, index=True)
 
 
+class Refund(TimestampedModel):
+    """Money sent back for a COMPLETED or SETTLED payment, by Daraja reversal (or B2C)."""
+
+    payment = pw.ForeignKeyField(Payment, backref="refunds")
+    amount = pw.IntegerField()
+    reason = pw.CharField(max_length=255)
+    requested_by = pw.CharField(max_length=64)  # staff:<name>, auto-refund
+    method = pw.CharField(max_length=12, default="reversal")  # reversal, b2c
+    status = pw.CharField(max_length=12, default="INITIATED", index=True)
+    originator_conversation_id = pw.CharField(max_length=64, unique=True)
+    conversation_id = pw.CharField(max_length=64, null=True, unique=True)
+    transaction_id = pw.CharField(max_length=32, null=True)
+    result_code = pw.CharField(max_length=32, null=True)
+    result_desc = pw.CharField(max_length=255, default="")
+
+
+class JobState(BaseModel):
+    """One row per scheduled job: pause switch and the lease that lets one process run it at a time."""
+
+    name = pw.CharField(max_length=40, unique=True)
+    paused = pw.BooleanField(default=False)
+    lease_owner = pw.CharField(max_length=64, null=True)
+    lease_expires_at = pw.DateTimeField(null=True)
+    last_run_at = pw.DateTimeField(null=True)
+
+
+class JobRun(BaseModel):
+    """Every run of a job: when, where, how it ended, what it did."""
+
+    job = pw.CharField(max_length=40, index=True)
+    worker = pw.CharField(max_length=64)
+    trigger = pw.CharField(max_length=24, default="schedule")  # schedule, manual:<staff>
+    started_at = pw.DateTimeField(default=utcnow, index=True)
+    finished_at = pw.DateTimeField(null=True)
+    outcome = pw.CharField(max_length=12, default="RUNNING")  # RUNNING, OK, FAILED
+    counts = JSONText(null=True)
+    error = pw.TextField(default="")
+
+
+class StatementImport(BaseModel):
+    """One uploaded M-Pesa statement and its reconciliation run; the same file twice is one import."""
+
+    sha256 = pw.CharField(max_length=64, unique=True)
+    filename = pw.CharField(max_length=255, default="")
+    uploaded_by = pw.CharField(max_length=64, default="")
+    period = pw.CharField(max_length=100, default="")
+    lines = pw.IntegerField(default=0)
+    matched = pw.IntegerField(default=0)
+    exceptions = pw.IntegerField(default=0)
+    status = pw.CharField(max_length=12, default="DONE")
+    created_at = pw.DateTimeField(default=utcnow, index=True)
+
+
+class StatementLine(BaseModel):
+    """A money-in line of a statement (charges and withdrawals are not kept)."""
+
+    statement = pw.ForeignKeyField(StatementImport, backref="statement_lines")
+    line_no = pw.IntegerField()
+    receipt = pw.CharField(max_length=32, unique=True)
+    completed_at = pw.DateTimeField(null=True)
+    details = pw.CharField(max_length=255, default="")
+    amount = pw.IntegerField()
+    account = pw.CharField(max_length=40, default="")
+    other_party = pw.CharField(max_length=100, default="")
+    payment = pw.ForeignKeyField(Payment, null=True, backref="statement_lines")
+    match = pw.CharField(max_length=16, default="UNMATCHED", index=True)  # RECEIPT, FUZZY, UNMATCHED
+
+
+class ReconException(TimestampedModel):
+    """Something the statement and Lipa disagree on; open until staff resolve it with a note."""
+
+    statement = pw.ForeignKeyField(StatementImport, backref="exception_rows")
+    kind = pw.CharField(max_length=24, index=True)  # missing_in_lipa, missing_in_statement, amount_mismatch, duplicate
+    payment = pw.ForeignKeyField(Payment, null=True, backref="recon_exceptions")
+    line = pw.ForeignKeyField(StatementLine, null=True, backref="recon_exceptions")
+    details = pw.CharField(max_length=255, default="")
+    status = pw.CharField(max_length=10, default="OPEN", index=True)
+    resolved_by = pw.CharField(max_length=64, null=True)
+    resolution_note = pw.CharField(max_length=500, default="")
+    resolved_at = pw.DateTimeField(null=True)
+
+
+class AuditLog(BaseModel):
+    """Who did what, when and why: every staff action and automatic money decision."""
+
+    actor = pw.CharField(max_length=64, index=True)
+    action = pw.CharField(max_length=40)
+    target_type = pw.CharField(max_length=24)
+    target_id = pw.CharField(max_length=40)
+    reason = pw.CharField(max_length=500, default="")
+    details = JSONText(null=True)
+    created_at = pw.DateTimeField(default=utcnow, index=True)
+
+
 class Setting(BaseModel):
     """Key/value settings kept with the data, e.g. the local callback token."""
 
@@ -186,5 +284,6 @@ class SchemaVersion(BaseModel):
 
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
-    PhonePreference, ProviderToken, Alert, Setting, Notification,
+    PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
+    StatementImport, StatementLine, ReconException, AuditLog,
 ]

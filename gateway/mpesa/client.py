@@ -232,7 +232,7 @@ class DarajaClient:
                                     daraja_status=resp.status_code)
         raise error_from_response(resp.status_code, body if isinstance(body, dict) else None, resp.text)
 
-    def _post(self, path: str, body: dict) -> dict:
+    def post(self, path: str, body: dict) -> dict:
         """POST with a bearer token: refresh once on a stale token, retry only safe failures."""
         rejected: str | None = None
         retries = 0
@@ -280,7 +280,7 @@ class DarajaClient:
             "AccountReference": account_reference,
             "TransactionDesc": description,
         }
-        answer = self._post(STK_PUSH_PATH, body)
+        answer = self.post(STK_PUSH_PATH, body)
         checkout_id = answer.get("CheckoutRequestID")
         if str(answer.get("ResponseCode")) != "0" or not checkout_id:
             raise DarajaBadResponse(
@@ -298,7 +298,7 @@ class DarajaClient:
         """Ask how a push ended; "being processed" is an answer (pending), not a failure."""
         body = {**self._signed(), "CheckoutRequestID": checkout_request_id}
         try:
-            answer = self._post(STK_QUERY_PATH, body)
+            answer = self.post(STK_QUERY_PATH, body)
         except TransactionInProgress as exc:
             return StkQueryResult(None, str(exc.body.get("errorMessage") or exc.message), True, exc.body)
         if answer.get("ResultCode") in (None, ""):
