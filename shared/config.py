@@ -50,6 +50,14 @@ class Config:
     sms_on_initiated: bool = False
     sms_on_settled: bool = False
     webhook_secret: str = ""
+    stk_hard_limit_s: int = 3600
+    stuck_after_s: int = 900
+    auto_refund: bool = False
+    refund_method: str = "reversal"
+    flag_amount_over: int = 100_000
+    flag_attempts_per_hour: int = 10
+    flag_failed_pins: int = 3
+    retention_days: int = 30
     job_intervals: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -139,6 +147,14 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         sms_on_initiated=_bool(env, "LIPA_SMS_ON_INITIATED", False),
         sms_on_settled=_bool(env, "LIPA_SMS_ON_SETTLED", False),
         webhook_secret=env.get("LIPA_WEBHOOK_SECRET") or ("lipa-local-webhook-secret" if local else ""),
+        stk_hard_limit_s=_int(env, "LIPA_STK_HARD_LIMIT_S", 3600),
+        stuck_after_s=_int(env, "LIPA_STUCK_AFTER_S", 900),
+        auto_refund=_bool(env, "LIPA_AUTO_REFUND", False),
+        refund_method=env.get("LIPA_REFUND_METHOD") or "reversal",
+        flag_amount_over=_int(env, "LIPA_FLAG_AMOUNT_OVER", 100_000),
+        flag_attempts_per_hour=_int(env, "LIPA_FLAG_ATTEMPTS_PER_HOUR", 10),
+        flag_failed_pins=_int(env, "LIPA_FLAG_FAILED_PINS", 3),
+        retention_days=_int(env, "LIPA_RETENTION_DAYS", 30),
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES
@@ -166,6 +182,8 @@ _REQUIRED_OUTSIDE_LOCAL = (
 
 def _check(config: Config) -> None:
     """Rules that span several settings."""
+    if config.refund_method not in ("reversal", "b2c"):
+        raise ConfigError("LIPA_REFUND_METHOD", "must be reversal or b2c")
     if config.mpesa_transaction_type not in TRANSACTION_TYPES:
         raise ConfigError("MPESA_TRANSACTION_TYPE", f"must be one of {', '.join(TRANSACTION_TYPES)}")
     if config.mpesa_transaction_type == "CustomerBuyGoodsOnline" and not config.mpesa_till_number:
