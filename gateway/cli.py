@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_args(serve)
     _serve_args(parser)
     sub.add_parser("migrate", help="bring the database schema up to date")
+    phone = sub.add_parser("phone", help="a feature phone in the terminal (USSD, SMS, inbox)")
+    phone.add_argument("number")
+    phone.add_argument("--gateway-url", default="http://127.0.0.1:8000")
     return parser
 
 
@@ -38,6 +41,8 @@ def main(argv=None) -> int:
         config = load_config()
         if args.command == "migrate":
             return _migrate(config)
+        if args.command == "phone":
+            return _phone(config, args)
         return _serve(config, args)
     except ConfigError as exc:
         print(f"lipa: configuration error: {exc}", file=sys.stderr)
@@ -52,6 +57,25 @@ def _migrate(config) -> int:
     version = migrate()
     print(f"database at schema version {version}")
     return 0
+
+
+def _phone(config, args) -> int:
+    """The terminal phone; its SMS inbox is the simulator the local gateway recorded in the database."""
+    from shared.db import db, init_db
+    from shared.errors import InvalidInput
+    from shared.models import Setting
+
+    from .phone_cli import FeaturePhone
+
+    init_db(config.database_url)
+    with db.connection_context():
+        row = Setting.get_or_none(Setting.key == SIM_SETTING) if Setting.table_exists() else None
+    try:
+        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None)
+    except InvalidInput as exc:
+        print(f"lipa: {exc.message}", file=sys.stderr)
+        return 2
+    return phone.run()
 
 
 def _serve(config, args) -> int:
@@ -70,10 +94,27 @@ def _serve(config, args) -> int:
         raise ConfigError("MPESA_BASE_URL", "is required when the simulators are off")
     init_db(config.database_url)
     log.info("database at schema version %d", migrate())
+    _remember_simulator(config)
     db.close()
     log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
     GatewayServer(config, host=args.host, port=args.port, workers=args.workers).run()
     return 0
+
+
+SIM_SETTING = "local.at_simulator_url"
+
+
+def _remember_simulator(config) -> None:
+    """Tell `run_gateway.py phone` where the SMS inbox is (local profile only)."""
+    from shared.db import db, write_tx
+    from shared.models import Setting
+
+    if not config.is_local:
+        return
+    with db.connection_context(), write_tx():
+        Setting.delete().where(Setting.key == SIM_SETTING).execute()
+        if config.at_base_url:
+            Setting.create(key=SIM_SETTING, value=config.at_base_url)
 
 
 def _client_host(host: str) -> str:

@@ -76,6 +76,15 @@ def test_quick_start_command(tmp_path):
         assert dial(base, "qs", "1*12345*500*1", phone="+254711000111").startswith("END")
         wait_for(lambda: _status_in_db(tmp_path / "lipa.db") == "COMPLETED", timeout=20)
         assert "KES 500" in dial(base, "qs2", "2", phone="+254711000111")
+        inbox = ""
+        for _ in range(50):  # the receipt SMS goes out right after the callback; give it a moment
+            phone = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "phone", "0711000111",
+                                    "--gateway-url", base], cwd=tmp_path, env=env, input="inbox\nquit\n",
+                                   capture_output=True, text=True, timeout=30)
+            inbox += phone.stdout
+            if "Lipa receipt" in inbox:
+                break
+        assert "Paid KES 500 to 12345" in inbox, inbox
     finally:
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=30)
