@@ -2,6 +2,7 @@
 import pytest
 
 from gateway.phone_cli import FeaturePhone
+from shared.errors import InvalidInput
 from shared.db import db
 from shared.models import Payment
 from tests.helpers import wait_for
@@ -44,5 +45,5 @@ def test_dial_pay_then_read_the_receipt(live, sim):
 
 
 def test_invalid_number_is_refused():
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInput):
         FeaturePhone("12", gateway_url="http://127.0.0.1:9", at_sim_url=None)
