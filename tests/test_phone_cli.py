@@ -2,8 +2,8 @@
 import pytest
 
 from gateway.phone_cli import FeaturePhone
-from shared.errors import InvalidInput
 from shared.db import db
+from shared.errors import InvalidInput
 from shared.models import Payment
 from tests.helpers import wait_for
 
