@@ -36,6 +36,12 @@ def _v4_money_operations(database) -> None:
     _add_columns(database, m.Payment, ["payer_hash", "payer_name", "refunded_amount"])
 
 
+def _v5_api(database) -> None:
+    """Staff, tokens, merchant keys, idempotency, rate limits, receipts (issue 5)."""
+    database.create_tables([m.Staff, m.StaffToken, m.ApiKey, m.IdempotencyRecord, m.RateLimitBucket,
+                            m.Receipt], safe=True)
+
+
 def _add_columns(database, model, names: list[str]) -> None:
     """Add columns an older table lacks (a fresh table already has them from the model)."""
     from playhouse.migrate import SchemaMigrator, migrate
@@ -52,6 +58,7 @@ def _add_columns(database, model, names: list[str]) -> None:
 # classes, so a step that adds columns to an existing table must check before altering.
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
+    (5, _v5_api),
 ]
 
 

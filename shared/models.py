@@ -270,6 +270,67 @@ class AuditLog(BaseModel):
     created_at = pw.DateTimeField(default=utcnow, index=True)
 
 
+class Staff(TimestampedModel):
+    """A back-office user of the desktop app and the admin API."""
+
+    username = pw.CharField(max_length=64, unique=True)
+    password_hash = pw.CharField(max_length=255)
+    role = pw.CharField(max_length=12)  # viewer, operator, admin
+    active = pw.BooleanField(default=True)
+
+
+class StaffToken(BaseModel):
+    """A login's bearer token; only its SHA-256 is stored."""
+
+    staff = pw.ForeignKeyField(Staff, backref="tokens")
+    token_hash = pw.CharField(max_length=64, unique=True)
+    expires_at = pw.DateTimeField(index=True)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class ApiKey(BaseModel):
+    """A merchant system's key for creating payments and payment requests; only its hash is stored."""
+
+    merchant = pw.ForeignKeyField(Merchant, backref="api_keys")
+    prefix = pw.CharField(max_length=16)
+    key_hash = pw.CharField(max_length=64, unique=True)
+    revoked = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
+class IdempotencyRecord(BaseModel):
+    """The first answer to a request with an Idempotency-Key, replayed for the same key and body."""
+
+    scope = pw.CharField(max_length=80)  # who: merchant:<id> or staff:<id>
+    key = pw.CharField(max_length=200)
+    request_hash = pw.CharField(max_length=64)
+    status_code = pw.IntegerField()
+    response_body = pw.TextField()
+    created_at = pw.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("scope", "key"), True),)
+
+
+class RateLimitBucket(BaseModel):
+    """Requests counted per client, route group and fixed window, shared by every process."""
+
+    bucket = pw.CharField(max_length=160)
+    window_start = pw.IntegerField()
+    hits = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = ((("bucket", "window_start"), True),)
+
+
+class Receipt(BaseModel):
+    """A customer receipt: its id is the sequential receipt number; reprints are counted."""
+
+    payment = pw.ForeignKeyField(Payment, unique=True, backref="receipt_rows")
+    prints = pw.IntegerField(default=0)
+    created_at = pw.DateTimeField(default=utcnow)
+
+
 class Setting(BaseModel):
     """Key/value settings kept with the data, e.g. the local callback token."""
 
@@ -285,5 +346,6 @@ class SchemaVersion(BaseModel):
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
-    StatementImport, StatementLine, ReconException, AuditLog,
+    StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
+    IdempotencyRecord, RateLimitBucket, Receipt,
 ]
