@@ -105,7 +105,10 @@ def _register(app: Flask) -> None:
     from .sms.views import bp as sms_bp
     from .ussd.views import bp as ussd_bp
 
+    from .api import register as register_api
+
     web.install(app)
+    register_api(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(mpesa_bp)
     app.register_blueprint(ussd_bp)

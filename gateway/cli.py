@@ -19,6 +19,12 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_args(serve)
     _serve_args(parser)
     sub.add_parser("migrate", help="bring the database schema up to date")
+    staff = sub.add_parser("create-staff", help="add a back-office user")
+    staff.add_argument("--username", required=True)
+    staff.add_argument("--password", required=True)
+    staff.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    key = sub.add_parser("create-api-key", help="a merchant API key (printed once)")
+    key.add_argument("--name", required=True)
     phone = sub.add_parser("phone", help="a feature phone in the terminal (USSD, SMS, inbox)")
     phone.add_argument("number")
     phone.add_argument("--gateway-url", default="http://127.0.0.1:8000")
@@ -41,6 +47,8 @@ def main(argv=None) -> int:
         config = load_config()
         if args.command == "migrate":
             return _migrate(config)
+        if args.command in ("create-staff", "create-api-key"):
+            return _accounts(config, args)
         if args.command == "phone":
             return _phone(config, args)
         return _serve(config, args)
@@ -56,6 +64,29 @@ def _migrate(config) -> int:
     init_db(config.database_url)
     version = migrate()
     print(f"database at schema version {version}")
+    return 0
+
+
+def _accounts(config, args) -> int:
+    """create-staff / create-api-key: a clear one-line error for bad input, exit code 1."""
+    from shared.db import db, init_db
+    from shared.errors import InvalidInput
+    from shared.migrations import migrate
+
+    from .api import auth
+
+    init_db(config.database_url)
+    migrate()
+    with db.connection_context():
+        try:
+            if args.command == "create-staff":
+                staff = auth.create_staff(args.username, args.password, args.role)
+                print(f"staff member {staff.username} created with role {staff.role}")
+            else:
+                print(auth.create_api_key(args.name))
+        except InvalidInput as exc:
+            print(f"lipa: {exc.message}", file=sys.stderr)
+            return 1
     return 0
 
 

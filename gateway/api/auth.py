@@ -1,0 +1,134 @@
+"""Staff accounts, login tokens and merchant API keys. Flask-free: the routes call these.
+
+Passwords are hashed with scrypt (memory-hard, in the standard library); tokens and keys are random,
+shown once, and stored only as SHA-256 digests, so a database leak reveals none of them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import peewee
+
+from shared.db import write_tx
+from shared.errors import InvalidInput, LipaError
+from shared.models import ApiKey, Merchant, Staff, StaffToken
+from shared.timeutil import utcnow
+
+ROLES = ("viewer", "operator", "admin")
+RANK = {role: rank for rank, role in enumerate(ROLES)}
+TOKEN_TTL = timedelta(hours=12)
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+class Unauthorized(LipaError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LipaError):
+    http_status = 403
+    code = "forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a staff member (with a role) or a merchant system."""
+
+    kind: str  # staff, merchant
+    id: int
+    name: str
+    role: str = ""
+
+    @property
+    def actor(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def require(self, role: str) -> None:
+        """Staff of at least `role` (viewer < operator < admin); merchants are never staff."""
+        if self.kind != "staff" or RANK[self.role] < RANK[role]:
+            raise Forbidden(f"This needs the {role} role.")
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_SCRYPT)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_staff(username: str, password: str, role: str) -> Staff:
+    """A new staff member (the create-staff command)."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", code="invalid_role")
+    if not username or len(username) > 64 or not username.replace(".", "").replace("_", "").isalnum():
+        raise InvalidInput("username must be 1-64 letters, digits, dots or underscores", code="invalid_username")
+    if len(password) < 8:
+        raise InvalidInput("password must be at least 8 characters", code="weak_password")
+    try:
+        with write_tx():
+            return Staff.create(username=username, password_hash=hash_password(password), role=role)
+    except peewee.IntegrityError:
+        raise InvalidInput(f"staff member {username!r} already exists", code="staff_exists") from None
+
+
+_DUMMY_HASH = hash_password("timing-equaliser")
+
+
+def login(username: str, password: str, *, now=None) -> tuple[str, Staff, object]:
+    """A fresh bearer token for valid credentials; the same answer for every failure."""
+    staff = Staff.get_or_none(Staff.username == str(username)[:64])
+    ok = check_password(str(password), staff.password_hash if staff else _DUMMY_HASH)
+    if not (staff and ok and staff.active):
+        raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    token = "lps_" + secrets.token_urlsafe(32)
+    expires_at = (now or utcnow()) + TOKEN_TTL
+    with write_tx():
+        StaffToken.create(staff=staff, token_hash=_digest(token), expires_at=expires_at)
+    return token, staff, expires_at
+
+
+def create_api_key(merchant_name: str) -> str:
+    """A merchant key, printed once by create-api-key."""
+    name = merchant_name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("merchant name must be 1-100 characters", code="invalid_name")
+    key = "lpk_" + secrets.token_urlsafe(32)
+    with write_tx():
+        merchant, _ = Merchant.get_or_create(name=name)
+        ApiKey.create(merchant=merchant, prefix=key[:12], key_hash=_digest(key))
+    return key
+
+
+def authenticate(header: str | None, *, now=None) -> Principal:
+    """The caller behind `Authorization: Bearer …`: a live staff token or an unrevoked merchant key."""
+    if not header or not header.startswith("Bearer ") or len(header) > 300:
+        raise Unauthorized("Send Authorization: Bearer <token>.")
+    secret = header[7:].strip()
+    digest = _digest(secret)
+    if secret.startswith("lpk_"):
+        key = ApiKey.get_or_none(ApiKey.key_hash == digest, ApiKey.revoked == False)  # noqa: E712
+        if key:
+            return Principal("merchant", key.merchant_id, key.merchant.name)
+    else:
+        row = StaffToken.get_or_none(StaffToken.token_hash == digest)
+        if row and row.expires_at > (now or utcnow()) and row.staff.active:
+            return Principal("staff", row.staff_id, row.staff.username, row.staff.role)
+    raise Unauthorized("The token is invalid or has expired.")
