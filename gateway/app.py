@@ -101,11 +101,10 @@ def _daraja(config: Config):
 
 def _register(app: Flask) -> None:
     from . import health, web
+    from .api import register as register_api
     from .mpesa.views import bp as mpesa_bp
     from .sms.views import bp as sms_bp
     from .ussd.views import bp as ussd_bp
-
-    from .api import register as register_api
 
     web.install(app)
     register_api(app)
