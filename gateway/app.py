@@ -28,6 +28,7 @@ class Services:
     callback_token: str
     public_url: str
     dispatcher: object = None
+    scheduler: object = None  # the jobs' JobScheduler when create_app(start_scheduler=True)
 
     def wake_dispatcher(self) -> None:
         """Called once a transaction that queued notifications has committed (the fast path)."""
@@ -40,7 +41,7 @@ class Services:
 
 
 def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None = None,
-               dispatcher=None, start_background: bool = False) -> Flask:
+               dispatcher=None, start_background: bool = False, start_scheduler: bool = False) -> Flask:
     """Build the gateway: database bound and migrated, provider clients, blueprints.
 
     start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
@@ -63,6 +64,9 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     _register(app)
     if start_background:
         services.dispatcher.start()
+    if start_scheduler:  # the server's workers; stopped in server._worker_exit
+        from .jobs.scheduler import JobScheduler
+        services.scheduler = JobScheduler(services).start()
     return app
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from shared.config import load_config
 from shared.errors import ConfigError
@@ -19,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_args(serve)
     _serve_args(parser)
     sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("scheduler", help="migrate, then run only the scheduled jobs until SIGINT/SIGTERM")
     staff = sub.add_parser("create-staff", help="add a back-office user")
     staff.add_argument("--username", required=True)
     staff.add_argument("--password", required=True)
@@ -51,6 +54,8 @@ def main(argv=None) -> int:
             return _accounts(config, args)
         if args.command == "phone":
             return _phone(config, args)
+        if args.command == "scheduler":
+            return _scheduler(config)
         return _serve(config, args)
     except ConfigError as exc:
         print(f"lipa: configuration error: {exc}", file=sys.stderr)
@@ -128,7 +133,35 @@ def _serve(config, args) -> int:
     _remember_simulator(config)
     db.close()
     log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
-    GatewayServer(config, host=args.host, port=args.port, workers=args.workers).run()
+    GatewayServer(config, host=args.host, port=args.port, workers=args.workers,
+                  scheduler=not args.no_scheduler).run()
+    return 0
+
+
+def _scheduler(config) -> int:
+    """The jobs alone, in the foreground (for a separate process); exit 0 on SIGINT/SIGTERM."""
+    from . import create_app
+    from .jobs.scheduler import JobScheduler
+
+    if not config.mpesa_base_url:
+        log.warning("MPESA_BASE_URL is not set: STK queries fail until it is (the simulators run only with serve)")
+    services = create_app(config).extensions["lipa"]  # migrates, and wires status changes to notifications
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    scheduler = JobScheduler(services).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        log.info("stopping the scheduler")
+        scheduler.shutdown()
+        try:
+            services.tasks.drain()
+        except TimeoutError:
+            log.warning("exiting with background tasks still running (the sweeps heal them)")
+        services.tasks.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

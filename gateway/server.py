@@ -11,10 +11,14 @@ log = logging.getLogger(__name__)
 
 
 class GatewayServer(BaseApplication):
-    """Runs create_app(config) in each worker (built after the fork, so no connection is shared)."""
+    """Runs create_app(config) in each worker (built after the fork, so no connection is shared);
+    each worker also runs the job scheduler unless ``scheduler=False`` (the jobs' leases keep one
+    process per job at a time)."""
 
-    def __init__(self, config: Config, *, host: str, port: int, workers: int = 1, threads: int = 8):
+    def __init__(self, config: Config, *, host: str, port: int, workers: int = 1, threads: int = 8,
+                 scheduler: bool = True):
         self.config_obj = config
+        self.start_scheduler = scheduler
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers,
@@ -36,7 +40,7 @@ class GatewayServer(BaseApplication):
     def load(self):
         from . import create_app
 
-        return create_app(self.config_obj, start_background=True)
+        return create_app(self.config_obj, start_background=True, start_scheduler=self.start_scheduler)
 
 
 def _post_worker_init(worker):
@@ -44,11 +48,14 @@ def _post_worker_init(worker):
 
 
 def _worker_exit(server, worker):
-    """Let queued STK pushes and callbacks finish, then stop the dispatcher (the outbox keeps the rest)."""
+    """Stop the jobs, let queued STK pushes and callbacks finish, then stop the dispatcher (the outbox
+    keeps the rest)."""
     app = getattr(worker, "wsgi", None)
     services = getattr(app, "extensions", {}).get("lipa") if app is not None else None
     if services is None:
         return
+    if services.scheduler is not None:
+        services.scheduler.shutdown()
     try:
         services.tasks.drain(timeout=15)
     except TimeoutError:

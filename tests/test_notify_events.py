@@ -125,3 +125,14 @@ def test_request_lifecycle_and_validation(app, conn):
         with pytest.raises(InvalidInput):
             create_request(**{"account": "A1", **bad})
     assert webhook_event(req, None)["type"] == "payment_request.expired"
+
+
+def test_query_confirmed_payment_gets_a_receipt_free_text(app, conn):
+    change(make_payment(), "COMPLETED")
+    [row] = sms_rows()
+    assert row.kind == "payment_confirmed" and "M-Pesa confirmed" in row.body
+
+
+def test_no_sms_for_a_payer_known_only_by_hash(app, conn):
+    change(make_payment(phone=""), "COMPLETED", mpesa_receipt="R9")
+    assert sms_rows() == []

@@ -137,6 +137,8 @@ def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
     if problem:
         flag(payment, problem, actor=ACTOR, payload=raw, alert_kind="callback_mismatch")
         return "FLAGGED", problem
+    if payment.status == S.COMPLETED.value and not payment.mpesa_receipt:
+        return _fill_receipt(payment, result, raw)
     if payment.status in {s.value for s in PAID}:
         if result.receipt == payment.mpesa_receipt:
             return "DUPLICATE", "duplicate success callback"
@@ -158,6 +160,22 @@ def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
                     payment=payment)
     log.info("payment %s paid by %s", payment.reference, mask_phone(payment.phone))
     return "APPLIED", "completed"
+
+
+def _fill_receipt(payment: Payment, result: StkResult, raw: dict) -> tuple[str, str]:
+    """An STK query already completed it (queries carry no receipt): the callback brings the number."""
+    other = Payment.get_or_none(Payment.mpesa_receipt == result.receipt)
+    if other is not None:
+        reason = f"receipt {result.receipt} already credited to {other.reference}"
+        flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
+        return "FLAGGED", reason
+    payment.mpesa_receipt = result.receipt
+    payment.status_message = f"Paid. M-Pesa receipt {result.receipt}."[:200]
+    payment.updated_at = utcnow()
+    payment.save()
+    record(payment, "receipt", actor=ACTOR, payload=raw,
+           reason=f"receipt {result.receipt} from the callback (paid, confirmed earlier by STK query)")
+    return "APPLIED", "receipt filled"
 
 
 def _mismatch(payment: Payment, result: StkResult) -> str:

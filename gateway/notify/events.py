@@ -34,8 +34,10 @@ class PaymentNotifier:
 
     def __call__(self, payment, from_status: str, to_status: str, event) -> None:
         kind = self._kind(from_status, to_status)
-        if kind is None or not self._wanted(kind):
-            return
+        if kind == "payment_completed" and not payment.mpesa_receipt:
+            kind = "payment_confirmed"  # confirmed by STK query: Daraja's query carries no receipt
+        if kind is None or not self._wanted(kind) or not payment.phone:
+            return  # a C2B payer known only by a hashed number cannot be sent an SMS
         lang = _language(payment)
         text = render(kind, lang, amount=payment.amount, account=payment.account, ref=payment.reference,
                       receipt=payment.mpesa_receipt or "",

@@ -14,6 +14,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "en": {
         "payment_initiated": "Lipa: Check your phone for the M-Pesa prompt to pay {amount} to {account}. Ref {ref}",
         "payment_completed": "Lipa receipt: Paid {amount} to {account}. M-Pesa {receipt}. Ref {ref}. Thank you.",
+        "payment_confirmed": "Lipa: M-Pesa confirmed your payment of {amount} to {account}. Ref {ref}. Thank you.",
         "payment_failed": "Lipa: Payment of {amount} to {account} failed. {reason} To retry SMS PAY {account} {n}",
         "payment_cancelled": "Lipa: Payment of {amount} to {account} was cancelled. Ref {ref}. To pay SMS PAY {account} {n}",
         "payment_expired": "Lipa: No M-Pesa answer; payment of {amount} to {account} expired. To retry SMS PAY {account} {n}",
@@ -28,6 +29,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "sw": {
         "payment_initiated": "Lipa: Angalia simu yako kwa ombi la M-Pesa kulipa {amount} kwa {account}. Kumb {ref}",
         "payment_completed": "Risiti ya Lipa: Umelipa {amount} kwa {account}. M-Pesa {receipt}. Kumb {ref}. Asante.",
+        "payment_confirmed": "Lipa: M-Pesa imethibitisha malipo yako ya {amount} kwa {account}. Kumb {ref}. Asante.",
         "payment_failed": "Lipa: Malipo ya {amount} kwa {account} hayakufaulu. {reason} Jaribu tena: LIPA {account} {n}",
         "payment_cancelled": "Lipa: Malipo ya {amount} kwa {account} yameghairiwa. Kumb {ref}. Kulipa: LIPA {account} {n}",
         "payment_expired": "Lipa: M-Pesa haikujibu; malipo ya {amount} kwa {account} yamekwisha. Jaribu: LIPA {account} {n}",

@@ -1,0 +1,97 @@
+"""The scheduled jobs by name: each takes the gateway's services (config, daraja, dispatcher,
+stk_callback_url) and returns what it did as a small counts dict, so a run can be recorded."""
+from __future__ import annotations
+
+from shared.errors import NotFound
+
+from . import sweeps
+
+# Seconds between runs; LIPA_JOB_<NAME>_S (config.job_intervals) overrides each one.
+DEFAULT_INTERVALS = {
+    "expire-pending": 30,
+    "stuck-payments": 300,
+    "expire-requests": 60,
+    "dispatch-notifications": 30,
+    "process-inbox": 60,
+    "reconcile": 3600,
+    "retention": 86400,
+}
+
+
+def expire_pending(ctx) -> dict:
+    """Query M-Pesa about payments whose callback never came."""
+    return sweeps.expire_pending(daraja=ctx.daraja, config=ctx.config)
+
+
+def stuck_payments(ctx) -> dict:
+    """Alert staff once about payments that stay unfinished too long."""
+    return sweeps.stuck_payments(config=ctx.config)
+
+
+def expire_requests(ctx) -> dict:
+    """Close payment requests past their expiry (the merchant's webhook is queued)."""
+    return sweeps.expire_requests()
+
+
+def dispatch_notifications(ctx) -> dict:
+    """The recovery path of the outbox, for when the dispatcher thread was not woken or not running."""
+    if ctx.dispatcher is None:
+        return {"skipped": "no dispatcher"}
+    return {"handled": ctx.dispatcher.dispatch_once()}
+
+
+def process_inbox(ctx) -> dict:
+    """Apply provider messages stored but never applied (a crash between storing and applying)."""
+    from ..healing import process_inbox as heal
+
+    return {"applied": heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url)}
+
+
+def reconcile(ctx) -> dict:
+    """Re-match open reconciliation exceptions, when the reconciliation module is installed."""
+    try:
+        from ..reconciliation import service
+        rematch = service.rematch_open
+    except ImportError as exc:
+        if exc.name and not exc.name.startswith("gateway.reconciliation"):
+            raise  # reconciliation exists but is broken: the run must show it
+        return {"skipped": "reconciliation not available"}
+    except AttributeError:
+        return {"skipped": "reconciliation not available"}
+    result = rematch()
+    return result if isinstance(result, dict) else {"matched": result}
+
+
+def retention(ctx) -> dict:
+    """Trim working data (sessions, applied inbox rows, old job runs); history is kept."""
+    return sweeps.retention(config=ctx.config)
+
+
+JOBS = {
+    "expire-pending": expire_pending,
+    "stuck-payments": stuck_payments,
+    "expire-requests": expire_requests,
+    "dispatch-notifications": dispatch_notifications,
+    "process-inbox": process_inbox,
+    "reconcile": reconcile,
+    "retention": retention,
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every job name, in the documented order."""
+    return tuple(JOBS)
+
+
+def get(name: str):
+    """The job function; an unknown name is NotFound (the API answers 404)."""
+    try:
+        return JOBS[name]
+    except KeyError:
+        raise NotFound(f"No job called {name!r}.", code="unknown_job") from None
+
+
+def interval(name: str, config=None) -> float:
+    """Seconds between runs: the configured override, else the default."""
+    overrides = getattr(config, "job_intervals", None) or {}
+    return overrides.get(name) or DEFAULT_INTERVALS.get(name, 60)

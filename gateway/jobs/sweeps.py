@@ -1,0 +1,218 @@
+"""The sweeps: settle payments whose result never came, alert staff about stuck ones, expire
+payment requests, and trim working data. Plain functions with explicit arguments (tests call them).
+
+Every payment change goes through payments.transition (actor "sweep") on a row locked and
+re-read inside the transaction, so a callback that decided it first is never overruled, and the
+customer's SMS is queued in the same transaction.
+
+Retention: payments, payment events, refunds, alerts, notifications, the audit log and the
+reconciliation rows are history and are kept at least 12 months; this module never deletes them.
+Only working data goes after ``config.retention_days`` (30 by default): USSD sessions and inbox
+rows already applied (a RECEIVED row still waits to be healed; a row an alert points at stays),
+and job runs after 90 days.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from peewee import fn
+
+from shared.db import for_update, retry_locked, write_tx
+from shared.models import Alert, InboxMessage, JobRun, Payment, PaymentEvent, PaymentRequest, UssdSession
+from shared.states import ACTIVE, PaymentStatus, RequestStatus
+from shared.timeutil import utcnow
+
+from ..mpesa.errors import DarajaAuthError, DarajaError, DarajaTimeout, DarajaUnavailable, QuotaExceeded, SpikeArrest
+from ..mpesa.result_codes import is_success, outcome
+from ..payments.requests import set_request_status
+from ..payments.transitions import raise_alert, transition
+
+log = logging.getLogger(__name__)
+S = PaymentStatus
+ACTOR = "sweep"
+# Daraja as a whole is throttling us, slow or unreachable: stop this run, the next one carries on.
+STOP_RUN = (SpikeArrest, DarajaUnavailable, DarajaTimeout, QuotaExceeded, DarajaAuthError)
+RECEIPT_PENDING = "confirmed by STK query; receipt pending"
+NEVER_CONFIRMED = "M-Pesa never confirmed the request"
+NEVER_SENT = "the M-Pesa prompt was never sent"
+STUCK_KIND = "stuck_payment"
+JOB_RUN_DAYS = 90
+EXPIRE_COUNTS = ("queried", "completed", "cancelled", "failed", "expired", "left", "decided",
+                 "unconfirmed", "never_sent")
+
+
+def expire_pending(*, daraja, config, now=None, sleep=time.sleep, pause_s: float = 0.25,
+                   limit: int = 50, budget_s: float = 120.0) -> dict:
+    """Settle payments whose result never arrived: ask M-Pesa, and never guess when it cannot say.
+
+    Queries go one at a time with ``pause_s`` between them; after ``budget_s`` (well inside the job's
+    lease) or a throttled/unreachable Daraja, the rest are left for the next run."""
+    now = now or utcnow()
+    counts = dict.fromkeys(EXPIRE_COUNTS, 0)
+    _query_processing(daraja, config, now, counts, sleep, pause_s, limit, time.monotonic() + budget_s)
+    _settle_unpushed(config, now, counts, limit)
+    return counts
+
+
+def _query_processing(daraja, config, now, counts: dict, sleep, pause_s: float, limit: int, deadline) -> None:
+    """STK query each PROCESSING payment past the timeout, one at a time with a pause between."""
+    cutoff = now - timedelta(seconds=config.stk_timeout_s)
+    rows = list(Payment.select(Payment.id, Payment.checkout_request_id).where(
+        Payment.status == S.PROCESSING.value, Payment.updated_at <= cutoff,
+        Payment.checkout_request_id.is_null(False)).order_by(Payment.updated_at).limit(limit))
+    for index, row in enumerate(rows):
+        if index:
+            if time.monotonic() > deadline:
+                counts["left"] += len(rows) - index
+                return
+            sleep(pause_s)
+        counts["queried"] += 1
+        try:
+            answer = daraja.stk_query(row.checkout_request_id)
+        except STOP_RUN as exc:
+            log.warning("expire-pending: %s; %d payment(s) left for the next run", exc.message, len(rows) - index)
+            counts["left"] += len(rows) - index
+            return
+        except DarajaError as exc:
+            log.warning("expire-pending: query for payment %d failed (%s); left for the next run", row.id, exc.code)
+            counts["left"] += 1
+            continue
+        counts[_apply_query(row.id, answer, config.stk_hard_limit_s, now)] += 1
+
+
+@retry_locked
+def _apply_query(payment_id: int, answer, hard_limit_s: int, now) -> str:
+    """Apply one STK query answer to a PROCESSING payment; the counts key of what happened."""
+    with write_tx():
+        payment = _locked(payment_id)
+        if payment.status != S.PROCESSING.value:
+            return "decided"  # a callback got there first: never overrule it
+        if answer.pending:
+            if payment.created_at > now - timedelta(seconds=hard_limit_s):
+                return "left"
+            transition(payment, S.EXPIRED, actor=ACTOR, payload=answer.raw,
+                       reason=f"no result within {hard_limit_s} s; the STK query still says processing",
+                       message="M-Pesa did not confirm the payment in time.")
+            return "expired"
+        code, desc = answer.result_code, answer.result_desc[:255]
+        if is_success(code):
+            transition(payment, S.COMPLETED, actor=ACTOR, reason=RECEIPT_PENDING, payload=answer.raw,
+                       message="Paid. The M-Pesa receipt number will follow.", result_code=code, result_desc=desc)
+            return "completed"
+        status, words = outcome(code)
+        transition(payment, status, actor=ACTOR, reason=f"STK query {code}: {desc}", payload=answer.raw,
+                   message=words, result_code=code, result_desc=desc)
+        return status.value.lower()
+
+
+def _settle_unpushed(config, now, counts: dict, limit: int) -> None:
+    """PENDING payments with no CheckoutRequestID past the timeout: never pushed, or never confirmed."""
+    cutoff = now - timedelta(seconds=config.stk_timeout_s)
+    ids = [row.id for row in Payment.select(Payment.id).where(
+        Payment.status == S.PENDING.value, Payment.checkout_request_id.is_null(),
+        Payment.channel != "c2b", Payment.updated_at <= cutoff).order_by(Payment.updated_at).limit(limit)]
+    for payment_id in ids:
+        counts[_settle_one(payment_id, cutoff)] += 1
+
+
+@retry_locked
+def _settle_one(payment_id: int, cutoff) -> str:
+    """EXPIRED when a push went out (its outcome is unknown; a late callback still completes it),
+    FAILED when none did (never pushed late: the customer has left the USSD session)."""
+    with write_tx():
+        payment = _locked(payment_id)
+        if payment.status != S.PENDING.value or payment.checkout_request_id or payment.updated_at > cutoff:
+            return "decided"
+        kinds = {e.kind for e in PaymentEvent.select(PaymentEvent.kind).where(PaymentEvent.payment == payment)}
+        if kinds & {"stk_request", "stk_unknown"}:
+            transition(payment, S.EXPIRED, actor=ACTOR, reason=NEVER_CONFIRMED,
+                       message="M-Pesa never confirmed the request. If you paid, it will be credited.")
+            return "unconfirmed"
+        transition(payment, S.FAILED, actor=ACTOR, reason=NEVER_SENT,
+                   message="The M-Pesa prompt was never sent. Please try again.")
+        return "never_sent"
+
+
+def _locked(payment_id: int) -> Payment:
+    """Re-read a payment inside the write transaction (locked on PostgreSQL)."""
+    return for_update(Payment.select().where(Payment.id == payment_id)).get()
+
+
+def stuck_payments(*, config, now=None, limit: int = 200) -> dict:
+    """One alert per stuck spell: not again while an alert is open or nothing changed since the last one."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=config.stuck_after_s)
+    active = [s.value for s in ACTIVE]
+    already = fn.EXISTS(Alert.select(Alert.id).where(
+        Alert.payment == Payment.id, Alert.kind == STUCK_KIND,
+        (Alert.acknowledged == False) | (Alert.created_at >= Payment.updated_at)))  # noqa: E712 - SQL
+    rows = list(Payment.select().where(
+        (Payment.status.in_(active) & (Payment.created_at <= cutoff))
+        | ((Payment.status == S.REFUND_PENDING.value) & (Payment.updated_at <= cutoff)),
+        ~already).order_by(Payment.id).limit(limit))
+    for payment in rows:
+        _alert_stuck(payment, config.stuck_after_s)
+    return {"alerted": len(rows)}
+
+
+@retry_locked
+def _alert_stuck(payment: Payment, stuck_after_s: int) -> None:
+    with write_tx():
+        minutes = max(1, stuck_after_s // 60)
+        raise_alert(STUCK_KIND, f"{payment.reference} has been {payment.status} for over {minutes} min",
+                    payment=payment)
+
+
+def expire_requests(*, now=None, limit: int = 500) -> dict:
+    """OPEN payment requests past expires_at become EXPIRED; one being paid right now waits for its payment."""
+    now = now or utcnow()
+    ids = [row.id for row in PaymentRequest.select(PaymentRequest.id).where(
+        PaymentRequest.status == RequestStatus.OPEN.value, PaymentRequest.expires_at.is_null(False),
+        PaymentRequest.expires_at <= now).order_by(PaymentRequest.expires_at).limit(limit)]
+    counts = {"expired": 0, "waiting": 0, "decided": 0}
+    for request_id in ids:
+        counts[_expire_request(request_id, now)] += 1
+    return counts
+
+
+@retry_locked
+def _expire_request(request_id: int, now) -> str:
+    with write_tx():
+        req = for_update(PaymentRequest.select().where(PaymentRequest.id == request_id)).get()
+        if req.status != RequestStatus.OPEN.value or req.expires_at is None or req.expires_at > now:
+            return "decided"
+        if Payment.select().where(Payment.request == req, Payment.status.in_([s.value for s in ACTIVE])).exists():
+            return "waiting"  # expiring now would turn the customer's money into an "unexpected" payment
+        set_request_status(req, RequestStatus.EXPIRED)
+        return "expired"
+
+
+def retention(*, config, now=None, batch: int = 1000, max_batches: int = 100) -> dict:
+    """Delete working data past its time, in small transactions; never payments or their history."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=config.retention_days)
+    alerted = Alert.select(Alert.inbox).where(Alert.inbox.is_null(False))
+    return {
+        "ussd_sessions": _purge(UssdSession, UssdSession.updated_at < cutoff, batch, max_batches),
+        "inbox_messages": _purge(InboxMessage, (InboxMessage.status != "RECEIVED")
+                                 & (InboxMessage.received_at < cutoff) & InboxMessage.id.not_in(alerted),
+                                 batch, max_batches),
+        "job_runs": _purge(JobRun, JobRun.started_at < now - timedelta(days=JOB_RUN_DAYS), batch, max_batches),
+    }
+
+
+def _purge(model, where, batch: int, max_batches: int) -> int:
+    """Delete matching rows a batch at a time, so no transaction holds the write lock for long."""
+    total = 0
+    for _ in range(max_batches):
+        with write_tx():
+            ids = [row.id for row in model.select(model.id).where(where).order_by(model.id).limit(batch)]
+            if ids:
+                total += model.delete().where(model.id.in_(ids)).execute()
+        if len(ids) < batch:
+            break
+    if total:
+        log.info("retention: deleted %d %s row(s)", total, model._meta.table_name)
+    return total
