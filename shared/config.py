@@ -59,6 +59,7 @@ class Config:
     flag_failed_pins: int = 3
     retention_days: int = 30
     api_rate_limits: bool = True
+    merchant_name: str = ""
     job_intervals: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -157,6 +158,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         flag_failed_pins=_int(env, "LIPA_FLAG_FAILED_PINS", 3),
         retention_days=_int(env, "LIPA_RETENTION_DAYS", 30),
         api_rate_limits=_bool(env, "LIPA_API_RATE_LIMITS", True),
+        merchant_name=(env.get("LIPA_MERCHANT_NAME") or "").strip()[:60],
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES

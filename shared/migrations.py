@@ -42,6 +42,12 @@ def _v5_api(database) -> None:
                             m.Receipt], safe=True)
 
 
+def _v6_audit_index(database) -> None:
+    """The timeline finds a payment's staff actions by target (same name peewee gives it when fresh)."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS audit_log_target_type_target_id "
+                         "ON audit_log (target_type, target_id)")
+
+
 def _add_columns(database, model, names: list[str]) -> None:
     """Add columns an older table lacks (a fresh table already has them from the model)."""
     from playhouse.migrate import SchemaMigrator, migrate
@@ -58,7 +64,7 @@ def _add_columns(database, model, names: list[str]) -> None:
 # classes, so a step that adds columns to an existing table must check before altering.
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
-    (5, _v5_api),
+    (5, _v5_api), (6, _v6_audit_index),
 ]
 
 

@@ -269,6 +269,9 @@ class AuditLog(BaseModel):
     details = JSONText(null=True)
     created_at = pw.DateTimeField(default=utcnow, index=True)
 
+    class Meta:
+        indexes = ((("target_type", "target_id"), False),)  # a payment's staff actions in its timeline
+
 
 class Staff(TimestampedModel):
     """A back-office user of the desktop app and the admin API."""

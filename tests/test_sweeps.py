@@ -89,7 +89,7 @@ def test_missing_callback_query_says_paid_completes_with_receipt_pending(service
     assert (done.status, done.mpesa_receipt, done.result_code) == ("COMPLETED", None, "0")
     assert "receipt" in done.status_message and done.active_phone is None
     assert transitions(payment)[-1] == ("COMPLETED", "sweep", sweeps.RECEIPT_PENDING)
-    assert Notification.get(Notification.payment == payment.id).kind == "payment_completed"
+    assert Notification.get(Notification.payment == payment.id).kind == "payment_confirmed"
 
 
 @pytest.mark.parametrize("outcome,status,words", [

@@ -79,11 +79,11 @@ def _query_processing(daraja, config, now, counts: dict, sleep, pause_s: float, 
             log.warning("expire-pending: query for payment %d failed (%s); left for the next run", row.id, exc.code)
             counts["left"] += 1
             continue
-        counts[_apply_query(row.id, answer, config.stk_hard_limit_s, now)] += 1
+        counts[apply_query(row.id, answer, config.stk_hard_limit_s, now)] += 1
 
 
 @retry_locked
-def _apply_query(payment_id: int, answer, hard_limit_s: int, now) -> str:
+def apply_query(payment_id: int, answer, hard_limit_s: int, now) -> str:
     """Apply one STK query answer to a PROCESSING payment; the counts key of what happened."""
     with write_tx():
         payment = _locked(payment_id)

@@ -1,0 +1,156 @@
+"""The payment list: filters checked one by one (a bad value is a 400 naming it), keyset pages newest first.
+
+Flask-free: ``parse_filters`` takes any mapping of query arguments. Every value reaches SQL only as a
+bound parameter, and text filters are exact matches (never LIKE), so ``%`` or ``' OR 1=1 --`` match
+nothing they should not. Times without a zone are UTC; a date-only ``to`` includes that whole day.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from shared.errors import InvalidInput
+from shared.models import Payment
+from shared.phone import normalize_phone
+from shared.states import PaymentStatus
+
+FILTERS = ("status", "phone", "account", "q", "from", "to", "channel", "flagged")
+CHANNELS = ("ussd", "sms", "api", "c2b", "staff")
+MAX_TEXT = 64
+
+
+@dataclass(frozen=True)
+class PaymentFilters:
+    """Checked filter values; None means "not filtered"."""
+
+    statuses: tuple[str, ...] | None = None
+    phone: str | None = None
+    account: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    channel: str | None = None
+    flagged: bool | None = None
+
+
+def parse_filters(args, extra: tuple = ("limit", "cursor")) -> PaymentFilters:
+    """Check every filter; unknown argument names are refused too (a typo must not list everything)."""
+    unknown = sorted(set(args) - set(FILTERS) - set(extra))
+    if unknown:
+        raise _bad(unknown[0], "is not a filter of this list")
+    since, until = _time(args, "from", end=False), _time(args, "to", end=True)
+    if since and until and since >= until:
+        raise _bad("from", "must be before to")
+    return PaymentFilters(
+        statuses=_statuses(args.get("status")), phone=_phone(_text(args, "phone")),
+        account=_upper(_text(args, "account")), q=_text(args, "q"), since=since, until=until,
+        channel=_choice(args, "channel", CHANNELS), flagged=_flag(args.get("flagged")),
+    )
+
+
+def _bad(name: str, why: str) -> InvalidInput:
+    return InvalidInput(f"Filter {name!r} {why}.", code="invalid_filter")
+
+
+def _text(args, name: str) -> str | None:
+    value = args.get(name)
+    if value is None or value.strip() == "":
+        return None
+    if len(value) > MAX_TEXT:
+        raise _bad(name, f"must be at most {MAX_TEXT} characters")
+    return value.strip()
+
+
+def _upper(value: str | None) -> str | None:
+    return value.upper() if value else None
+
+
+def _phone(value: str | None) -> str | None:
+    """Normalised when it is a Kenyan number; anything else is matched as typed (and finds nothing)."""
+    if value is None:
+        return None
+    try:
+        return normalize_phone(value)
+    except InvalidInput:
+        return value
+
+
+def _statuses(raw: str | None) -> tuple[str, ...] | None:
+    if raw is None or raw.strip() == "":
+        return None
+    values = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    valid = {s.value for s in PaymentStatus}
+    wrong = [v for v in values if v not in valid]
+    if wrong or not values:
+        raise _bad("status", f"must be a comma list of {', '.join(s.value for s in PaymentStatus)}")
+    return values
+
+
+def _choice(args, name: str, choices: tuple) -> str | None:
+    value = args.get(name)
+    if value is None or value == "":
+        return None
+    if value.lower() not in choices:
+        raise _bad(name, f"must be one of {', '.join(choices)}")
+    return value.lower()
+
+
+def _flag(raw: str | None) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() not in ("true", "false"):
+        raise _bad("flagged", "must be true or false")
+    return raw.lower() == "true"
+
+
+def _time(args, name: str, *, end: bool) -> datetime | None:
+    """An ISO date or date-time to naive UTC."""
+    raw = args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            return datetime.combine(day + timedelta(days=1) if end else day, time())
+        value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
+    except ValueError:
+        raise _bad(name, "must be an ISO date (2024-05-01) or date-time (2024-05-01T08:30:00Z)") from None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _conditions(f: PaymentFilters) -> list:
+    """One indexed condition per filter that is set."""
+    conds = []
+    if f.statuses:
+        conds.append(Payment.status.in_(list(f.statuses)))
+    if f.phone:
+        conds.append(Payment.phone == f.phone)
+    if f.account:
+        conds.append(Payment.account == f.account)
+    if f.q:
+        conds.append((Payment.reference == f.q.upper()) | (Payment.mpesa_receipt.in_(sorted({f.q, f.q.upper()}))))
+    if f.since:
+        conds.append(Payment.created_at >= f.since)
+    if f.until:
+        conds.append(Payment.created_at < f.until)
+    if f.channel:
+        conds.append(Payment.channel == f.channel)
+    if f.flagged is not None:
+        conds.append(Payment.flagged == f.flagged)
+    return conds
+
+
+def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50):
+    """(payments newest first, the id to continue below or None): ORDER BY id DESC, WHERE id < cursor."""
+    conds = _conditions(filters)
+    if before_id is not None:
+        conds.append(Payment.id < before_id)
+    query = Payment.select().order_by(Payment.id.desc()).limit(limit + 1)
+    if conds:
+        query = query.where(*conds)
+    rows = list(query)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more else None)

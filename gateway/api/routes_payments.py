@@ -1,0 +1,253 @@
+"""Payments over the API: list, detail with its timeline, create, and the staff actions on one payment.
+
+Every action writes an AuditLog row and, where the state machine does not already, a PaymentEvent.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+
+from flask import current_app, request
+
+from gateway.jobs.sweeps import apply_query
+from shared.db import for_update, write_tx
+from shared.errors import InvalidInput, LipaError, NotAllowed, NotFound, ProviderError
+from shared.models import AuditLog, Notification, Payment, PhonePreference
+from shared.states import PaymentStatus
+from shared.timeutil import utcnow
+
+from ..notify import outbox
+from ..notify.templates import language_of, render
+from ..payments import service
+from ..payments.transitions import record, transition
+from . import timeline
+from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
+from .payments_query import list_payments, parse_filters
+from .serialize import notification_json, payment_json, refund_json
+
+S = PaymentStatus
+MAX_ID = 2**31 - 1
+RECEIPTED = (S.COMPLETED.value, S.SETTLED.value)
+
+
+def services():
+    return current_app.extensions["lipa"]
+
+
+def require_creator():
+    """Merchant keys and staff of the operator role or above may create payments and requests."""
+    who = principal()
+    if who.kind != "merchant":
+        who.require("operator")
+    return who
+
+
+def load_payment(payment_id: int) -> Payment:
+    """The payment, or a 404."""
+    payment = Payment.get_or_none(Payment.id == payment_id) if 0 < payment_id <= MAX_ID else None
+    if payment is None:
+        raise NotFound(f"There is no payment {payment_id}.")
+    return payment
+
+
+def locked_payment(payment_id: int) -> Payment:
+    """Re-read inside a write transaction, row-locked on PostgreSQL."""
+    payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
+    if payment is None:
+        raise NotFound(f"There is no payment {payment_id}.")
+    return payment
+
+
+def audit(action: str, target_id, *, reason: str = "", details=None, target_type: str = "payment") -> AuditLog:
+    """Who did what and why; the caller holds the transaction."""
+    return AuditLog.create(actor=principal().actor, action=action, target_type=target_type,
+                           target_id=str(target_id), reason=reason[:500], details=details)
+
+
+def optional_reason() -> str:
+    """An action's optional ``{"reason": …}`` body; no body at all is fine too."""
+    if not request.get_data():
+        return ""
+    reason = json_body(optional=("reason",)).get("reason") or ""
+    if not isinstance(reason, str):
+        raise InvalidInput("reason must be text.", code="invalid_reason")
+    return reason.strip()
+
+
+def _push(payment: Payment) -> None:
+    """Send the STK push in the background, after this answer."""
+    lipa = services()
+    lipa.tasks.submit(service.send_push, payment.id, daraja=lipa.daraja, callback_url=lipa.stk_callback_url)
+
+
+@bp.get("/payments")
+def list_payments_route():
+    """Payments newest first, filtered, one keyset page at a time."""
+    principal().require("viewer")
+    filters = parse_filters(request.args)
+    before, limit = decode_cursor(request.args.get("cursor")), page_limit()
+    rows, next_id = list_payments(filters, before_id=before, limit=limit)
+    return {"items": [payment_json(p) for p in rows], "next_cursor": encode_cursor(next_id) if next_id else None}
+
+
+@bp.get("/payments/<int:payment_id>")
+def get_payment(payment_id: int):
+    """One payment with its whole timeline, raw callbacks, messages and refunds."""
+    principal().require("viewer")
+    payment = load_payment(payment_id)
+    return {**payment_json(payment), "events": timeline.timeline(payment), "callbacks": timeline.callbacks(payment),
+            "notifications": timeline.notifications(payment), "refunds": timeline.refunds(payment)}
+
+
+@bp.post("/payments")
+def create_payment():
+    """Start a payment and send its push in the background; 201 with the PENDING payment."""
+    who = require_creator()
+    data = json_body(("phone", "amount", "account"))
+    key = request.headers.get("Idempotency-Key")
+
+    def create():
+        payment = service.initiate(phone=data["phone"], amount=data["amount"], account=data["account"],
+                                   channel="api", actor=who.actor, idempotency_key=scoped_key(who.actor, key))
+        _push(payment)
+        return payment_json(payment), 201
+
+    return idempotent(create)
+
+
+def scoped_key(actor: str, key: str | None) -> str | None:
+    """api:<actor>:<key>, hashed when it would not fit the column."""
+    if not key:
+        return None
+    raw = f"api:{actor}:{key}"
+    return raw if len(raw) <= 200 else "api:sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+@bp.post("/payments/<int:payment_id>/requery")
+def requery(payment_id: int):
+    """Ask M-Pesa how the push ended, now, and apply the answer as the sweep would (never downgrading)."""
+    who = principal()
+    who.require("operator")
+    reason = optional_reason()
+    payment = load_payment(payment_id)
+    if not payment.checkout_request_id:
+        raise NotAllowed("This payment has no M-Pesa CheckoutRequestID to query.", code="nothing_to_query")
+    try:
+        answer = services().daraja.stk_query(payment.checkout_request_id)
+    except ProviderError as exc:
+        _record_query(payment_id, who.actor, reason, {"error": exc.code, "message": exc.message}, "query failed")
+        raise
+    query = {"result_code": answer.result_code, "result_desc": answer.result_desc, "pending": answer.pending}
+    applied = _apply_query(payment_id, answer)
+    _record_query(payment_id, who.actor, reason, {**query, "raw": answer.raw}, applied)
+    return {"payment": payment_json(load_payment(payment_id)), "query": query, "applied": applied}
+
+
+def _apply_query(payment_id: int, answer) -> str:
+    """The expire-pending sweep's own rule (PROCESSING only, so never a downgrade)."""
+    return str(apply_query(payment_id, answer, services().config.stk_hard_limit_s, utcnow()))
+
+
+def _record_query(payment_id: int, actor: str, reason: str, details: dict, outcome: str) -> None:
+    with write_tx():
+        payment = locked_payment(payment_id)
+        code = details.get("result_code") or details.get("error") or "-"
+        record(payment, "stk_query", actor=actor, reason=f"STK query by staff: {code} ({outcome})", payload=details)
+        audit("requery", payment_id, reason=reason, details={**details, "outcome": outcome})
+
+
+@bp.post("/payments/<int:payment_id>/resend-receipt")
+def resend_receipt(payment_id: int):
+    """Queue the receipt SMS again (even to a phone that sent STOP: staff were asked for it)."""
+    who = principal()
+    who.require("operator")
+    reason = optional_reason()
+    load_payment(payment_id)
+    with write_tx():
+        payment = locked_payment(payment_id)
+        if payment.status not in RECEIPTED:
+            raise NotAllowed(f"A {payment.status} payment has no receipt to send.", code="no_receipt")
+        note = _queue_receipt(payment)
+        record(payment, "receipt_resent", actor=who.actor, reason=f"receipt SMS queued again (#{note.id})")
+        audit("resend_receipt", payment.id, reason=reason, details={"notification_id": note.id})
+    return {"payment": payment_json(payment), "notification": notification_json(note)}, 201
+
+
+def _queue_receipt(payment: Payment) -> Notification:
+    pref = PhonePreference.get_or_none(PhonePreference.phone == payment.phone)
+    lang = language_of(pref.language if pref else payment.language)
+    body = render("payment_completed", lang, amount=payment.amount, account=payment.account,
+                  ref=payment.reference, receipt=payment.mpesa_receipt or "")
+    n = Notification.select().where(Notification.payment == payment).count() + 1
+    return outbox.enqueue(channel="sms", kind="payment_completed", recipient=payment.phone, body=body,
+                          payment=payment, language=lang, dedupe_key=f"resend:{payment.id}:{n}",
+                          respect_opt_out=False)
+
+
+@bp.post("/payments/<int:payment_id>/retry")
+def retry_payment(payment_id: int):
+    """A new payment linked to a failed, cancelled or expired one; its push goes out in the background."""
+    who = principal()
+    who.require("operator")
+    reason = optional_reason()
+    original = load_payment(payment_id)
+    fresh = service.retry(original, actor=who.actor)
+    with write_tx():
+        record(original, "retried", actor=who.actor, reason=f"retried as {fresh.reference}")
+        audit("retry", original.id, reason=reason, details={"new_payment_id": fresh.id, "reference": fresh.reference})
+    _push(fresh)
+    return payment_json(fresh), 201
+
+
+@bp.post("/payments/<int:payment_id>/refund")
+def refund_payment(payment_id: int):
+    """Start a refund (admin); Daraja is asked in the background and answers on the result URL."""
+    who = principal()
+    who.require("admin")
+    data = json_body(("amount", "reason"))
+    reason = _reason(data)
+    payment = load_payment(payment_id)
+    refunds = _refunds_service()
+    lipa = services()
+    refund = refunds.request_refund(payment, data["amount"], reason, requested_by=who.actor,
+                                    method=lipa.config.refund_method)
+    with write_tx():
+        audit("refund", payment.id, reason=reason, details={"refund_id": refund.id, "amount": refund.amount})
+    base = f"{lipa.public_url.rstrip('/')}/mpesa"
+    lipa.tasks.submit(refunds.send_refund, refund.id, daraja=lipa.daraja, config=lipa.config,
+                      result_url=f"{base}/result/{lipa.callback_token}",
+                      timeout_url=f"{base}/timeout/{lipa.callback_token}")
+    return refund_json(refund), 201
+
+
+def _refunds_service():
+    try:
+        return importlib.import_module("gateway.refunds.service")
+    except ImportError:
+        raise LipaError("Refunds are not available yet.", code="not_implemented", http_status=501) from None
+
+
+def _reason(data: dict) -> str:
+    reason = data.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("reason must be text saying why.", code="missing_field")
+    return reason.strip()[:255]
+
+
+@bp.post("/payments/<int:payment_id>/resolve")
+def resolve(payment_id: int):
+    """Set a status by hand (admin), through the state machine; a refused change is a 409."""
+    who = principal()
+    who.require("admin")
+    data = json_body(("status", "reason"))
+    reason = _reason(data)
+    target = str(data["status"]).strip().upper()
+    if target not in {s.value for s in S}:
+        raise InvalidInput(f"status must be one of {', '.join(s.value for s in S)}.", code="invalid_status")
+    load_payment(payment_id)
+    with write_tx():
+        payment = locked_payment(payment_id)
+        previous = payment.status
+        transition(payment, target, actor=who.actor, reason=reason, message=f"Resolved by staff as {target}.")
+        audit("resolve", payment.id, reason=reason, details={"from": previous, "to": target})
+    return payment_json(payment)

@@ -1,0 +1,98 @@
+"""Rows to JSON dicts for the API: ISO-8601 UTC times with a Z, money as whole shillings (never floats)."""
+from __future__ import annotations
+
+import json
+
+from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, PaymentRequest, Refund
+from shared.phone import mask_phone
+from shared.states import REQUEST_TRANSITIONS, RequestStatus, allowed_next
+from shared.timeutil import iso, utcnow
+
+REQUEST_MESSAGES = {
+    RequestStatus.DRAFT.value: "Draft: not open for payment yet.",
+    RequestStatus.OPEN.value: "Waiting for the customer to pay.",
+    RequestStatus.PAID.value: "Paid.",
+    RequestStatus.EXPIRED.value: "Expired before it was paid.",
+    RequestStatus.CANCELLED.value: "Cancelled.",
+}
+
+
+def payment_json(p: Payment) -> dict:
+    """A payment as every list and detail answer shows it."""
+    return {
+        "id": p.id, "reference": p.reference, "phone": p.phone, "amount": int(p.amount), "account": p.account,
+        "description": p.description, "status": p.status, "status_message": p.status_message,
+        "mpesa_receipt": p.mpesa_receipt, "result_code": p.result_code, "result_desc": p.result_desc,
+        "channel": p.channel, "language": p.language, "created_at": iso(p.created_at),
+        "updated_at": iso(p.updated_at), "completed_at": iso(p.completed_at), "flagged": bool(p.flagged),
+        "flag_reason": p.flag_reason, "request_id": p.request_id, "retry_of": p.retry_of_id,
+        "refunded_amount": int(p.refunded_amount or 0), "push_attempts": p.push_attempts,
+        "allowed_transitions": allowed_next(p.status),
+    }
+
+
+def request_json(r: PaymentRequest) -> dict:
+    """A payment request (bill) with the code a customer types."""
+    expired = r.status == RequestStatus.OPEN.value and r.expires_at is not None and r.expires_at <= utcnow()
+    return {
+        "id": r.id, "code": r.code, "status": r.status, "amount": None if r.amount is None else int(r.amount),
+        "account": r.account, "description": r.description, "phone": r.phone, "expires_at": iso(r.expires_at),
+        "callback_url": r.callback_url, "merchant_id": r.merchant_id,
+        "status_message": "Expired; closing shortly." if expired else REQUEST_MESSAGES.get(r.status, ""),
+        "allowed_transitions": sorted(s.value for s in REQUEST_TRANSITIONS[RequestStatus(r.status)]),
+        "created_at": iso(r.created_at), "updated_at": iso(r.updated_at),
+    }
+
+
+def event_json(e: PaymentEvent) -> dict:
+    """One entry of a payment's own event log."""
+    return {
+        "id": e.id, "kind": e.kind, "from_status": e.from_status, "to_status": e.to_status, "actor": e.actor,
+        "reason": e.reason, "payload": e.payload, "created_at": iso(e.created_at),
+    }
+
+
+def refund_json(r: Refund) -> dict:
+    """A refund of (part of) a payment."""
+    return {
+        "id": r.id, "payment_id": r.payment_id, "amount": int(r.amount), "reason": r.reason,
+        "requested_by": r.requested_by, "method": r.method, "status": r.status,
+        "originator_conversation_id": r.originator_conversation_id, "conversation_id": r.conversation_id,
+        "transaction_id": r.transaction_id, "result_code": r.result_code, "result_desc": r.result_desc,
+        "created_at": iso(r.created_at), "updated_at": iso(r.updated_at),
+    }
+
+
+def notification_json(n: Notification) -> dict:
+    """An outbox message with its delivery status; SMS recipients are masked."""
+    recipient = mask_phone(n.recipient) if n.channel == "sms" else n.recipient
+    return {
+        "id": n.id, "channel": n.channel, "kind": n.kind, "payment_id": n.payment_id, "request_id": n.request_id,
+        "recipient": recipient, "language": n.language, "body": n.body, "status": n.status,
+        "attempts": n.attempts, "provider_status": n.provider_status, "failure_reason": n.failure_reason,
+        "created_at": iso(n.created_at), "sent_at": iso(n.sent_at), "delivered_at": iso(n.delivered_at),
+    }
+
+
+def callback_json(m: InboxMessage) -> dict:
+    """A raw provider message as stored; the body parsed as JSON when it is JSON."""
+    return {
+        "id": m.id, "source": m.source, "status": m.status, "note": m.note, "remote_addr": m.remote_addr,
+        "body": parse_body(m.body), "received_at": iso(m.received_at), "processed_at": iso(m.processed_at),
+    }
+
+
+def audit_json(a: AuditLog) -> dict:
+    """A staff action or automatic money decision."""
+    return {
+        "id": a.id, "actor": a.actor, "action": a.action, "target_type": a.target_type, "target_id": a.target_id,
+        "reason": a.reason, "details": a.details, "created_at": iso(a.created_at),
+    }
+
+
+def parse_body(text: str):
+    """JSON when it parses, else the text as stored."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text

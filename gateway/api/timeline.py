@@ -1,0 +1,93 @@
+"""One payment's whole story in time order: USSD hops, events, raw callbacks, messages, refunds, staff actions.
+
+Flask-free, so the desktop app's tests and a support script can call it too. Every entry has
+``at`` (ISO UTC), ``type``, ``actor`` and ``summary``, plus the fields of its kind.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, Refund, UssdSession
+from shared.timeutil import iso
+
+from .serialize import audit_json, callback_json, event_json, notification_json, refund_json
+
+# At the same second, what happened first: the caller's hops, then our events, then the rest.
+_ORDER = {"ussd": 0, "event": 1, "callback": 2, "notification": 3, "refund": 4, "staff_action": 5}
+
+
+def timeline(payment: Payment) -> list[dict]:
+    """Every entry about the payment, oldest first."""
+    entries: list[tuple[datetime, int, int, dict]] = []
+    for source in (_ussd, _events, _callbacks, _notifications, _refunds, _staff_actions):
+        for at, entry in source(payment):
+            entries.append((at, _ORDER[entry["type"]], len(entries), {"at": iso(at), **entry}))
+    entries.sort(key=lambda item: item[:3])
+    return [entry for *_, entry in entries]
+
+
+def callbacks(payment: Payment) -> list[dict]:
+    """The raw provider messages linked to the payment, oldest first."""
+    rows = InboxMessage.select().where(InboxMessage.payment == payment).order_by(InboxMessage.id)
+    return [callback_json(row) for row in rows]
+
+
+def notifications(payment: Payment) -> list[dict]:
+    """Its SMS and webhooks with their delivery status, oldest first."""
+    rows = Notification.select().where(Notification.payment == payment).order_by(Notification.id)
+    return [notification_json(row) for row in rows]
+
+
+def refunds(payment: Payment) -> list[dict]:
+    """Its refunds, oldest first."""
+    return [refund_json(row) for row in Refund.select().where(Refund.payment == payment).order_by(Refund.id)]
+
+
+def _ussd(payment: Payment):
+    """The hops of the USSD session(s) linked to the payment: the dial, then one per input."""
+    for session in UssdSession.select().where(UssdSession.payment == payment).order_by(UssdSession.id):
+        yield from _hops(session)
+
+
+def _hops(session: UssdSession):
+    inputs = [str(value) for value in (session.inputs or [])]
+    yield session.created_at, {"type": "ussd", "actor": "ussd", "summary": f"dialled {session.service_code}",
+                               "session_id": session.session_id, "hop": 0, "input": None, "text": ""}
+    for hop, value in enumerate(inputs, start=1):
+        yield session.created_at, {"type": "ussd", "actor": "ussd", "summary": f"entered {value!r}",
+                                   "session_id": session.session_id, "hop": hop, "input": value,
+                                   "text": "*".join(inputs[:hop])}
+
+
+def _events(payment: Payment):
+    for row in PaymentEvent.select().where(PaymentEvent.payment == payment).order_by(PaymentEvent.id):
+        if row.kind == "transition":
+            summary = f"{row.from_status} -> {row.to_status}"
+        else:
+            summary = row.kind.replace("_", " ")
+        yield row.created_at, {"type": "event", "summary": summary, **event_json(row)}
+
+
+def _callbacks(payment: Payment):
+    for row in InboxMessage.select().where(InboxMessage.payment == payment).order_by(InboxMessage.id):
+        entry = callback_json(row)
+        yield row.received_at, {"type": "callback", "actor": row.source,
+                                "summary": f"{row.source} callback ({row.status.lower()})", **entry}
+
+
+def _notifications(payment: Payment):
+    for row in Notification.select().where(Notification.payment == payment).order_by(Notification.id):
+        yield row.created_at, {"type": "notification", "actor": "notify",
+                               "summary": f"{row.channel} {row.kind}: {row.status.lower()}", **notification_json(row)}
+
+
+def _refunds(payment: Payment):
+    for row in Refund.select().where(Refund.payment == payment).order_by(Refund.id):
+        yield row.created_at, {"type": "refund", "actor": row.requested_by,
+                               "summary": f"refund of {row.amount} ({row.status.lower()})", **refund_json(row)}
+
+
+def _staff_actions(payment: Payment):
+    rows = AuditLog.select().where(AuditLog.target_type == "payment", AuditLog.target_id == str(payment.id))
+    for row in rows.order_by(AuditLog.id):
+        yield row.created_at, {"type": "staff_action", "summary": row.action.replace("_", " "), **audit_json(row)}
