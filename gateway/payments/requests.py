@@ -18,7 +18,7 @@ from shared.timeutil import iso, utcnow
 
 from ..notify import outbox
 from .service import check_account
-from .transitions import flag
+from .unexpected import handle_unexpected
 
 log = logging.getLogger(__name__)
 R = RequestStatus
@@ -104,4 +104,5 @@ def on_payment_change(payment: Payment, from_status: str, to_status: str, event)
     if req.status == R.OPEN.value:
         set_request_status(req, R.PAID, payment=payment)
     else:
-        flag(payment, f"paid a request that is {req.status}", actor="requests", alert_kind="unexpected_money")
+        what = "double payment: " if req.status == R.PAID.value else ""
+        handle_unexpected(payment, f"{what}paid request {req.code}, which is {req.status}")
