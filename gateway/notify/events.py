@@ -12,7 +12,8 @@ from .templates import reason_for, render
 log = logging.getLogger(__name__)
 S = PaymentStatus
 
-# (from, to) or to -> template. Refund kinds for a separate Refund model arrive with issue 4.
+# Target status -> template. Refund SMS are queued by gateway.refunds (they carry the refund's own
+# amount and cover refund steps that move no payment status), so refund statuses are not here.
 _BY_TARGET = {
     S.PROCESSING.value: "payment_initiated",
     S.COMPLETED.value: "payment_completed",
@@ -20,8 +21,6 @@ _BY_TARGET = {
     S.CANCELLED.value: "payment_cancelled",
     S.EXPIRED.value: "payment_expired",
     S.SETTLED.value: "payment_settled",
-    S.REFUND_PENDING.value: "refund_initiated",
-    S.REFUNDED.value: "refund_completed",
 }
 _OPTIONAL = {"payment_initiated": "sms_on_initiated", "payment_settled": "sms_on_settled"}
 
@@ -47,10 +46,8 @@ class PaymentNotifier:
 
     @staticmethod
     def _kind(from_status: str, to_status: str) -> str | None:
-        if from_status == S.REFUND_PENDING.value and to_status in (S.COMPLETED.value, S.SETTLED.value):
-            return "refund_failed"
-        if to_status == S.COMPLETED.value and from_status in (S.SETTLED.value, S.REFUND_PENDING.value):
-            return None
+        if from_status in (S.SETTLED.value, S.REFUND_PENDING.value):
+            return None  # the end of a refund step: gateway.refunds tells the customer
         return _BY_TARGET.get(to_status)
 
     def _wanted(self, kind: str) -> bool:

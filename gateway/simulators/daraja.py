@@ -28,6 +28,8 @@ Control endpoints: ``POST /simulator/outcomes``, ``POST /simulator/faults``
 ``{"stk_push"|"stk_query"|"oauth": fault, "count": N}`` with fault one of spike_arrest, quota,
 internal, invalid_token, garbage, slow, merchant; ``GET /simulator/requests``;
 ``POST /simulator/fire``; ``POST /simulator/reset`` (keeps issued tokens).
+
+Reversal, B2C and transaction status (asynchronous Results) live in daraja_b2c.py.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import requests
 from flask import Flask, Response, jsonify, request
 
 from . import control_routes, daemon_timer, fault_response, json_body, safe_post
+from .daraja_b2c import AsyncResultsMixin, add_async_routes, set_outcome_from
 from .daraja_rules import (
     ACCEPTED,
     AMOUNT_OUTCOMES,
@@ -75,7 +78,7 @@ def _render_fault(fault: str) -> Response:
     return error_body(*FAULTS[fault])
 
 
-class DarajaSimState:
+class DarajaSimState(AsyncResultsMixin):
     """Everything the Daraja simulator remembers; every method is thread-safe."""
 
     def __init__(self, callback_delay: float = 2.0, late_delay: float = 30.0, post=requests.post):
@@ -95,6 +98,7 @@ class DarajaSimState:
         self.outcomes: dict[str, str] = {}
         self.faults: dict[str, list] = {}
         self.callbacks: list[dict] = []
+        self._clear_async()
 
     def issue_token(self) -> str:
         """A new bearer token, valid for TOKEN_TTL seconds."""
@@ -193,7 +197,7 @@ class DarajaSimState:
             pending = [p for p in self.pushes.values() if not p.done]
             for push in pending:
                 push.decided_at = float("-inf")
-        return sum(self._deliver(push) for push in pending)
+        return sum(self._deliver(push) for push in pending) + self.fire_async_now()
 
     def callbacks_sent(self) -> list[dict]:
         """Every callback posted so far ({url, body, status}), for tests to wait on."""
@@ -311,8 +315,10 @@ def create_daraja_sim(*, callback_delay: float = 2.0, late_delay: float = 30.0, 
     state = DarajaSimState(callback_delay, late_delay, post)
     app.extensions["daraja_sim"] = state
     _add_api_routes(app, state)
+    add_async_routes(app, state, _precheck, error_body)
     control_routes(app, state, {
         "outcomes": lambda data: _set_outcome(state, data),
         "faults": lambda data: _set_faults(state, data),
+        "reversal_outcomes": lambda data: set_outcome_from(state, data),
     }, listing=("requests", lambda args: state.requests_log()))
     return app

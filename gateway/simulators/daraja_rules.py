@@ -39,7 +39,7 @@ FAULTS = {
     "garbage": None,
     "slow": None,
 }
-FAULT_TARGETS = ("stk_push", "stk_query", "oauth")
+FAULT_TARGETS = ("stk_push", "stk_query", "oauth", "reversal", "b2c", "transaction_status")
 PHONE_RE = re.compile(r"254[71]\d{8}")
 PUSH_FIELDS = ("BusinessShortCode", "Password", "Timestamp", "TransactionType", "Amount", "PartyA",
                "PartyB", "PhoneNumber", "CallBackURL", "AccountReference", "TransactionDesc")
