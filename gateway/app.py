@@ -73,10 +73,13 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
 def _listen(config: Config) -> None:
     """Wire status changes to their side effects, inside the same transaction."""
     from .notify.events import PaymentNotifier
+    from .payments import flags, unexpected
     from .payments.requests import on_payment_change
     from .payments.transitions import on_transition
 
+    unexpected.configure(config)
     on_transition("requests", on_payment_change)
+    on_transition("flags", flags.listener(config))
     on_transition("notify", PaymentNotifier(config))
 
 
@@ -106,6 +109,8 @@ def _daraja(config: Config):
 def _register(app: Flask) -> None:
     from . import health, web
     from .api import register as register_api
+    from .mpesa.c2b_views import bp_c2b
+    from .mpesa.results_views import bp_results
     from .mpesa.views import bp as mpesa_bp
     from .sms.views import bp as sms_bp
     from .ussd.views import bp as ussd_bp
@@ -116,3 +121,5 @@ def _register(app: Flask) -> None:
     app.register_blueprint(mpesa_bp)
     app.register_blueprint(ussd_bp)
     app.register_blueprint(sms_bp)
+    app.register_blueprint(bp_c2b)
+    app.register_blueprint(bp_results)

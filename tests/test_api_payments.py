@@ -255,7 +255,6 @@ def test_requery_records_the_answer_and_never_downgrades(client, app, heads, mon
 
 
 def test_requery_applies_the_answer_as_the_sweep_would(client, app, heads, monkeypatch):
-    pytest.importorskip("gateway.jobs.sweeps")
     fake = QueryOnly(StkQueryResult("1032", "Request cancelled by user", False, {"ResultCode": "1032"}))
     monkeypatch.setattr(app.extensions["lipa"], "daraja", fake)
     payment = seed(status="PROCESSING", checkout_request_id="ws_open")[0]
@@ -321,7 +320,6 @@ def test_resolve_goes_through_the_state_machine(client, heads):
 
 
 def test_refund_by_admin(client, app, heads):
-    pytest.importorskip("gateway.refunds.service")
     payment = seed(status="COMPLETED", mpesa_receipt="QK5", amount=1000)[0]
     url = f"/api/v1/payments/{payment.id}/refund"
     assert client.post(url, headers=heads["admin"], json={"amount": 400}).status_code == 400

@@ -5,13 +5,13 @@ Every action writes an AuditLog row and, where the state machine does not alread
 from __future__ import annotations
 
 import hashlib
-import importlib
 
 from flask import current_app, request
 
 from gateway.jobs.sweeps import apply_query
+from gateway.refunds import service as refunds_service
 from shared.db import for_update, write_tx
-from shared.errors import InvalidInput, LipaError, NotAllowed, NotFound, ProviderError
+from shared.errors import InvalidInput, NotAllowed, NotFound, ProviderError
 from shared.models import AuditLog, Notification, Payment, PhonePreference
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
@@ -207,24 +207,16 @@ def refund_payment(payment_id: int):
     data = json_body(("amount", "reason"))
     reason = _reason(data)
     payment = load_payment(payment_id)
-    refunds = _refunds_service()
     lipa = services()
-    refund = refunds.request_refund(payment, data["amount"], reason, requested_by=who.actor,
-                                    method=lipa.config.refund_method)
+    refund = refunds_service.request_refund(payment, data["amount"], reason, requested_by=who.actor,
+                                            method=lipa.config.refund_method)
     with write_tx():
         audit("refund", payment.id, reason=reason, details={"refund_id": refund.id, "amount": refund.amount})
     base = f"{lipa.public_url.rstrip('/')}/mpesa"
-    lipa.tasks.submit(refunds.send_refund, refund.id, daraja=lipa.daraja, config=lipa.config,
+    lipa.tasks.submit(refunds_service.send_refund, refund.id, daraja=lipa.daraja, config=lipa.config,
                       result_url=f"{base}/result/{lipa.callback_token}",
                       timeout_url=f"{base}/timeout/{lipa.callback_token}")
     return refund_json(refund), 201
-
-
-def _refunds_service():
-    try:
-        return importlib.import_module("gateway.refunds.service")
-    except ImportError:
-        raise LipaError("Refunds are not available yet.", code="not_implemented", http_status=501) from None
 
 
 def _reason(data: dict) -> str:

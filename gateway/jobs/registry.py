@@ -41,10 +41,13 @@ def dispatch_notifications(ctx) -> dict:
 
 
 def process_inbox(ctx) -> dict:
-    """Apply provider messages stored but never applied (a crash between storing and applying)."""
+    """Apply provider messages stored but never applied (a crash between storing and applying), and send
+    refunds that were requested inside another transaction (automatic refunds) but never sent."""
     from ..healing import process_inbox as heal
+    from ..refunds.service import send_unsent_refunds
 
-    return {"applied": heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url)}
+    applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url)
+    return {"applied": applied, "refunds_sent": send_unsent_refunds(ctx)}
 
 
 def reconcile(ctx) -> dict:
