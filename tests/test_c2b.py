@@ -7,11 +7,10 @@ import pytest
 
 from gateway.mpesa.c2b import apply_c2b
 from gateway.mpesa.c2b_register import REGISTER_PATH, c2b_urls, register_c2b_urls
-from gateway.mpesa.c2b_views import bp_c2b
 from gateway.mpesa.client import DarajaClient
 from gateway.mpesa.errors import DarajaBadResponse
 from gateway.mpesa.token_store import MemoryTokenStore
-from gateway.payments import flags, transitions, unexpected
+from gateway.payments import unexpected
 from gateway.payments.requests import create_request, set_request_status
 from shared.db import db, write_tx
 from shared.errors import InvalidInput
@@ -34,24 +33,14 @@ def c2b_body(**changes) -> dict:
 
 @pytest.fixture
 def build(make_app):
-    """A gateway with the C2B routes, flag rules and unexpected-money config wired (until app.py does it)."""
-    added = []
+    """A gateway (C2B routes, flag rules and unexpected-money config are wired by create_app)."""
 
     def factory(**overrides):
         app = make_app(config_overrides=overrides)
-        config = app.extensions["lipa"].config
-        if "c2b" not in app.blueprints:
-            app.register_blueprint(bp_c2b)
-        if added or "flags" not in transitions._listeners:
-            transitions.on_transition("flags", flags.listener(config))
-            added.append(True)
-        unexpected.configure(config)
         db.connect(reuse_if_open=True)
         return app
 
     yield factory
-    if added:
-        transitions._listeners.pop("flags", None)
     unexpected.configure(None)
     if not db.is_closed():
         db.close()

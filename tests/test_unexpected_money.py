@@ -122,3 +122,18 @@ def test_unconfigured_handler_holds(lipa):
     with write_tx():
         assert unexpected.handle_unexpected(payment, "test") == "held"
     assert Payment.get_by_id(payment.id).flag_reason == "test; held for staff"
+
+
+def test_auto_refund_is_really_sent_by_the_process_inbox_job(build, sim):
+    """The real refund service: requested inside the payment's transaction, sent after it by the job."""
+    from gateway.refunds.service import send_unsent_refunds
+    from shared.models import Refund
+
+    app = build(auto_refund=True, mpesa_base_url=sim.daraja_url)
+    req = closed_request("CANCELLED")
+    confirm(app, c2b_body(BillRefNumber=req.code, TransAmount="10.00"))
+    [refund] = Refund.select()
+    assert (refund.status, refund.requested_by, refund.amount) == ("INITIATED", "auto-refund", 10)
+    assert send_unsent_refunds(app.extensions["lipa"], older_than_s=0) == 1
+    assert Refund.get_by_id(refund.id).status == "PROCESSING"
+    assert send_unsent_refunds(app.extensions["lipa"], older_than_s=0) == 0
