@@ -1,0 +1,1 @@
+"""Reconciliation: an M-Pesa statement export read (statement), matched to payments (matcher), recorded (service)."""

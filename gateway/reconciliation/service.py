@@ -1,0 +1,479 @@
+"""Importing an M-Pesa statement and reconciling it with Lipa's payments, all in one write transaction.
+
+The same file twice is one import; lines an earlier (overlapping) statement already holds are skipped.
+Payments the statement confirms go COMPLETED -> SETTLED; whatever disagrees becomes a ReconException
+that staff resolve with a note. Knows nothing of Flask.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from datetime import datetime
+
+import peewee
+from peewee import SQL, chunked, fn
+
+from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
+from shared.errors import InvalidInput, NotAllowed, NotFound
+from shared.models import (
+    AuditLog,
+    Payment,
+    PaymentEvent,
+    PhonePreference,
+    ReconException,
+    StatementImport,
+    StatementLine,
+)
+from shared.refs import payment_reference
+from shared.states import PaymentStatus
+from shared.timeutil import utcnow
+
+from ..notify import outbox
+from ..notify.templates import render
+from ..payments import transitions
+from ..payments.transitions import flag, record, transition
+from . import matcher, statement
+from .matcher import WINDOW, Candidate, FuzzyIndex
+
+log = logging.getLogger(__name__)
+ACTOR = "reconciliation"
+# Bound parameters per statement: SQLite before 3.32 takes 999, later ones 32766; PostgreSQL 65535.
+PARAMS = 999 if sqlite3.sqlite_version_info < (3, 32) else 30_000
+S = PaymentStatus
+RECEIPT, FUZZY, UNMATCHED = "RECEIPT", "FUZZY", "UNMATCHED"
+# Listeners whose reaction to SETTLED settle_many() reproduces (only "notify" has one).
+BULK_SAFE_LISTENERS = frozenset({"requests", "notify", "flags"})
+MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE = (
+    "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate")
+LOADED = [s.value for s in (S.PENDING, S.PROCESSING, S.EXPIRED, S.FAILED, S.COMPLETED)]
+ALREADY_PAID = (S.SETTLED.value, S.REFUND_PENDING.value, S.REFUNDED.value)
+IMPORT_LOCK = 0x4C495041  # PostgreSQL advisory lock: one import at a time
+CANDIDATE_FIELDS = (Payment.id, Payment.reference, Payment.phone, Payment.amount, Payment.account, Payment.status,
+                    Payment.mpesa_receipt, Payment.created_at, Payment.completed_at)
+EVENT_FIELDS = [PaymentEvent.payment, PaymentEvent.kind, PaymentEvent.from_status, PaymentEvent.to_status,
+                PaymentEvent.actor, PaymentEvent.reason, PaymentEvent.created_at]
+LINE_FIELDS = [StatementLine.statement, StatementLine.line_no, StatementLine.receipt, StatementLine.completed_at,
+               StatementLine.details, StatementLine.amount, StatementLine.account, StatementLine.other_party,
+               StatementLine.payment, StatementLine.match]
+
+
+def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", config=None) -> StatementImport:
+    """Read, record and reconcile a statement; the same bytes again return the first import, unchanged.
+
+    ``config`` decides the optional settled SMS; without it, the app's registered notifier's config does.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+    if existing is not None:
+        return existing
+    try:
+        parsed = statement.parse(data)
+    except statement.StatementError as exc:
+        raise InvalidInput(f"The statement cannot be read. {exc}", code="invalid_statement") from None
+    try:
+        return _import(parsed, digest, filename, uploaded_by, config)
+    except peewee.IntegrityError:
+        existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+        if existing is None:
+            raise
+        return existing
+
+
+@retry_locked
+def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by: str, config) -> StatementImport:
+    with write_tx():
+        existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+        if existing is not None:
+            return existing
+        if not is_sqlite():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
+        imp = StatementImport.create(sha256=digest, filename=(filename or "")[:255],
+                                     uploaded_by=(uploaded_by or "")[:64], period=parsed.period_text()[:100])
+        _Run(imp, config).reconcile(parsed)
+        return imp
+
+
+class _Run:
+    """One import's work inside its transaction: links to write, payments to settle, problems to record."""
+
+    def __init__(self, imp: StatementImport, config):
+        self.imp, self.config = imp, config
+        self.links: dict[str, tuple[int, str]] = {}  # receipt -> (payment id, match)
+        self.settle: list[tuple[int, str]] = []  # (payment id, event reason)
+        self.problems: list[tuple[str, str | None, int | None, str]] = []  # kind, line receipt, payment id, details
+        self.events: list[tuple] = []  # PaymentEvent rows (EVENT_FIELDS) for receipts attached
+
+    def reconcile(self, parsed: statement.Statement) -> None:
+        """Match, write the lines, settle, record exceptions and the counts."""
+        known = _known_receipts([line.receipt for line in parsed.lines])
+        fresh, repeats, skipped = matcher.split_repeats(parsed.lines, known)
+        period = parsed.period()
+        by_receipt, index = _load_payments(fresh, period)
+        plan = matcher.plan(fresh, by_receipt, index)
+        self._apply(plan)
+        _insert_lines(self.imp.id, fresh, self.links)
+        _insert_rows(PaymentEvent, EVENT_FIELDS, self.events)
+        settled = settle_many(self.settle, config=self.config)
+        for repeat, first in repeats:
+            self.problems.append((DUPLICATE, first.receipt, self.links.get(first.receipt, (None,))[0],
+                                  f"receipt {first.receipt} appears again on line {repeat.line_no} "
+                                  f"({repeat.amount} KES; first on line {first.line_no})"))
+        if period:
+            self._missing_in_statement(*period)
+        self._finish(len(fresh), plan.matched, skipped, settled)
+
+    def _apply(self, plan: matcher.Plan) -> None:
+        for line, cand in plan.by_receipt:
+            self.links[line.receipt] = (cand.id, RECEIPT)
+            self._confirmed(line, cand)
+        for line, cand in list(plan.fuzzy):
+            if self._guessed(line, cand):
+                self.links[line.receipt] = (cand.id, FUZZY)
+            else:
+                plan.fuzzy.remove((line, cand))
+                plan.unmatched.append((line, []))
+        for line, cand in plan.mismatched:
+            self.links[line.receipt] = (cand.id, UNMATCHED)
+            payment = _locked(cand.id)
+            reason = f"M-Pesa statement shows {line.amount} KES for receipt {line.receipt}; Lipa has {payment.amount}"
+            flag(payment, reason, actor=ACTOR, alert_kind="recon_mismatch")
+            self.problems.append((AMOUNT_MISMATCH, line.receipt, cand.id, reason))
+        for line, tied in plan.unmatched:
+            payment = self._placeholder(line)
+            self.links[line.receipt] = (payment.id, UNMATCHED)
+            maybe = f"; could be {', '.join(c.reference for c in tied)}" if tied else ""
+            self.problems.append((MISSING_IN_LIPA, line.receipt, payment.id,
+                                  f"{line.amount} KES on line {line.line_no} not in Lipa; recorded as "
+                                  f"{payment.reference}{maybe}"[:255]))
+
+    def _reason(self, line: statement.Line) -> str:
+        return f"on M-Pesa statement {self.imp.id}, line {line.line_no} (receipt {line.receipt})"
+
+    def _confirmed(self, line: statement.Line, cand: Candidate) -> None:
+        """Same receipt, same amount: settle it (an unpaid one is a missed callback: completed first)."""
+        if cand.status in ALREADY_PAID:
+            return
+        if cand.status != S.COMPLETED.value:
+            _complete(_locked(cand.id), line)
+        self.settle.append((cand.id, self._reason(line)))
+
+    def _guessed(self, line: statement.Line, cand: Candidate) -> bool:
+        """Attach the receipt (completing a payment still waiting) and settle; False if it changed meanwhile."""
+        if cand.status == S.COMPLETED.value:
+            paid = f"Paid. M-Pesa receipt {line.receipt}."
+            attached = Payment.update(mpesa_receipt=line.receipt, status_message=paid, updated_at=utcnow()).where(
+                Payment.id == cand.id, Payment.status == S.COMPLETED.value, Payment.mpesa_receipt.is_null()).execute()
+            if not attached:
+                return False
+            self.events.append((cand.id, "receipt", cand.status, cand.status, ACTOR,
+                                f"receipt {line.receipt} {self._reason(line)}"[:255], utcnow()))
+        else:
+            payment = _locked(cand.id)
+            if payment.mpesa_receipt or payment.status not in matcher.FUZZY_UNPAID:
+                return False
+            _complete(payment, line)
+        self.settle.append((cand.id, self._reason(line)))
+        return True
+
+    def _placeholder(self, line: statement.Line) -> Payment:
+        """Money only the statement knows of (a missed callback): recorded as a flagged COMPLETED payment."""
+        payment = Payment.create(
+            reference=_new_reference(), phone=line.phone, amount=line.amount, account=line.account[:20],
+            channel=line.channel, status=S.PENDING.value, active_phone=None, mpesa_receipt=line.receipt,
+            description="Statement", status_message="Found on the M-Pesa statement.")
+        record(payment, "created", actor=ACTOR, reason=f"found only {self._reason(line)}")
+        transition(payment, S.COMPLETED, actor=ACTOR, reason=self._reason(line), completed_at=line.completed_at,
+                   message=f"Paid. M-Pesa receipt {line.receipt}.")
+        flag(payment, f"found in statement only (receipt {line.receipt})", actor=ACTOR,
+             alert_kind="recon_missing_in_lipa")
+        return payment
+
+    def _missing_in_statement(self, start, end) -> None:
+        """COMPLETED payments of the period that no statement line holds: suspicious, flagged."""
+        for payment in for_update(_not_on_any_statement(start, end)):
+            reason = f"completed in Lipa but not on M-Pesa statement {self.imp.id} ({self.imp.period})"
+            flag(payment, reason, actor=ACTOR, alert_kind="recon_missing_in_statement")
+            self.problems.append((MISSING_IN_STATEMENT, None, payment.id, reason[:255]))
+
+    def _finish(self, lines: int, matched: int, skipped: int, settled: int) -> None:
+        """Exceptions written, counts saved, exceptions a statement has now answered closed, audited."""
+        receipts = [receipt for _, receipt, _, _ in self.problems if receipt]
+        line_ids = _line_ids(self.imp.id, receipts)
+        for kind, receipt, payment_id, details in self.problems:
+            ReconException.create(statement=self.imp, kind=kind, payment=payment_id,
+                                  line=line_ids.get(receipt), details=details[:255])
+        self.imp.lines, self.imp.matched, self.imp.exceptions = lines, matched, len(self.problems)
+        self.imp.save()
+        closed = close_found()
+        counts = {"lines": lines, "matched": matched, "settled": settled, "exceptions": len(self.problems),
+                  "known_receipts_skipped": skipped, "closed_elsewhere": closed}
+        AuditLog.create(actor=self.imp.uploaded_by or ACTOR, action="statement_import", target_type="statement",
+                        target_id=str(self.imp.id), reason=self.imp.filename[:500], details=counts)
+        log.info("statement %s imported: %s", self.imp.id, counts)
+
+
+def _complete(payment: Payment, line: statement.Line) -> None:
+    """A payment Lipa thought unpaid is on the statement: a missed callback, completed and flagged."""
+    transition(payment, S.COMPLETED, actor=ACTOR, reason=f"paid per M-Pesa statement (receipt {line.receipt})",
+               message=f"Paid. M-Pesa receipt {line.receipt}.", mpesa_receipt=line.receipt,
+               completed_at=line.completed_at)
+    flag(payment, f"missed callback: paid per statement receipt {line.receipt}", actor=ACTOR,
+         alert_kind="missed_callback")
+
+
+def _locked(payment_id: int) -> Payment:
+    return for_update(Payment.select().where(Payment.id == payment_id)).get()
+
+
+def _new_reference() -> str:
+    for _ in range(5):
+        reference = payment_reference()
+        if not Payment.select().where(Payment.reference == reference).exists():
+            return reference
+    return reference
+
+
+def _candidates(*where) -> list[Candidate]:
+    """Payments as plain Candidates; raw rows, as building 100,000 model rows costs seconds."""
+    sql, params = Payment.select(*CANDIDATE_FIELDS).where(*where).sql()
+    return [Candidate(*row[:7], _time(row[7]), _time(row[8])) for row in db.execute_sql(sql, params)]
+
+
+def _time(value):
+    """SQLite hands back text; PostgreSQL a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _select_in(sql: str, values: list) -> list[tuple]:
+    """Rows of ``sql`` (which ends in IN) for the values, in chunks of bound parameters."""
+    rows: list[tuple] = []
+    for chunk in chunked(values, PARAMS):
+        rows.extend(db.execute_sql(f"{sql} ({', '.join([db.obj.param] * len(chunk))})", chunk).fetchall())
+    return rows
+
+
+def _insert_rows(model, fields: list, rows) -> None:
+    """One prepared INSERT for many rows (peewee's insert_many spends seconds writing SQL for 100,000)."""
+    rows = list(rows)
+    if not rows:
+        return
+    columns = ", ".join(f'"{field.column_name}"' for field in fields)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
+    cursor = db.cursor()
+    if is_sqlite():
+        cursor.executemany(sql + f"({', '.join('?' * len(fields))})", rows)
+    else:
+        from psycopg2.extras import execute_values
+
+        execute_values(cursor, sql + "%s", rows, page_size=2000)
+
+
+def _known_receipts(receipts: list[str]) -> set[str]:
+    """The receipts an earlier statement already holds."""
+    return {r for (r,) in _select_in('SELECT "receipt" FROM "statement_line" WHERE "receipt" IN', receipts)}
+
+
+def _load_payments(lines: list, period) -> tuple[dict[str, Candidate], FuzzyIndex]:
+    """Payments of the period (one query), plus any other payment holding one of the receipts (usually none)."""
+    if not lines:
+        return {}, FuzzyIndex([])
+    low, high = period[0] - WINDOW, period[1] + WINDOW
+    for line in lines:
+        low, high = min(low, line.completed_at - WINDOW), max(high, line.completed_at + WINDOW)
+    pool = _candidates(Payment.status.in_(LOADED), Payment.created_at.between(low, high)
+                       | Payment.completed_at.between(low, high))
+    by_receipt = {cand.receipt: cand for cand in pool if cand.receipt}
+    wanted = [line.receipt for line in lines if line.receipt not in by_receipt]
+    for chunk in chunked(wanted, PARAMS):
+        by_receipt.update((c.receipt, c) for c in _candidates(Payment.mpesa_receipt.in_(chunk)))
+    return by_receipt, FuzzyIndex(pool)
+
+
+def _insert_lines(statement_id: int, lines: list, links: dict) -> None:
+    rows = ((statement_id, line.line_no, line.receipt, line.completed_at, line.details, line.amount, line.account,
+             line.other_party, *links[line.receipt]) for line in lines)
+    _insert_rows(StatementLine, LINE_FIELDS, rows)
+
+
+def _line_ids(statement_id: int, receipts: list[str]) -> dict[str, int]:
+    sql = f'SELECT "receipt", "id" FROM "statement_line" WHERE "statement_id" = {int(statement_id)} AND "receipt" IN'
+    return dict(_select_in(sql, receipts))
+
+
+def _not_on_any_statement(start, end):
+    """COMPLETED in [start, end], on no statement line (by link or receipt), never reported missing."""
+    linked = StatementLine.select(SQL("1")).where(StatementLine.payment == Payment.id)
+    by_receipt = StatementLine.select(SQL("1")).where(StatementLine.receipt == Payment.mpesa_receipt)
+    reported = ReconException.select(SQL("1")).where(ReconException.payment == Payment.id,
+                                                     ReconException.kind == MISSING_IN_STATEMENT)
+    return Payment.select().where(Payment.status == S.COMPLETED.value, Payment.completed_at.between(start, end),
+                                  ~fn.EXISTS(linked), ~fn.EXISTS(by_receipt), ~fn.EXISTS(reported))
+
+
+def close_found() -> int:
+    """Resolve open missing_in_statement exceptions whose payment a later statement now holds."""
+    on_line = StatementLine.select(SQL("1")).where(StatementLine.payment == ReconException.payment,
+                                                   StatementLine.match != UNMATCHED)
+    rows = list(ReconException.select().where(ReconException.kind == MISSING_IN_STATEMENT,
+                                              ReconException.status == "OPEN", fn.EXISTS(on_line)))
+    for row in rows:
+        _resolve(row, ACTOR, "found on a later M-Pesa statement")
+    return len(rows)
+
+
+def settle_many(items: list[tuple[int, str]], *, config=None) -> int:
+    """COMPLETED -> SETTLED for many payments at once: the bulk equivalent of transitions.transition().
+
+    Why: transition() costs an UPDATE, an INSERT and the listeners per payment, which for a 100,000-line
+    statement holds the write lock for minutes. Here each batch is one guarded UPDATE (only rows still
+    COMPLETED), one multi-row INSERT of their PaymentEvents (every change still has its event, in the same
+    transaction), and what the listeners do on SETTLED: only the notifier reacts (requests and flags look at
+    COMPLETED and PROCESSING), and only with ``sms_on_settled`` on; then the SMS is queued here through
+    outbox.enqueue, with the notifier's dedupe key. A listener this does not know sends every payment
+    through transition() instead, so it is never bypassed.
+    """
+    if set(transitions._listeners) - BULK_SAFE_LISTENERS:
+        return sum(_settle_one(payment_id, reason) for payment_id, reason in items)
+    sms = _settled_sms_wanted(config)
+    now, total = utcnow(), 0
+    for batch in chunked(items, PARAMS):
+        changed = _mark_settled([payment_id for payment_id, _ in batch], now)
+        _insert_rows(PaymentEvent, EVENT_FIELDS, [
+            (payment_id, "transition", S.COMPLETED.value, S.SETTLED.value, ACTOR, reason[:255], now)
+            for payment_id, reason in batch if payment_id in changed])
+        if sms and changed:
+            _queue_settled_sms(changed, now)
+        total += len(changed)
+    return total
+
+
+def _settle_one(payment_id: int, reason: str) -> int:
+    payment = _locked(payment_id)
+    if payment.status != S.COMPLETED.value:
+        return 0
+    transition(payment, S.SETTLED, actor=ACTOR, reason=reason)
+    return 1
+
+
+def _mark_settled(ids: list[int], now) -> set[int]:
+    """One UPDATE of the rows still COMPLETED; the ids it changed (SQLite before 3.35 has no RETURNING, but
+    its write lock, taken before anything was read, means the statuses read are still the statuses)."""
+    marks = ", ".join([db.obj.param] * len(ids))
+    sql = (f'UPDATE "payment" SET "status" = {db.obj.param}, "active_phone" = NULL, "updated_at" = {db.obj.param} '
+           f'WHERE "status" = {db.obj.param} AND "id" IN ({marks})')
+    params = [S.SETTLED.value, now, S.COMPLETED.value, *ids]
+    if is_sqlite() and sqlite3.sqlite_version_info < (3, 35):
+        db.execute_sql(sql, params)
+        return set(ids)
+    return {row[0] for row in db.execute_sql(sql + ' RETURNING "id"', params)}
+
+
+def _settled_sms_wanted(config) -> bool:
+    """The config given, else the one the app's notifier was built with (no notifier: no SMS, as transition)."""
+    if config is None:
+        config = getattr(transitions._listeners.get("notify"), "config", None)
+    return bool(getattr(config, "sms_on_settled", False))
+
+
+def _queue_settled_sms(ids: set[int], now) -> None:
+    """The payment_settled SMS, as the notifier would queue it (keyed by payment and event id)."""
+    events = dict(PaymentEvent.select(PaymentEvent.payment, PaymentEvent.id).where(
+        PaymentEvent.payment.in_(list(ids)), PaymentEvent.to_status == S.SETTLED.value,
+        PaymentEvent.created_at == now, PaymentEvent.actor == ACTOR).tuples())
+    payments = list(Payment.select().where(Payment.id.in_(list(ids)), Payment.phone != ""))
+    languages = dict(PhonePreference.select(PhonePreference.phone, PhonePreference.language).where(
+        PhonePreference.phone.in_([p.phone for p in payments])).tuples())
+    for payment in payments:
+        lang = languages.get(payment.phone) or payment.language or "en"
+        text = render("payment_settled", lang, amount=payment.amount, account=payment.account,
+                      ref=payment.reference, receipt=payment.mpesa_receipt or "")
+        outbox.enqueue(channel="sms", kind="payment_settled", recipient=payment.phone, body=text, payment=payment,
+                       language=lang, dedupe_key=f"sms:{payment.id}:{events[payment.id]}")
+
+
+def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
+    """Close an exception with who, when and why (a note is required); resolving twice is refused."""
+    note = (note or "").strip()
+    if not note:
+        raise InvalidInput("Say why in a note to resolve an exception.", code="missing_note")
+    with write_tx():
+        row = for_update(ReconException.select().where(ReconException.id == exc_id)).get_or_none()
+        if row is None:
+            raise NotFound("No such reconciliation exception.")
+        if row.status != "OPEN":
+            raise NotAllowed(f"Exception {exc_id} was already resolved by {row.resolved_by}.",
+                             code="already_resolved")
+        _resolve(row, str(staff), note)
+    return row
+
+
+def _resolve(row: ReconException, actor: str, note: str) -> None:
+    """RESOLVED with who, when and why, and an AuditLog row; the caller holds the transaction."""
+    row.status, row.resolved_by, row.resolution_note = "RESOLVED", actor[:64], note[:500]
+    row.resolved_at = row.updated_at = utcnow()
+    row.save()
+    AuditLog.create(actor=actor[:64], action="recon_resolve", target_type="recon_exception",
+                    target_id=str(row.id), reason=note[:500],
+                    details={"kind": row.kind, "payment_id": row.payment_id, "line_id": row.line_id})
+
+
+def run_summary(import_id: int) -> dict:
+    """An import's counts: lines by match kind, exceptions by kind and status (for the API)."""
+    imp = StatementImport.get_or_none(StatementImport.id == import_id)
+    if imp is None:
+        raise NotFound("No such reconciliation run.")
+    by_match = {RECEIPT: 0, FUZZY: 0, UNMATCHED: 0}
+    by_match.update(StatementLine.select(StatementLine.match, fn.COUNT(StatementLine.id)).where(
+        StatementLine.statement == imp.id).group_by(StatementLine.match).tuples())
+    exceptions: dict[str, dict[str, int]] = {}
+    for kind, status, count in ReconException.select(
+            ReconException.kind, ReconException.status, fn.COUNT(ReconException.id)).where(
+            ReconException.statement == imp.id).group_by(ReconException.kind, ReconException.status).tuples():
+        exceptions.setdefault(kind, {"OPEN": 0, "RESOLVED": 0})[status] = count
+    return {"id": imp.id, "filename": imp.filename, "uploaded_by": imp.uploaded_by, "period": imp.period,
+            "status": imp.status, "created_at": imp.created_at, "lines": imp.lines, "matched": imp.matched,
+            "exceptions": imp.exceptions, "lines_by_match": by_match, "exceptions_by_kind": exceptions,
+            "open_exceptions": sum(e["OPEN"] for e in exceptions.values())}
+
+
+@retry_locked
+def rematch_open() -> dict:
+    """For the reconcile job: close what later statements answered; point out payments that appeared since."""
+    with write_tx():
+        return {"resolved": close_found(), "possible_duplicates": _pair_open_lines()}
+
+
+def _pair_open_lines() -> int:
+    """Lines recorded as found-only-in-statement that a payment created or changed since now fits: the same
+    money recorded twice, so a duplicate exception (once per pair) and a flag for staff."""
+    rows = list(StatementLine.select(StatementLine, ReconException.id.alias("exc_id")).join(
+        ReconException, on=(ReconException.line == StatementLine.id)).where(
+        StatementLine.match == UNMATCHED, ReconException.kind == MISSING_IN_LIPA,
+        ReconException.status == "OPEN").objects())
+    lines = {row.receipt: row for row in rows}
+    parsed = [statement.make_line(r.line_no, r.receipt, r.completed_at, r.amount, r.details, r.account,
+                                  r.other_party) for r in rows]
+    not_on_line = ~fn.EXISTS(StatementLine.select(SQL("1")).where(StatementLine.payment == Payment.id))
+    pool = {c.id: c for line in parsed for c in _candidates(
+        Payment.status.in_(LOADED), Payment.mpesa_receipt.is_null(), not_on_line,
+        Payment.created_at.between(line.completed_at - WINDOW, line.completed_at + WINDOW)
+        | Payment.completed_at.between(line.completed_at - WINDOW, line.completed_at + WINDOW))}
+    index, found = FuzzyIndex(pool.values()), 0
+    for line in parsed:
+        cand, _ = index.take(line)
+        if cand is not None and _point_out(lines[line.receipt], cand):
+            found += 1
+    return found
+
+
+def _point_out(row: StatementLine, cand: Candidate) -> bool:
+    """A duplicate exception for (line, payment) unless there is one; the payment is flagged."""
+    if ReconException.select().where(ReconException.line == row.id, ReconException.payment == cand.id).exists():
+        return False
+    placeholder = Payment.get_by_id(row.payment_id)
+    reason = (f"{cand.reference} ({cand.status}) fits statement receipt {row.receipt}, already recorded as "
+              f"{placeholder.reference}: the same money twice?")
+    flag(_locked(cand.id), reason, actor=ACTOR, alert_kind="recon_duplicate")
+    ReconException.create(statement=row.statement_id, kind=DUPLICATE, payment=cand.id, line=row.id, details=reason)
+    return True
