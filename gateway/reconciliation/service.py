@@ -3,56 +3,50 @@
 The same file twice is one import; lines an earlier (overlapping) statement already holds are skipped.
 Payments the statement confirms go COMPLETED -> SETTLED; whatever disagrees becomes a ReconException
 that staff resolve with a note. Knows nothing of Flask.
+
+Settling many payments at once and the raw-row SQL live in bulk, the reconcile job's re-matching in rematch,
+so that each module stays readable; their public names are imported here too (``X as X`` where only
+re-exported), so callers of service, and tests patching service.settle_many, work as before.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-from datetime import datetime
 
 import peewee
 from peewee import SQL, chunked, fn
 
 from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
-from shared.models import (
-    AuditLog,
-    Payment,
-    PaymentEvent,
-    PhonePreference,
-    ReconException,
-    StatementImport,
-    StatementLine,
-)
+from shared.models import AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
 from shared.refs import payment_reference
-from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
-from ..notify import outbox
-from ..notify.templates import render
-from ..payments import transitions
 from ..payments.transitions import flag, record, transition
 from . import matcher, statement
+from .bulk import BULK_SAFE_LISTENERS as BULK_SAFE_LISTENERS
+from .bulk import EVENT_FIELDS, PARAMS, _candidates, _insert_rows, _select_in, settle_many
+from .common import (
+    ACTOR,
+    AMOUNT_MISMATCH,
+    DUPLICATE,
+    FUZZY,
+    LOADED,
+    MISSING_IN_LIPA,
+    MISSING_IN_STATEMENT,
+    RECEIPT,
+    UNMATCHED,
+    S,
+    _locked,
+    _resolve,
+)
 from .matcher import WINDOW, Candidate, FuzzyIndex
+from .rematch import close_found
+from .rematch import rematch_open as rematch_open
 
 log = logging.getLogger(__name__)
-ACTOR = "reconciliation"
-# Bound parameters per statement: SQLite before 3.32 takes 999, later ones 32766; PostgreSQL 65535.
-PARAMS = 999 if sqlite3.sqlite_version_info < (3, 32) else 30_000
-S = PaymentStatus
-RECEIPT, FUZZY, UNMATCHED = "RECEIPT", "FUZZY", "UNMATCHED"
-# Listeners whose reaction to SETTLED settle_many() reproduces (only "notify" has one).
-BULK_SAFE_LISTENERS = frozenset({"requests", "notify", "flags"})
-MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE = (
-    "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate")
-LOADED = [s.value for s in (S.PENDING, S.PROCESSING, S.EXPIRED, S.FAILED, S.COMPLETED)]
 ALREADY_PAID = (S.SETTLED.value, S.REFUND_PENDING.value, S.REFUNDED.value)
 IMPORT_LOCK = 0x4C495041  # PostgreSQL advisory lock: one import at a time
-CANDIDATE_FIELDS = (Payment.id, Payment.reference, Payment.phone, Payment.amount, Payment.account, Payment.status,
-                    Payment.mpesa_receipt, Payment.created_at, Payment.completed_at)
-EVENT_FIELDS = [PaymentEvent.payment, PaymentEvent.kind, PaymentEvent.from_status, PaymentEvent.to_status,
-                PaymentEvent.actor, PaymentEvent.reason, PaymentEvent.created_at]
 LINE_FIELDS = [StatementLine.statement, StatementLine.line_no, StatementLine.receipt, StatementLine.completed_at,
                StatementLine.details, StatementLine.amount, StatementLine.account, StatementLine.other_party,
                StatementLine.payment, StatementLine.match]
@@ -222,51 +216,12 @@ def _complete(payment: Payment, line: statement.Line) -> None:
          alert_kind="missed_callback")
 
 
-def _locked(payment_id: int) -> Payment:
-    return for_update(Payment.select().where(Payment.id == payment_id)).get()
-
-
 def _new_reference() -> str:
     for _ in range(5):
         reference = payment_reference()
         if not Payment.select().where(Payment.reference == reference).exists():
             return reference
     return reference
-
-
-def _candidates(*where) -> list[Candidate]:
-    """Payments as plain Candidates; raw rows, as building 100,000 model rows costs seconds."""
-    sql, params = Payment.select(*CANDIDATE_FIELDS).where(*where).sql()
-    return [Candidate(*row[:7], _time(row[7]), _time(row[8])) for row in db.execute_sql(sql, params)]
-
-
-def _time(value):
-    """SQLite hands back text; PostgreSQL a datetime."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _select_in(sql: str, values: list) -> list[tuple]:
-    """Rows of ``sql`` (which ends in IN) for the values, in chunks of bound parameters."""
-    rows: list[tuple] = []
-    for chunk in chunked(values, PARAMS):
-        rows.extend(db.execute_sql(f"{sql} ({', '.join([db.obj.param] * len(chunk))})", chunk).fetchall())
-    return rows
-
-
-def _insert_rows(model, fields: list, rows) -> None:
-    """One prepared INSERT for many rows (peewee's insert_many spends seconds writing SQL for 100,000)."""
-    rows = list(rows)
-    if not rows:
-        return
-    columns = ", ".join(f'"{field.column_name}"' for field in fields)
-    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES '
-    cursor = db.cursor()
-    if is_sqlite():
-        cursor.executemany(sql + f"({', '.join('?' * len(fields))})", rows)
-    else:
-        from psycopg2.extras import execute_values
-
-        execute_values(cursor, sql + "%s", rows, page_size=2000)
 
 
 def _known_receipts(receipts: list[str]) -> set[str]:
@@ -311,87 +266,6 @@ def _not_on_any_statement(start, end):
                                   ~fn.EXISTS(linked), ~fn.EXISTS(by_receipt), ~fn.EXISTS(reported))
 
 
-def close_found() -> int:
-    """Resolve open missing_in_statement exceptions whose payment a later statement now holds."""
-    on_line = StatementLine.select(SQL("1")).where(StatementLine.payment == ReconException.payment,
-                                                   StatementLine.match != UNMATCHED)
-    rows = list(ReconException.select().where(ReconException.kind == MISSING_IN_STATEMENT,
-                                              ReconException.status == "OPEN", fn.EXISTS(on_line)))
-    for row in rows:
-        _resolve(row, ACTOR, "found on a later M-Pesa statement")
-    return len(rows)
-
-
-def settle_many(items: list[tuple[int, str]], *, config=None) -> int:
-    """COMPLETED -> SETTLED for many payments at once: the bulk equivalent of transitions.transition().
-
-    Why: transition() costs an UPDATE, an INSERT and the listeners per payment, which for a 100,000-line
-    statement holds the write lock for minutes. Here each batch is one guarded UPDATE (only rows still
-    COMPLETED), one multi-row INSERT of their PaymentEvents (every change still has its event, in the same
-    transaction), and what the listeners do on SETTLED: only the notifier reacts (requests and flags look at
-    COMPLETED and PROCESSING), and only with ``sms_on_settled`` on; then the SMS is queued here through
-    outbox.enqueue, with the notifier's dedupe key. A listener this does not know sends every payment
-    through transition() instead, so it is never bypassed.
-    """
-    if set(transitions._listeners) - BULK_SAFE_LISTENERS:
-        return sum(_settle_one(payment_id, reason) for payment_id, reason in items)
-    sms = _settled_sms_wanted(config)
-    now, total = utcnow(), 0
-    for batch in chunked(items, PARAMS):
-        changed = _mark_settled([payment_id for payment_id, _ in batch], now)
-        _insert_rows(PaymentEvent, EVENT_FIELDS, [
-            (payment_id, "transition", S.COMPLETED.value, S.SETTLED.value, ACTOR, reason[:255], now)
-            for payment_id, reason in batch if payment_id in changed])
-        if sms and changed:
-            _queue_settled_sms(changed, now)
-        total += len(changed)
-    return total
-
-
-def _settle_one(payment_id: int, reason: str) -> int:
-    payment = _locked(payment_id)
-    if payment.status != S.COMPLETED.value:
-        return 0
-    transition(payment, S.SETTLED, actor=ACTOR, reason=reason)
-    return 1
-
-
-def _mark_settled(ids: list[int], now) -> set[int]:
-    """One UPDATE of the rows still COMPLETED; the ids it changed (SQLite before 3.35 has no RETURNING, but
-    its write lock, taken before anything was read, means the statuses read are still the statuses)."""
-    marks = ", ".join([db.obj.param] * len(ids))
-    sql = (f'UPDATE "payment" SET "status" = {db.obj.param}, "active_phone" = NULL, "updated_at" = {db.obj.param} '
-           f'WHERE "status" = {db.obj.param} AND "id" IN ({marks})')
-    params = [S.SETTLED.value, now, S.COMPLETED.value, *ids]
-    if is_sqlite() and sqlite3.sqlite_version_info < (3, 35):
-        db.execute_sql(sql, params)
-        return set(ids)
-    return {row[0] for row in db.execute_sql(sql + ' RETURNING "id"', params)}
-
-
-def _settled_sms_wanted(config) -> bool:
-    """The config given, else the one the app's notifier was built with (no notifier: no SMS, as transition)."""
-    if config is None:
-        config = getattr(transitions._listeners.get("notify"), "config", None)
-    return bool(getattr(config, "sms_on_settled", False))
-
-
-def _queue_settled_sms(ids: set[int], now) -> None:
-    """The payment_settled SMS, as the notifier would queue it (keyed by payment and event id)."""
-    events = dict(PaymentEvent.select(PaymentEvent.payment, PaymentEvent.id).where(
-        PaymentEvent.payment.in_(list(ids)), PaymentEvent.to_status == S.SETTLED.value,
-        PaymentEvent.created_at == now, PaymentEvent.actor == ACTOR).tuples())
-    payments = list(Payment.select().where(Payment.id.in_(list(ids)), Payment.phone != ""))
-    languages = dict(PhonePreference.select(PhonePreference.phone, PhonePreference.language).where(
-        PhonePreference.phone.in_([p.phone for p in payments])).tuples())
-    for payment in payments:
-        lang = languages.get(payment.phone) or payment.language or "en"
-        text = render("payment_settled", lang, amount=payment.amount, account=payment.account,
-                      ref=payment.reference, receipt=payment.mpesa_receipt or "")
-        outbox.enqueue(channel="sms", kind="payment_settled", recipient=payment.phone, body=text, payment=payment,
-                       language=lang, dedupe_key=f"sms:{payment.id}:{events[payment.id]}")
-
-
 def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
     """Close an exception with who, when and why (a note is required); resolving twice is refused."""
     note = (note or "").strip()
@@ -406,16 +280,6 @@ def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
                              code="already_resolved")
         _resolve(row, str(staff), note)
     return row
-
-
-def _resolve(row: ReconException, actor: str, note: str) -> None:
-    """RESOLVED with who, when and why, and an AuditLog row; the caller holds the transaction."""
-    row.status, row.resolved_by, row.resolution_note = "RESOLVED", actor[:64], note[:500]
-    row.resolved_at = row.updated_at = utcnow()
-    row.save()
-    AuditLog.create(actor=actor[:64], action="recon_resolve", target_type="recon_exception",
-                    target_id=str(row.id), reason=note[:500],
-                    details={"kind": row.kind, "payment_id": row.payment_id, "line_id": row.line_id})
 
 
 def run_summary(import_id: int) -> dict:
@@ -435,45 +299,3 @@ def run_summary(import_id: int) -> dict:
             "status": imp.status, "created_at": imp.created_at, "lines": imp.lines, "matched": imp.matched,
             "exceptions": imp.exceptions, "lines_by_match": by_match, "exceptions_by_kind": exceptions,
             "open_exceptions": sum(e["OPEN"] for e in exceptions.values())}
-
-
-@retry_locked
-def rematch_open() -> dict:
-    """For the reconcile job: close what later statements answered; point out payments that appeared since."""
-    with write_tx():
-        return {"resolved": close_found(), "possible_duplicates": _pair_open_lines()}
-
-
-def _pair_open_lines() -> int:
-    """Lines recorded as found-only-in-statement that a payment created or changed since now fits: the same
-    money recorded twice, so a duplicate exception (once per pair) and a flag for staff."""
-    rows = list(StatementLine.select(StatementLine, ReconException.id.alias("exc_id")).join(
-        ReconException, on=(ReconException.line == StatementLine.id)).where(
-        StatementLine.match == UNMATCHED, ReconException.kind == MISSING_IN_LIPA,
-        ReconException.status == "OPEN").objects())
-    lines = {row.receipt: row for row in rows}
-    parsed = [statement.make_line(r.line_no, r.receipt, r.completed_at, r.amount, r.details, r.account,
-                                  r.other_party) for r in rows]
-    not_on_line = ~fn.EXISTS(StatementLine.select(SQL("1")).where(StatementLine.payment == Payment.id))
-    pool = {c.id: c for line in parsed for c in _candidates(
-        Payment.status.in_(LOADED), Payment.mpesa_receipt.is_null(), not_on_line,
-        Payment.created_at.between(line.completed_at - WINDOW, line.completed_at + WINDOW)
-        | Payment.completed_at.between(line.completed_at - WINDOW, line.completed_at + WINDOW))}
-    index, found = FuzzyIndex(pool.values()), 0
-    for line in parsed:
-        cand, _ = index.take(line)
-        if cand is not None and _point_out(lines[line.receipt], cand):
-            found += 1
-    return found
-
-
-def _point_out(row: StatementLine, cand: Candidate) -> bool:
-    """A duplicate exception for (line, payment) unless there is one; the payment is flagged."""
-    if ReconException.select().where(ReconException.line == row.id, ReconException.payment == cand.id).exists():
-        return False
-    placeholder = Payment.get_by_id(row.payment_id)
-    reason = (f"{cand.reference} ({cand.status}) fits statement receipt {row.receipt}, already recorded as "
-              f"{placeholder.reference}: the same money twice?")
-    flag(_locked(cand.id), reason, actor=ACTOR, alert_kind="recon_duplicate")
-    ReconException.create(statement=row.statement_id, kind=DUPLICATE, payment=cand.id, line=row.id, details=reason)
-    return True
