@@ -109,6 +109,7 @@ def _daraja(config: Config):
 def _register(app: Flask) -> None:
     from . import health, web
     from .api import register as register_api
+    from .metrics import install_metrics
     from .mpesa.c2b_views import bp_c2b
     from .mpesa.results_views import bp_results
     from .mpesa.views import bp as mpesa_bp
@@ -116,6 +117,7 @@ def _register(app: Flask) -> None:
     from .ussd.views import bp as ussd_bp
 
     web.install(app)
+    install_metrics(app)
     register_api(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(mpesa_bp)

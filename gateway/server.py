@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 from gunicorn.app.base import BaseApplication
 
@@ -15,7 +16,7 @@ class GatewayServer(BaseApplication):
     each worker also runs the job scheduler unless ``scheduler=False`` (the jobs' leases keep one
     process per job at a time)."""
 
-    def __init__(self, config: Config, *, host: str, port: int, workers: int = 1, threads: int = 8,
+    def __init__(self, config: Config, *, host: str, port: int, workers: int = 1, threads: int = 32,
                  scheduler: bool = True):
         self.config_obj = config
         self.start_scheduler = scheduler
@@ -44,6 +45,17 @@ class GatewayServer(BaseApplication):
 
 
 def _post_worker_init(worker):
+    """On SIGTERM, long-polls answer at once (the feed's wait is longer than the graceful timeout)."""
+    from .api.feed import STOPPING
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
     log.info("worker %s ready", worker.pid)
 
 

@@ -48,6 +48,11 @@ def _v6_audit_index(database) -> None:
                          "ON audit_log (target_type, target_id)")
 
 
+def _v7_feed_index(database) -> None:
+    """The events feed reads notification changes in (updated_at, id) order."""
+    database.execute_sql("CREATE INDEX IF NOT EXISTS notification_updated_at_id ON notification (updated_at, id)")
+
+
 def _add_columns(database, model, names: list[str]) -> None:
     """Add columns an older table lacks (a fresh table already has them from the model)."""
     from playhouse.migrate import SchemaMigrator, migrate
@@ -64,7 +69,7 @@ def _add_columns(database, model, names: list[str]) -> None:
 # classes, so a step that adds columns to an existing table must check before altering.
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
-    (5, _v5_api), (6, _v6_audit_index),
+    (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index),
 ]
 
 

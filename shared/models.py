@@ -107,7 +107,10 @@ class Notification(TimestampedModel):
     delivered_at = pw.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("recipient", "kind", "created_at"), False),)  # per-phone reply rate limit
+        indexes = (
+            (("recipient", "kind", "created_at"), False),  # per-phone reply rate limit
+            (("updated_at", "id"), False),  # the live events feed
+        )
 
 
 class PaymentEvent(BaseModel):

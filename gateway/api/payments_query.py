@@ -113,7 +113,7 @@ def _time(args, name: str, *, end: bool) -> datetime | None:
             day = date.fromisoformat(raw)
             return datetime.combine(day + timedelta(days=1) if end else day, time())
         value = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _bad(name, "must be an ISO date (2024-05-01) or date-time (2024-05-01T08:30:00Z)") from None
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
