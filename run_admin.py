@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The PySide6 back-office app (not built yet: it comes with the admin API)."""
+"""The Lipa back-office desktop app: python run_admin.py [--gateway-url URL] [--username U --password P]
+[--screenshot DIR]."""
 import sys
 
+from admin_app.gui.app import main
+
 if __name__ == "__main__":
-    print("run_admin.py: the desktop app is not built yet; use the gateway's API and USSD for now.",
-          file=sys.stderr)
-    sys.exit(1)
+    sys.exit(main(sys.argv[1:]))

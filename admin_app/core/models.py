@@ -1,0 +1,190 @@
+"""Plain data classes built from the admin API's JSON, and the rules the GUI needs about them (no Qt here)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Generic, TypeVar
+
+from shared.timeutil import NAIROBI
+
+T = TypeVar("T")
+ROLES = ("viewer", "operator", "admin")
+STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "SETTLED", "FAILED", "CANCELLED", "EXPIRED",
+            "REFUND_PENDING", "REFUNDED")
+CHANNELS = ("ussd", "sms", "api", "c2b", "staff")
+RECEIPTED = ("COMPLETED", "SETTLED")
+PRINTABLE = ("COMPLETED", "SETTLED", "REFUND_PENDING", "REFUNDED")
+RETRYABLE = ("FAILED", "CANCELLED", "EXPIRED")
+QUERYABLE = ("PENDING", "PROCESSING", "FAILED", "CANCELLED", "EXPIRED")
+TIMELINE_KEYS = ("at", "type", "actor", "summary")
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    """viewer < operator < admin, as the gateway ranks them; an unknown role may do nothing."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """The API's ISO-8601 ``…Z`` text to an aware UTC datetime."""
+    if not text:
+        return None
+    value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def local_time(value: datetime | None) -> str:
+    """Nairobi wall-clock time, which is what staff and customers talk in."""
+    return value.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in staff member: the bearer token and the role that decides which buttons work."""
+
+    token: str
+    role: str
+    username: str
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> Session:
+        return cls(token=data["token"], role=data["role"], username=data.get("username", ""),
+                   expires_at=parse_time(data.get("expires_at")))
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One keyset page of a list; ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment as the list and the detail show it; ``raw`` keeps every field the gateway sent."""
+
+    id: int
+    reference: str
+    phone: str
+    amount: int
+    account: str
+    status: str
+    status_message: str = ""
+    mpesa_receipt: str | None = None
+    channel: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+    flagged: bool = False
+    flag_reason: str | None = None
+    refunded_amount: int = 0
+    retry_of: int | None = None
+    allowed_transitions: tuple[str, ...] = ()
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Payment:
+        return cls(
+            id=int(d["id"]), reference=d.get("reference") or "", phone=d.get("phone") or "",
+            amount=int(d.get("amount") or 0), account=d.get("account") or "", status=d.get("status") or "",
+            status_message=d.get("status_message") or "", mpesa_receipt=d.get("mpesa_receipt"),
+            channel=d.get("channel") or "", created_at=parse_time(d.get("created_at")),
+            updated_at=parse_time(d.get("updated_at")), completed_at=parse_time(d.get("completed_at")),
+            flagged=bool(d.get("flagged")), flag_reason=d.get("flag_reason"),
+            refunded_amount=int(d.get("refunded_amount") or 0), retry_of=d.get("retry_of"),
+            allowed_transitions=tuple(d.get("allowed_transitions") or ()), raw=dict(d),
+        )
+
+    @property
+    def refundable(self) -> int:
+        """Shillings that may still go back to the customer."""
+        return max(self.amount - self.refunded_amount, 0)
+
+    def actions(self, role: str) -> frozenset[str]:
+        """What a staff member of this role may do to the payment now (see available_actions)."""
+        return available_actions(self, role)
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a payment's story; ``details`` holds the kind-specific fields (the raw payload)."""
+
+    at: datetime | None
+    type: str
+    actor: str
+    summary: str
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, d: dict) -> TimelineEntry:
+        details = {k: v for k, v in d.items() if k not in TIMELINE_KEYS}
+        return cls(parse_time(d.get("at")), d.get("type") or "", d.get("actor") or "", d.get("summary") or "",
+                   details)
+
+    def pretty(self) -> str:
+        """The payload as indented JSON, for the expandable row under the entry."""
+        return json.dumps(self.details, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@dataclass(frozen=True)
+class PaymentDetail:
+    """A payment with its whole timeline and the raw rows behind it."""
+
+    payment: Payment
+    events: list[TimelineEntry]
+    callbacks: list[dict] = field(default_factory=list)
+    notifications: list[dict] = field(default_factory=list)
+    refunds: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, d: dict) -> PaymentDetail:
+        return cls(Payment.from_json(d), [TimelineEntry.from_json(e) for e in d.get("events") or []],
+                   list(d.get("callbacks") or []), list(d.get("notifications") or []), list(d.get("refunds") or []))
+
+
+@dataclass(frozen=True)
+class PaymentFilters:
+    """The Payments screen's filters; empty values mean "not filtered"."""
+
+    status: str = ""
+    phone: str = ""
+    account: str = ""
+    q: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    channel: str = ""
+    flagged: bool | None = None
+
+    def to_params(self) -> dict[str, str]:
+        """Query arguments for GET /payments (a date-only ``to`` includes that whole day)."""
+        params = {"status": self.status, "phone": self.phone.strip(), "account": self.account.strip(),
+                  "q": self.q.strip(), "channel": self.channel,
+                  "from": self.date_from.isoformat() if self.date_from else "",
+                  "to": self.date_to.isoformat() if self.date_to else "",
+                  "flagged": "" if self.flagged is None else str(self.flagged).lower()}
+        return {k: v for k, v in params.items() if v}
+
+
+REQUERY, RESEND, RETRY, REFUND, RESOLVE, PRINT = "requery", "resend-receipt", "retry", "refund", "resolve", "print"
+ACTION_ROLES = {REQUERY: "operator", RESEND: "operator", RETRY: "operator", REFUND: "admin", RESOLVE: "admin",
+                PRINT: "viewer"}
+
+
+def _status_allows(action: str, p: Payment) -> bool:
+    rules: dict[str, Any] = {
+        REQUERY: p.status in QUERYABLE and p.channel != "c2b",
+        RESEND: p.status in RECEIPTED,
+        RETRY: p.status in RETRYABLE,
+        REFUND: "REFUND_PENDING" in p.allowed_transitions and p.refundable > 0,
+        RESOLVE: bool(p.allowed_transitions),
+        PRINT: p.status in PRINTABLE,
+    }
+    return bool(rules[action])
+
+
+def available_actions(payment: Payment, role: str) -> frozenset[str]:
+    """The actions worth offering: the role may do them and the payment's state allows them."""
+    return frozenset(a for a, needed in ACTION_ROLES.items() if role_at_least(role, needed)
+                     and _status_allows(a, payment))

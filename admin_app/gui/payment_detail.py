@@ -1,0 +1,304 @@
+"""One payment: its facts, its timeline with the raw payloads, and the staff actions the role and state allow.
+
+Questions to the staff member (refund amount, resolve reason, confirmations, printer) go through
+replaceable callables, so tests answer them without a modal dialog blocking the event loop.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase, QTextDocument
+from PySide6.QtPrintSupport import QPrintDialog, QPrinter
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
+
+from . import ScreenContext
+from .payments_model import STATUS_COLOURS
+
+BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
+           (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"))
+
+
+class ReasonDialog(QDialog):
+    """A small form whose OK stays disabled until a reason is typed: money decisions say why."""
+
+    def __init__(self, title: str, label: str, field: QWidget, read, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.field, self.read, self.reason = field, read, QLineEdit()
+        self.reason.setPlaceholderText("Why (kept in the audit log)")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.reason.textChanged.connect(self._check)
+        form = QFormLayout(self)
+        form.addRow(label, field)
+        form.addRow("Reason", self.reason)
+        form.addRow(self.buttons)
+        self._check()
+
+    def _check(self) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.reason.text().strip()))
+
+    def values(self) -> tuple:
+        """(the field's value, the reason)."""
+        return self.read(), self.reason.text().strip()
+
+
+def refund_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
+    """Amount (up to what is still refundable) and reason."""
+    amount = QSpinBox()
+    amount.setRange(1, max(payment.refundable, 1))
+    amount.setValue(payment.refundable)
+    amount.setPrefix("KES ")
+    return ReasonDialog(f"Refund {payment.reference}", "Amount", amount, amount.value, parent)
+
+
+def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
+    """A status the state machine allows from here, and the mandatory reason."""
+    status = QComboBox()
+    status.addItems(list(payment.allowed_transitions))
+    return ReasonDialog(f"Resolve {payment.reference} by hand", "New status", status, status.currentText, parent)
+
+
+def ask(dialog: ReasonDialog):
+    """The default way to ask: the dialog, modal; None when cancelled."""
+    return dialog.values() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+
+def confirm_box(parent: QWidget, title: str, text: str) -> bool:
+    """The default confirmation: a Yes/No question."""
+    answer = QMessageBox.question(parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def choose_printer(parent: QWidget) -> QPrinter | None:
+    """The default printer choice: the system print dialog."""
+    printer = QPrinter()
+    return printer if QPrintDialog(printer, parent).exec() else None
+
+
+class PaymentDetailPanel(QWidget):
+    """The detail of the payment opened from the list; reloads itself after every action."""
+
+    loaded = Signal()  # a detail load finished (success or not)
+    payment_changed = Signal(object)  # a fresher Payment, for the list's row
+    payment_created = Signal(object)  # a retry made a new Payment
+
+    def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.payment: Payment | None = None
+        self.detail: PaymentDetail | None = None
+        self.busy = False
+        self.confirm = lambda title, text: confirm_box(self, title, text)
+        self.ask_refund = lambda payment: ask(refund_dialog(payment, self))
+        self.ask_resolve = lambda payment: ask(resolve_dialog(payment, self))
+        self.choose_printer = lambda: choose_printer(self)
+        self._build_header()
+        self._build_actions()
+        self._build_timeline()
+        self._build_layout()
+        self._update_buttons()
+
+    # --- widgets --------------------------------------------------------------------------------------------
+
+    def _build_header(self) -> None:
+        self.title_label = QLabel("No payment open")
+        self.title_label.setStyleSheet("font-size: 15pt; font-weight: 600;")
+        self.facts_label = QLabel("")
+        self.facts_label.setWordWrap(True)
+        self.facts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+    def _build_actions(self) -> None:
+        self.buttons: dict[str, QPushButton] = {}
+        handlers = {REQUERY: self.requery, RESEND: self.resend_receipt, RETRY: self.retry, REFUND: self.refund,
+                    RESOLVE: self.resolve, PRINT: self.print_receipt}
+        for action, text in BUTTONS:
+            button = QPushButton(text)
+            button.clicked.connect(handlers[action])
+            self.buttons[action] = button
+
+    def _build_timeline(self) -> None:
+        self.timeline = QTreeWidget()
+        self.timeline.setHeaderLabels(["Time (EAT)", "Type", "Actor", "What happened"])
+        for column, width in enumerate((170, 85, 120)):
+            self.timeline.setColumnWidth(column, width)
+        self.timeline.setAlternatingRowColors(True)
+
+    def _build_layout(self) -> None:
+        rows = [QHBoxLayout(), QHBoxLayout()]
+        for n, (action, _) in enumerate(BUTTONS):
+            rows[n // 3].addWidget(self.buttons[action])
+        layout = QVBoxLayout(self)
+        for widget in (self.title_label, self.facts_label):
+            layout.addWidget(widget)
+        for row in rows:
+            layout.addLayout(row)
+        layout.addWidget(QLabel("Timeline (expand an entry for its raw payload)"))
+        layout.addWidget(self.timeline, 1)
+
+    # --- loading --------------------------------------------------------------------------------------------
+
+    def show_payment(self, payment: Payment) -> None:
+        """Show what the list already knows at once, then load the full story."""
+        self.payment, self.detail = payment, None
+        self._show_facts(payment)
+        self.timeline.clear()
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.payment is None:
+            self.loaded.emit()
+            return
+        self.ctx.run(lambda pid=self.payment.id: self.ctx.client.payment(pid), self._on_detail,
+                     self._on_detail_error, owner=self)
+
+    def _on_detail(self, detail: PaymentDetail) -> None:
+        if self.payment is None or detail.payment.id != self.payment.id:
+            return
+        self.payment, self.detail = detail.payment, detail
+        self._show_facts(detail.payment)
+        self._fill_timeline(detail)
+        self.payment_changed.emit(detail.payment)
+        self.loaded.emit()
+
+    def _on_detail_error(self, exc: BaseException) -> None:
+        self.ctx.error(exc, "Loading the payment")
+        self.loaded.emit()
+
+    def _show_facts(self, p: Payment) -> None:
+        background, foreground = STATUS_COLOURS.get(p.status, ("#eeeeee", "#000000"))
+        self.title_label.setText(f"{p.reference} <span style='background:{background}; color:{foreground};"
+                                 f" font-size: 11pt;'>&nbsp;{p.status}&nbsp;</span>")
+        lines = [f"KES {p.amount:,} · account {p.account} · phone {p.phone} · via {p.channel}",
+                 f"Created {local_time(p.created_at)} EAT · M-Pesa receipt {p.mpesa_receipt or '—'}",
+                 p.status_message]
+        if p.refunded_amount:
+            lines.append(f"Refunded so far: KES {p.refunded_amount:,}")
+        if p.flagged:
+            lines.append(f"⚑ Flagged: {p.flag_reason or 'no reason given'}")
+        self.facts_label.setText("\n".join(line for line in lines if line))
+        self._update_buttons()
+
+    def _fill_timeline(self, detail: PaymentDetail) -> None:
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.timeline.clear()
+        for entry in detail.events:
+            item = QTreeWidgetItem([local_time(entry.at), entry.type, entry.actor, entry.summary])
+            item.setToolTip(3, entry.summary)
+            if entry.details:
+                child = QTreeWidgetItem([entry.pretty()])
+                child.setFont(0, mono)
+                item.addChild(child)
+            self.timeline.addTopLevelItem(item)
+            if item.childCount():
+                item.child(0).setFirstColumnSpanned(True)
+
+    def _update_buttons(self) -> None:
+        allowed = self.payment.actions(self.ctx.role) if self.payment else frozenset()
+        for action, button in self.buttons.items():
+            button.setEnabled(action in allowed and not self.busy)
+
+    # --- actions --------------------------------------------------------------------------------------------
+
+    def _act(self, what: str, call, done) -> None:
+        """Run one action in a worker; its outcome goes to the message bar, then the detail reloads."""
+        if self.payment is None or self.busy:
+            return
+        self.busy = True
+        self._update_buttons()
+        self.ctx.run(call, lambda value: self._acted(done, value), lambda exc: self._failed(what, exc), owner=self)
+
+    def _acted(self, done, value) -> None:
+        self.busy = False
+        self._update_buttons()
+        self.ctx.info(done(value))
+        self.refresh()
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.busy = False
+        self._update_buttons()
+        self.ctx.error(exc, f"{what} of {self.payment.reference if self.payment else 'the payment'}")
+        self.refresh()
+
+    def requery(self) -> None:
+        """Ask M-Pesa how the push ended, now."""
+        p, client = self.payment, self.ctx.client
+        self._act("Re-query", lambda: client.requery(p.id),
+                  lambda r: f"M-Pesa says for {p.reference}: {r['query']['result_desc']} ({r['applied']}); "
+                            f"now {r['payment'].status}.")
+
+    def resend_receipt(self) -> None:
+        """Queue the receipt SMS again."""
+        p, client = self.payment, self.ctx.client
+        self._act("Resending the receipt", lambda: client.resend_receipt(p.id),
+                  lambda r: f"Receipt SMS for {p.reference} queued again.")
+
+    def retry(self) -> None:
+        """Send a new push linked to this failed payment."""
+        p, client = self.payment, self.ctx.client
+        if p is None or not self.confirm("Retry payment", f"Send a new M-Pesa prompt for KES {p.amount:,} "
+                                                          f"to {p.phone}?"):
+            return
+        self._act("Retry", lambda: client.retry(p.id), self._retried)
+
+    def _retried(self, fresh: Payment) -> str:
+        self.payment_created.emit(fresh)
+        return f"Retry of {self.payment.reference if self.payment else ''} started as {fresh.reference}."
+
+    def refund(self) -> None:
+        """Ask amount and reason, confirm, then start the refund (admin)."""
+        p, client = self.payment, self.ctx.client
+        answer = self.ask_refund(p) if p else None
+        if not answer or not self.confirm("Confirm refund", f"Refund KES {answer[0]:,} of {p.reference} to "
+                                                            f"{p.phone}?\nReason: {answer[1]}"):
+            return
+        self._act("Refund", lambda: client.refund(p.id, *answer),
+                  lambda r: f"Refund #{r['id']} of KES {r['amount']:,} for {p.reference} started ({r['status']}).")
+
+    def resolve(self) -> None:
+        """Set a status by hand, with a mandatory reason (admin)."""
+        p, client = self.payment, self.ctx.client
+        answer = self.ask_resolve(p) if p else None
+        if not answer or not self.confirm("Confirm resolution", f"Set {p.reference} to {answer[0]}?\n"
+                                                                f"Reason: {answer[1]}"):
+            return
+        self._act("Resolving", lambda: client.resolve(p.id, *answer),
+                  lambda r: f"{p.reference} resolved by hand as {r.status}.")
+
+    def print_receipt(self) -> None:
+        """Choose a printer first (cancelling prints nothing), then fetch the numbered receipt and print it."""
+        p = self.payment
+        if p is None or PRINT not in p.actions(self.ctx.role):
+            self.ctx.info("Only a paid payment has a receipt to print.")
+            return
+        printer = self.choose_printer()
+        if printer is None:
+            return
+        self._act("Printing the receipt", lambda: self.ctx.client.receipt(p.id, "text", 32),
+                  lambda text: self._print(printer, text.decode("utf-8"), p))
+
+    def _print(self, printer: QPrinter, text: str, p: Payment) -> str:
+        document = QTextDocument()
+        document.setDefaultFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        document.setPlainText(text)
+        document.print_(printer)
+        copy = " (marked COPY)" if "COPY" in text else ""
+        return f"Receipt for {p.reference} sent to the printer{copy}."

@@ -1,0 +1,272 @@
+"""The Payments screen: filters over the whole history, a table that loads pages as it scrolls, the detail
+beside it, and a CSV export of everything the filters match."""
+from __future__ import annotations
+
+from PySide6.QtCore import QDate, QModelIndex, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from admin_app.core.export import export_payments
+from admin_app.core.models import STATUSES, Page, Payment, PaymentFilters
+
+from . import Screen, ScreenContext
+from .payment_detail import PaymentDetailPanel
+from .payments_model import PaymentsTableModel
+
+COLUMN_WIDTHS = (60, 140, 105, 120, 95, 110, 105, 115, 65, 40)  # status early: still visible beside the detail
+FLAGGED_CHOICES = (("Flagged or not", None), ("Flagged only", True), ("Not flagged", False))
+
+
+def choose_export_path(parent: QWidget) -> str:
+    """The default: a save dialog; an empty string when cancelled."""
+    path, _ = QFileDialog.getSaveFileName(parent, "Export payments", "payments.csv", "CSV files (*.csv)")
+    return path
+
+
+class PaymentsView(Screen):
+    """Every payment, newest first; double-click or Enter opens one."""
+
+    key = "payments"
+    title = "Payments"
+    page_size = 100
+    exported = Signal(int)  # payments written by the last export
+
+    def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
+        super().__init__(ctx, parent)
+        self.filters = PaymentFilters()
+        self.choose_export_path = lambda: choose_export_path(self)
+        self._load_seq = 0
+        self.model = PaymentsTableModel(self._fetch_page, self)
+        self.model.fetch_failed.connect(lambda exc: self.ctx.error(exc, "Loading more payments"))
+        self.model.page_loaded.connect(self._update_count)
+        self.detail = PaymentDetailPanel(ctx)
+        self.detail.payment_changed.connect(self.model.update_payment)
+        self.detail.payment_created.connect(lambda _payment: self._load_first_page())
+        self._build_filters()
+        self._build_table()
+        self._build_layout()
+
+    # --- widgets --------------------------------------------------------------------------------------------
+
+    def _build_filters(self) -> None:
+        self.status_combo = QComboBox()
+        self.status_combo.addItem("Any status", "")
+        for status in STATUSES:
+            self.status_combo.addItem(status.replace("_", " ").title(), status)
+        self.flagged_combo = QComboBox()
+        for text, value in FLAGGED_CHOICES:
+            self.flagged_combo.addItem(text, value)
+        self.phone_edit, self.account_edit, self.search_edit = QLineEdit(), QLineEdit(), QLineEdit()
+        for edit, hint in ((self.phone_edit, "Phone 07…"), (self.account_edit, "Account"),
+                           (self.search_edit, "Reference or M-Pesa receipt (Ctrl+F)")):
+            edit.setPlaceholderText(hint)
+            edit.setClearButtonEnabled(True)
+            edit.returnPressed.connect(self.apply_filters)
+        self.dates_check = QCheckBox("From")
+        self.from_date, self.to_date = QDateEdit(QDate.currentDate().addDays(-7)), QDateEdit(QDate.currentDate())
+        for edit in (self.from_date, self.to_date):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setEnabled(False)
+            edit.dateChanged.connect(self._dates_changed)
+        self.dates_check.toggled.connect(self._dates_toggled)
+        self.status_combo.currentIndexChanged.connect(self.apply_filters)
+        self.flagged_combo.currentIndexChanged.connect(self.apply_filters)
+        self.search_button, self.clear_button = QPushButton("Search"), QPushButton("Clear")
+        self.export_button = QPushButton("Export CSV…")
+        self.search_button.clicked.connect(self.apply_filters)
+        self.clear_button.clicked.connect(self.clear_filters)
+        self.export_button.clicked.connect(self.export_csv)
+
+    def _build_table(self) -> None:
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        for column, width in enumerate(COLUMN_WIDTHS):
+            self.table.setColumnWidth(column, width)
+        self.table.doubleClicked.connect(self.open_index)
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            shortcut = QShortcut(QKeySequence(key), self.table, context=Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(lambda: self.open_index(self.table.currentIndex()))
+        self.count_label = QLabel("")
+
+    def _build_layout(self) -> None:
+        top, second = QHBoxLayout(), QHBoxLayout()
+        for widget in (self.search_edit, self.status_combo, self.phone_edit, self.account_edit):
+            top.addWidget(widget)
+        for widget in (self.dates_check, self.from_date, QLabel("to"), self.to_date, self.flagged_combo):
+            second.addWidget(widget)
+        second.addStretch(1)
+        for widget in (self.search_button, self.clear_button, self.export_button):
+            second.addWidget(widget)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(top)
+        column.addLayout(second)
+        column.addWidget(self.table, 1)
+        column.addWidget(self.count_label)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.detail.hide()
+        QVBoxLayout(self).addWidget(self.splitter)
+
+    # --- filters --------------------------------------------------------------------------------------------
+
+    def current_filters(self) -> PaymentFilters:
+        """What the filter widgets say now."""
+        dated = self.dates_check.isChecked()
+        return PaymentFilters(
+            status=self.status_combo.currentData() or "", phone=self.phone_edit.text(),
+            account=self.account_edit.text(), q=self.search_edit.text(),
+            date_from=self.from_date.date().toPython() if dated else None,
+            date_to=self.to_date.date().toPython() if dated else None, flagged=self.flagged_combo.currentData())
+
+    def apply_filters(self) -> None:
+        self.filters = self.current_filters()
+        self._load_first_page()
+
+    def clear_filters(self) -> None:
+        for widget in (self.status_combo, self.flagged_combo, self.phone_edit, self.account_edit,
+                       self.search_edit, self.dates_check):
+            widget.blockSignals(True)
+        self.status_combo.setCurrentIndex(0)
+        self.flagged_combo.setCurrentIndex(0)
+        for edit in (self.phone_edit, self.account_edit, self.search_edit):
+            edit.clear()
+        self.dates_check.setChecked(False)
+        self._dates_toggled(False, apply=False)
+        for widget in (self.status_combo, self.flagged_combo, self.phone_edit, self.account_edit,
+                       self.search_edit, self.dates_check):
+            widget.blockSignals(False)
+        self.apply_filters()
+
+    def _dates_toggled(self, on: bool, apply: bool = True) -> None:
+        self.from_date.setEnabled(on)
+        self.to_date.setEnabled(on)
+        if apply:
+            self.apply_filters()
+
+    def _dates_changed(self) -> None:
+        if self.dates_check.isChecked():
+            self.apply_filters()
+
+    # --- loading --------------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """F5: the first page again with the current filters, and the open payment."""
+        self.filters = self.current_filters()
+        self._load_first_page()
+        if self.detail.payment is not None:
+            self.detail.refresh()
+
+    def _load_first_page(self) -> None:
+        self._load_seq += 1
+        seq, filters, client, size = self._load_seq, self.filters, self.ctx.client, self.page_size
+        self.count_label.setText("Loading…")
+        self.ctx.run(lambda: client.payments(filters, None, size), lambda page: self._on_first_page(seq, page),
+                     lambda exc: self._on_load_error(seq, exc), owner=self)
+
+    def _on_first_page(self, seq: int, page: Page) -> None:
+        if seq != self._load_seq:
+            return  # a newer filter is on its way
+        self.last_error = None
+        self.model.set_rows(page.items, page.next_cursor)
+        self._update_count()
+        self.loaded.emit()
+
+    def _on_load_error(self, seq: int, exc: BaseException) -> None:
+        if seq != self._load_seq:
+            return
+        self.last_error = exc
+        self.count_label.setText("Could not load payments.")
+        self.ctx.error(exc, "Loading payments")
+        self.loaded.emit()
+
+    def _fetch_page(self, cursor: str, on_page, on_error) -> None:
+        """The model's fetcher: the next page with the filters the list was loaded with, in a worker."""
+        filters, client, size = self.filters, self.ctx.client, self.page_size
+        self.ctx.run(lambda: client.payments(filters, cursor, size), on_page, on_error, owner=self.model)
+
+    def _update_count(self, *_args) -> None:
+        more = " — scroll for more" if self.model.next_cursor else ""
+        self.count_label.setText(f"{self.model.rowCount():,} payments shown{more}")
+
+    # --- detail and shortcuts -------------------------------------------------------------------------------
+
+    def open_index(self, index: QModelIndex) -> None:
+        payment = self.model.payment_at(index.row()) if index.isValid() else None
+        if payment is not None:
+            self.open_payment(payment)
+
+    def open_payment(self, payment: Payment) -> None:
+        """Show the detail beside the list."""
+        if not self.detail.isVisible():
+            self.detail.show()
+            width = max(self.splitter.width(), 1000)
+            self.splitter.setSizes([width * 11 // 20, width * 9 // 20])
+        self.detail.show_payment(payment)
+
+    def _focused_payment(self) -> Payment | None:
+        """The open payment, or else the selected row (opened on the way)."""
+        if self.detail.payment is None:
+            self.open_index(self.table.currentIndex())
+        return self.detail.payment
+
+    def focus_search(self) -> None:
+        self.search_edit.setFocus()
+        self.search_edit.selectAll()
+
+    def requery(self) -> None:
+        if self._focused_payment() is None:
+            self.ctx.info("Select a payment first.")
+        else:
+            self.detail.requery()
+
+    def print_receipt(self) -> None:
+        if self._focused_payment() is None:
+            self.ctx.info("Select a payment first.")
+        else:
+            self.detail.print_receipt()
+
+    # --- export ---------------------------------------------------------------------------------------------
+
+    def export_csv(self) -> None:
+        """Every payment the current filters match (not just the loaded rows), written in a worker."""
+        path = self.choose_export_path()
+        if not path:
+            return
+        filters, client = self.current_filters(), self.ctx.client
+        self.export_button.setEnabled(False)
+        self.ctx.info(f"Exporting payments to {path}…")
+        self.ctx.run(lambda: export_payments(client.iter_payments(filters), path),
+                     lambda count: self._exported(count, path), lambda exc: self.ctx.error(exc, "Export"),
+                     on_finished=lambda: self.export_button.setEnabled(True), owner=self)
+
+    def _exported(self, count: int, path: str) -> None:
+        self.ctx.info(f"Exported {count:,} payments to {path}.")
+        self.exported.emit(count)
