@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import peewee
 
-from shared.db import retry_locked, write_tx
+from shared.db import for_update, retry_locked, write_tx
+from shared.errors import InvalidInput
 from shared.models import InboxMessage
 from shared.timeutil import utcnow
 
@@ -24,6 +25,19 @@ def store(source: str, body: str, *, dedupe_key: str | None = None, remote_addr:
         return row, True
     except peewee.IntegrityError:
         return InboxMessage.get(InboxMessage.dedupe_key == dedupe_key), False
+
+
+def open_row(inbox_id: int, parse):
+    """Inside the caller's write transaction: (row, parsed body, None) for a row still to apply, or
+    (row, None, status) when it was applied already or its body is unusable (then marked REJECTED)."""
+    row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
+    if row.status != "RECEIVED":
+        return row, None, row.status
+    try:
+        return row, parse(row.body), None
+    except InvalidInput as exc:
+        mark(row, "REJECTED", exc.message)
+        return row, None, "REJECTED"
 
 
 def storable(text: str) -> str:

@@ -15,7 +15,7 @@ import peewee
 
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import InboxMessage, Payment, PaymentRequest
+from shared.models import Payment, PaymentRequest
 from shared.money import MAX_AMOUNT, MIN_AMOUNT
 from shared.phone import mask_phone, normalize_phone
 from shared.refs import payment_reference
@@ -191,14 +191,9 @@ def apply_c2b(inbox_id: int) -> str:
 @retry_locked
 def _apply(inbox_id: int) -> str:
     with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status != "RECEIVED":
-            return row.status
-        try:
-            c2b = parse_c2b(row.body)
-        except InvalidInput as exc:
-            inbox.mark(row, "REJECTED", exc.message)
-            return "REJECTED"
+        row, c2b, done = inbox.open_row(inbox_id, parse_c2b)
+        if done:
+            return done
         status, note, payment = _credit(c2b)
         inbox.mark(row, status, note, payment=payment)
         return status

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import InboxMessage, Payment
+from shared.models import Payment
 from shared.money import provider_amount
 from shared.phone import mask_phone, normalize_phone
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
@@ -92,14 +92,9 @@ def _phone(value) -> str | None:
 def apply_stk_callback(inbox_id: int) -> str:
     """Apply one stored callback; returns what happened (APPLIED, DUPLICATE, FLAGGED, REJECTED)."""
     with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status != "RECEIVED":
-            return row.status
-        try:
-            result = parse_stk_callback(row.body)
-        except InvalidInput as exc:
-            inbox.mark(row, "REJECTED", exc.message)
-            return "REJECTED"
+        row, result, done = inbox.open_row(inbox_id, parse_stk_callback)
+        if done:
+            return done
         payment = _find_payment(result)
         if payment is None:
             inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")

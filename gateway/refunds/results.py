@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import InboxMessage, Payment, Refund
+from shared.models import Payment, Refund
 
 from .. import inbox
 from ..payments.transitions import flag, raise_alert
@@ -99,14 +99,9 @@ def apply_timeout(inbox_id: int) -> str:
 
 def _apply(inbox_id: int, *, timeout: bool) -> str:
     with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status != "RECEIVED":
-            return row.status
-        try:
-            result = parse_result(row.body, timeout=timeout)
-        except InvalidInput as exc:
-            inbox.mark(row, "REJECTED", exc.message)
-            return "REJECTED"
+        row, result, done = inbox.open_row(inbox_id, lambda body: parse_result(body, timeout=timeout))
+        if done:
+            return done
         refund = _find_refund(result)
         if refund is None:
             inbox.mark(row, "FLAGGED", "unknown ConversationID")

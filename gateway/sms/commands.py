@@ -131,14 +131,9 @@ def handle_inbound(inbox_id: int, *, daraja, callback_url: str) -> Outcome:
 def apply_inbound(inbox_id: int) -> Outcome:
     """Act on one stored SMS once: reply (rate-limited) and mark the row, in one transaction."""
     with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status != "RECEIVED":
-            return Outcome(row.status)
-        try:
-            message = parse_inbound(form_fields(row.body))
-        except InvalidInput as exc:
-            inbox.mark(row, "REJECTED", exc.message)
-            return Outcome("REJECTED")
+        row, message, done = inbox.open_row(inbox_id, lambda body: parse_inbound(form_fields(body)))
+        if done:
+            return Outcome(done)
         ratelimit.lock_phone(message.phone)
         if ratelimit.over_limit(message.phone):
             log.warning("SMS from %s not answered: rate limited", mask_phone(message.phone))

@@ -64,14 +64,9 @@ def parse_report(fields: dict[str, str]) -> Report:
 def apply_delivery(inbox_id: int) -> str:
     """Apply one stored report once; returns the inbox status (APPLIED, FLAGGED, REJECTED)."""
     with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status != "RECEIVED":
-            return row.status
-        try:
-            report = parse_report(form_fields(row.body))
-        except InvalidInput as exc:
-            inbox.mark(row, "REJECTED", exc.message)
-            return "REJECTED"
+        row, report, done = inbox.open_row(inbox_id, lambda body: parse_report(form_fields(body)))
+        if done:
+            return done
         query = Notification.select().where(Notification.provider_message_id == report.message_id)
         notification = for_update(query).first()
         if notification is None:
