@@ -152,6 +152,21 @@ def live(sim, make_app):
     server.stop()
 
 
+def bearer_headers(client) -> dict:
+    """Staff of every role plus a merchant key, logged in: {role: {"Authorization": ...}, None: {}}."""
+    from gateway.api import auth
+
+    with db.connection_context():
+        for role in auth.ROLES:
+            auth.create_staff(role, f"{role}-password", role)
+        key = auth.create_api_key("Shop")
+    out = {None: {}, "merchant": {"Authorization": f"Bearer {key}"}}
+    for role in auth.ROLES:
+        token = client.post("/api/v1/auth/login", json={"username": role, "password": f"{role}-password"})
+        out[role] = {"Authorization": f"Bearer {token.get_json()['token']}"}
+    return out
+
+
 @pytest.fixture
 def conn(app):
     """An open database connection for assertions made outside a request."""

@@ -3,11 +3,10 @@ import io
 
 import pytest
 
-from gateway.api import auth
 from shared.db import db
 from shared.errors import LipaError
 from shared.models import Alert, AuditLog, Notification, Payment
-from tests.conftest import QuietDispatcher, fixture_text
+from tests.conftest import QuietDispatcher, bearer_headers, fixture_text
 
 API = "/api/v1"
 
@@ -25,15 +24,7 @@ def client(app):
 @pytest.fixture
 def as_(client):
     """A bearer header per role (and merchant); as_[None] sends none."""
-    with db.connection_context():
-        for role in auth.ROLES:
-            auth.create_staff(role, f"{role}-password", role)
-        key = auth.create_api_key("Shop")
-    out = {None: {}, "merchant": {"Authorization": f"Bearer {key}"}}
-    for role in auth.ROLES:
-        token = client.post(f"{API}/auth/login", json={"username": role, "password": f"{role}-password"})
-        out[role] = {"Authorization": f"Bearer {token.get_json()['token']}"}
-    return out
+    return bearer_headers(client)
 
 
 def statuses(client, method, url, headers_by_role, **kwargs):

@@ -12,7 +12,7 @@ from shared.errors import InvalidInput
 from shared.models import Notification, Payment, PaymentEvent
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
-from tests.conftest import QuietDispatcher
+from tests.conftest import QuietDispatcher, bearer_headers
 
 DAY_START = datetime(2024, 4, 30, 21, 0)  # 2024-05-01 00:00 in Nairobi, as UTC
 SUCCESS = {"COMPLETED", "SETTLED", "REFUND_PENDING", "REFUNDED"}
@@ -33,15 +33,7 @@ def client(app):
 @pytest.fixture
 def tokens(client):
     """A bearer header per role, and one for a merchant key."""
-    with db.connection_context():
-        for role in auth.ROLES:
-            auth.create_staff(role, f"{role}-password", role)
-        key = auth.create_api_key("Shop")
-    out = {"merchant": {"Authorization": f"Bearer {key}"}}
-    for role in auth.ROLES:
-        token = client.post("/api/v1/auth/login", json={"username": role, "password": f"{role}-password"})
-        out[role] = {"Authorization": f"Bearer {token.get_json()['token']}"}
-    return out
+    return bearer_headers(client)
 
 
 def _payment(n: int, status: str, created_at: datetime, rng: random.Random, **fields) -> dict:
