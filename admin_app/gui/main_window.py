@@ -25,10 +25,16 @@ from admin_app.core.client import ApiClient, ApiError, ConnectionLost
 from admin_app.core.models import role_at_least
 
 from . import Screen, ScreenContext
+from .live_feed import stop_feed
 
 # The registry: "module:Class", in navigation order.
 SCREENS: list[str] = [
     "admin_app.gui.payments_view:PaymentsView",
+    "admin_app.gui.dashboard:Dashboard",
+    "admin_app.gui.alerts_view:AlertsView",
+    "admin_app.gui.notifications_view:NotificationsView",
+    "admin_app.gui.jobs_view:JobsView",
+    "admin_app.gui.reconciliation_view:ReconciliationView",
 ]
 RETRY_DELAYS_MS = (1000, 2000, 4000, 8000, 15000, 30000)
 INFO_SHOWN_MS = 15000
@@ -85,6 +91,11 @@ class MainWindow(QMainWindow):
         self._build_layout()
         self._build_shortcuts()
         self.statusBar().showMessage(f"Signed in as {client.username} ({client.role}) at {client.base_url}")
+        self.alerts_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.alerts_label)
+        for row, screen in enumerate(self.screens):
+            if hasattr(screen, "unread_changed"):
+                screen.unread_changed.connect(lambda n, row=row: self._show_unread(row, n))
 
     # --- widgets --------------------------------------------------------------------------------------------
 
@@ -159,6 +170,15 @@ class MainWindow(QMainWindow):
         self.show()
         if self.screens:
             self.show_screen(0)
+
+    def _show_unread(self, row: int, count: int) -> None:
+        """The unacknowledged alert count in the navigation and the status bar."""
+        self.nav.item(row).setText(f"Alerts ({count})" if count else "Alerts")
+        self.alerts_label.setText(f"⚠ {count} open alert{'s' * (count != 1)}" if count else "")
+
+    def closeEvent(self, event) -> None:
+        stop_feed(self.client)
+        super().closeEvent(event)
 
     def _on_current(self, hook: str) -> None:
         screen = self.current_screen()
