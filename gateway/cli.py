@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     key = sub.add_parser("create-api-key", help="a merchant API key (printed once)")
     key.add_argument("--name", required=True)
+    c2b = sub.add_parser("register-c2b", help="register the C2B confirmation and validation URLs with Daraja")
+    c2b.add_argument("--confirmation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
+    c2b.add_argument("--validation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
+    c2b.add_argument("--response-type", choices=("Completed", "Cancelled"), default="Completed")
     phone = sub.add_parser("phone", help="a feature phone in the terminal (USSD, SMS, inbox)")
     phone.add_argument("number")
     phone.add_argument("--gateway-url", default="http://127.0.0.1:8000")
@@ -52,6 +56,8 @@ def main(argv=None) -> int:
             return _migrate(config)
         if args.command in ("create-staff", "create-api-key"):
             return _accounts(config, args)
+        if args.command == "register-c2b":
+            return _register_c2b(config, args)
         if args.command == "phone":
             return _phone(config, args)
         if args.command == "scheduler":
@@ -92,6 +98,35 @@ def _accounts(config, args) -> int:
         except InvalidInput as exc:
             print(f"lipa: {exc.message}", file=sys.stderr)
             return 1
+    return 0
+
+
+def _register_c2b(config, args) -> int:
+    """Tell Daraja where C2B payments are validated and confirmed; prints Daraja's answer."""
+    from shared.db import db, init_db
+    from shared.errors import LipaError
+    from shared.migrations import migrate
+
+    from .app import _daraja
+    from .mpesa.c2b_register import c2b_urls, register_c2b_urls
+    from .mpesa.urls import callback_token
+
+    if not config.mpesa_base_url:
+        raise ConfigError("MPESA_BASE_URL", "is required to register the C2B URLs")
+    init_db(config.database_url)
+    migrate()
+    with db.connection_context():
+        confirmation, validation = c2b_urls(config.public_url or "http://127.0.0.1:8000",
+                                            callback_token(config.mpesa_callback_token))
+        try:
+            answer = register_c2b_urls(_daraja(config), shortcode=config.mpesa_shortcode,
+                                       confirmation_url=args.confirmation_url or confirmation,
+                                       validation_url=args.validation_url or validation,
+                                       response_type=args.response_type)
+        except LipaError as exc:
+            print(f"lipa: Daraja refused the registration: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"registered: {answer.get('ResponseDescription', answer)}")
     return 0
 
 

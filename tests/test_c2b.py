@@ -340,3 +340,22 @@ def test_register_checks_its_arguments(fake, kwargs):
             **kwargs}
     with pytest.raises(InvalidInput):
         register_c2b_urls(daraja(fake.url), **args)
+
+
+def test_register_c2b_command(fake, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    fake.queue(REGISTER_PATH, 200, {"OriginatorCoversationID": "x-1", "ResponseCode": "0",
+                                    "ResponseDescription": "Success"})
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+           "MPESA_BASE_URL": fake.url, "MPESA_CONSUMER_KEY": "key", "MPESA_CONSUMER_SECRET": "secret",
+           "LIPA_PUBLIC_URL": "https://pay.example.com", "MPESA_CALLBACK_TOKEN": "t" * 20}
+    proc = subprocess.run([sys.executable, str(root / "run_gateway.py"), "register-c2b"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "registered: Success" in proc.stdout, proc.stderr
+    [call] = [c for c in fake.calls if c.path == REGISTER_PATH]
+    assert call.body["ConfirmationURL"] == f"https://pay.example.com/mpesa/c2b/confirmation/{'t' * 20}"
+    assert call.body["ResponseType"] == "Completed" and "t" * 20 not in proc.stdout + proc.stderr
