@@ -430,3 +430,17 @@ def test_screenshot_saves_one_png_per_screen(live, staff, tmp_path):
     assert [p.name for p in shots] == [f"{n:02d}-{key}.png" for n, key in enumerate(keys, start=1)]
     for shot in shots:
         assert shot.stat().st_size > 5000 and shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_saving_the_receipt_as_pdf_from_the_detail(gui, qtbot, tmp_path):
+    payment_id = seed(status="COMPLETED", mpesa_receipt="QK7PDF")[0]
+    view = payments_of(gui("viewer"))
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
+    open_row(qtbot, view, row_of(view, payment_id))
+    detail = view.detail
+    qtbot.waitUntil(lambda: detail.buttons["pdf"].isEnabled(), timeout=WAIT_MS)
+    target = tmp_path / "receipt.pdf"
+    detail.receipts.choose_pdf_path = lambda: str(target)
+    qtbot.mouseClick(detail.buttons["pdf"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: target.exists() and target.stat().st_size > 0, timeout=WAIT_MS)
+    assert target.read_bytes().startswith(b"%PDF")

@@ -29,9 +29,12 @@ from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY
 
 from . import ScreenContext
 from .payments_model import STATUS_COLOURS
+from .receipt_printing import ReceiptPrinter
 
+PREVIEW, PDF = "preview", "pdf"  # receipt outputs: allowed whenever printing is
 BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
-           (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"))
+           (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"), (PREVIEW, "Preview receipt"),
+           (PDF, "Save receipt PDF…"))
 
 
 class ReasonDialog(QDialog):
@@ -129,7 +132,10 @@ class PaymentDetailPanel(QWidget):
     def _build_actions(self) -> None:
         self.buttons: dict[str, QPushButton] = {}
         handlers = {REQUERY: self.requery, RESEND: self.resend_receipt, RETRY: self.retry, REFUND: self.refund,
-                    RESOLVE: self.resolve, PRINT: self.print_receipt}
+                    RESOLVE: self.resolve, PRINT: self.print_receipt,
+                    PREVIEW: lambda: self.receipts.preview(self.payment.id),
+                    PDF: lambda: self.receipts.save_pdf(self.payment.id)}
+        self.receipts = ReceiptPrinter(self.ctx, self)  # preview and PDF through Qt Print Support
         for action, text in BUTTONS:
             button = QPushButton(text)
             button.clicked.connect(handlers[action])
@@ -143,7 +149,7 @@ class PaymentDetailPanel(QWidget):
         self.timeline.setAlternatingRowColors(True)
 
     def _build_layout(self) -> None:
-        rows = [QHBoxLayout(), QHBoxLayout()]
+        rows = [QHBoxLayout(), QHBoxLayout(), QHBoxLayout()]
         for n, (action, _) in enumerate(BUTTONS):
             rows[n // 3].addWidget(self.buttons[action])
         layout = QVBoxLayout(self)
@@ -214,7 +220,8 @@ class PaymentDetailPanel(QWidget):
     def _update_buttons(self) -> None:
         allowed = self.payment.actions(self.ctx.role) if self.payment else frozenset()
         for action, button in self.buttons.items():
-            button.setEnabled(action in allowed and not self.busy)
+            needed = PRINT if action in (PREVIEW, PDF) else action
+            button.setEnabled(needed in allowed and not self.busy)
 
     # --- actions --------------------------------------------------------------------------------------------
 
