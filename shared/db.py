@@ -50,6 +50,15 @@ def is_sqlite() -> bool:
     return isinstance(db.obj, peewee.SqliteDatabase)
 
 
+def refresh_planner_stats() -> None:
+    """SQLite only: sample each index (at most 20,000 rows, about 0.1 s on a million payments) into
+    sqlite_stat1, so a filter on account or phone is served by its own index rather than by the status,
+    channel or flagged one (without statistics SQLite rates them alike). PostgreSQL's autovacuum analyzes."""
+    if is_sqlite():
+        db.execute_sql("PRAGMA analysis_limit=20000")
+        db.execute_sql("ANALYZE")
+
+
 def write_tx():
     """A write transaction. On SQLite it takes the write lock up front (BEGIN IMMEDIATE), so two
     processes never both read a row and then fail to upgrade; on PostgreSQL rows are locked with

@@ -77,4 +77,4 @@ def test_migrate_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "schema version 7" in proc.stdout
+    assert "schema version 8" in proc.stdout

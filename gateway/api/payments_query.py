@@ -143,11 +143,22 @@ def _conditions(f: PaymentFilters) -> list:
 
 
 def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50):
-    """(payments newest first, the id to continue below or None): ORDER BY id DESC, WHERE id < cursor."""
+    """(payments newest first, the id to continue below or None).
+
+    Without a time filter: ORDER BY id DESC, WHERE id < cursor. With from/to: ORDER BY created_at DESC, id DESC,
+    continuing after the cursor's row, so the created_at index yields the page already in order (id order
+    would make the database fetch and sort the whole period first)."""
     conds = _conditions(filters)
+    timed = filters.since is not None or filters.until is not None
     if before_id is not None:
-        conds.append(Payment.id < before_id)
-    query = Payment.select().order_by(Payment.id.desc()).limit(limit + 1)
+        last = Payment.get_or_none(Payment.id == before_id) if timed else None
+        if last is None:
+            conds.append(Payment.id < before_id)
+        else:
+            conds.append(Payment.created_at <= last.created_at)
+            conds.append((Payment.created_at < last.created_at) | (Payment.id < before_id))
+    order = (Payment.created_at.desc(), Payment.id.desc()) if timed else (Payment.id.desc(),)
+    query = Payment.select().order_by(*order).limit(limit + 1)
     if conds:
         query = query.where(*conds)
     rows = list(query)

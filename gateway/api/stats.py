@@ -86,11 +86,17 @@ def _period(field, since: datetime, until: datetime):
 
 
 def payment_grid(since: datetime, until: datetime) -> dict:
-    """{(hour, status, result code): (count, amount)} for payments created in the period: one range scan
-    of the created_at index feeds the status totals, the ResultCode breakdown and the hourly series."""
+    """{(hour, status, result code): (count, amount)} for payments created in the period: one range scan of
+    the (hour, status, result_code, created_at, amount) index, already in GROUP BY order, feeds the status
+    totals, the ResultCode breakdown and the hourly series."""
     bucket = hour_bucket(Payment.created_at)
+    first, last = (moment.replace(minute=0, second=0, microsecond=0) for moment in (since, until))
+    if (first, last) == (since, until):  # whole hours (every date period): the hour range alone is exact
+        where = (bucket >= first) & (bucket < last)
+    else:
+        where = (bucket >= first) & (bucket <= last) & _period(Payment.created_at, since, until)
     query = (Payment.select(bucket, Payment.status, Payment.result_code, fn.COUNT(Payment.id), fn.SUM(Payment.amount))
-             .where(_period(Payment.created_at, since, until)).group_by(bucket, Payment.status, Payment.result_code))
+             .where(where).group_by(bucket, Payment.status, Payment.result_code))
     return {(_dt(hour), status, code): (int(count), int(amount or 0))
             for hour, status, code, count, amount in query.tuples()}
 
@@ -120,30 +126,16 @@ def result_codes(grid: dict) -> list[dict]:
 
 def callback_lag(since: datetime, until: datetime, *, sample: int = LAG_SAMPLE) -> dict:
     """p50/p95 seconds from PROCESSING to the callback's outcome, over the period's latest callbacks."""
-    done = list(PaymentEvent.select(PaymentEvent.id, PaymentEvent.payment, PaymentEvent.created_at)
-                .where(PaymentEvent.kind == "transition", PaymentEvent.from_status == "PROCESSING",
-                       PaymentEvent.to_status.in_(CALLBACK_OUTCOMES), _period(PaymentEvent.created_at, since, until))
-                .order_by(PaymentEvent.created_at.desc()).limit(sample).tuples())
-    started = _processing_times(sorted({payment_id for _, payment_id, _ in done}))
-    lags = []
-    for event_id, payment_id, at in done:
-        before = [when for start_id, when in started.get(payment_id, ()) if start_id < event_id]
-        if before:
-            lags.append(max(0.0, (_dt(at) - max(map(_dt, before))).total_seconds()))
-    lags.sort()
+    start = PaymentEvent.alias()
+    started = (start.select(fn.MAX(start.created_at))
+               .where(start.payment == PaymentEvent.payment, start.kind == "transition",
+                      start.to_status == "PROCESSING", start.id < PaymentEvent.id))
+    rows = (PaymentEvent.select(PaymentEvent.created_at.coerce(False), started.alias("started"))
+            .where(PaymentEvent.kind == "transition", PaymentEvent.from_status == "PROCESSING",
+                   PaymentEvent.to_status.in_(CALLBACK_OUTCOMES), _period(PaymentEvent.created_at, since, until))
+            .order_by(PaymentEvent.created_at.desc()).limit(sample).tuples())
+    lags = sorted(max(0.0, (_dt(at) - _dt(begun)).total_seconds()) for at, begun in rows if begun is not None)
     return {"p50": percentile(lags, 50), "p95": percentile(lags, 95), "samples": len(lags)}
-
-
-def _processing_times(payment_ids: list[int], chunk: int = 500) -> dict:
-    """{payment id: [(event id, when it became PROCESSING)]}, asked in chunks of ids."""
-    found: dict[int, list] = {}
-    for lo in range(0, len(payment_ids), chunk):
-        query = (PaymentEvent.select(PaymentEvent.payment, PaymentEvent.id, PaymentEvent.created_at)
-                 .where(PaymentEvent.payment.in_(payment_ids[lo:lo + chunk]), PaymentEvent.kind == "transition",
-                        PaymentEvent.to_status == "PROCESSING"))
-        for payment_id, event_id, at in query.tuples():
-            found.setdefault(payment_id, []).append((event_id, at))
-    return found
 
 
 def percentile(values: list[float], pct: float) -> float | None:

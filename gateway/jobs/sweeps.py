@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from peewee import fn
 
-from shared.db import for_update, retry_locked, write_tx
+from shared.db import for_update, refresh_planner_stats, retry_locked, write_tx
 from shared.models import Alert, InboxMessage, JobRun, Payment, PaymentEvent, PaymentRequest, UssdSession
 from shared.states import ACTIVE, PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
@@ -194,13 +194,15 @@ def retention(*, config, now=None, batch: int = 1000, max_batches: int = 100) ->
     now = now or utcnow()
     cutoff = now - timedelta(days=config.retention_days)
     alerted = Alert.select(Alert.inbox).where(Alert.inbox.is_null(False))
-    return {
+    counts = {
         "ussd_sessions": _purge(UssdSession, UssdSession.updated_at < cutoff, batch, max_batches),
         "inbox_messages": _purge(InboxMessage, (InboxMessage.status != "RECEIVED")
                                  & (InboxMessage.received_at < cutoff) & InboxMessage.id.not_in(alerted),
                                  batch, max_batches),
         "job_runs": _purge(JobRun, JobRun.started_at < now - timedelta(days=JOB_RUN_DAYS), batch, max_batches),
     }
+    refresh_planner_stats()  # the tables grew since yesterday: keep the SQLite planner's statistics current
+    return counts
 
 
 def _purge(model, where, batch: int, max_batches: int) -> int:
