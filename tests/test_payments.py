@@ -163,3 +163,10 @@ def test_concurrent_sends_push_once(app, sim, db_url):
     assert len(pushes) == 1
     with db.connection_context():
         assert Payment.get_by_id(payment.id).push_attempts == 1
+
+
+def test_a_payment_is_pushed_at_most_once_even_after_a_re_read(conn, app, sim):
+    payment = initiate(phone=PHONE, amount=100, account="A1", channel="api")
+    Payment.update(push_attempts=1).where(Payment.id == payment.id).execute()  # someone else claimed it
+    assert push(app, Payment.get_by_id(payment.id)).status == "PENDING"
+    assert requests.get(f"{sim.daraja_url}/simulator/requests", timeout=5).json() == []

@@ -148,10 +148,13 @@ def send_push(payment_id: int, *, daraja, callback_url: str, actor: str = "stk-p
 
 @retry_locked
 def _claim_push(payment: Payment, actor: str) -> bool:
-    """Compare-and-set on push_attempts, so two processes given the same payment push it once."""
+    """Compare-and-set 0 -> 1 on push_attempts: a payment is pushed at most once, whoever asks (two
+    processes answering the same USSD hop, a late re-read); a payment whose push went unanswered is
+    decided by its callback or the sweep, never pushed again (a second push to the same phone would be
+    refused by M-Pesa and could fail a payment the customer is paying)."""
     with write_tx():
         claimed = Payment.update(push_attempts=Payment.push_attempts + 1, updated_at=utcnow()).where(
-            Payment.id == payment.id, Payment.push_attempts == payment.push_attempts,
+            Payment.id == payment.id, Payment.push_attempts == 0,
             Payment.status == S.PENDING.value).execute()
         if claimed:
             record(payment, "stk_request", actor=actor, reason="STK push sent to M-Pesa")
