@@ -16,6 +16,12 @@ What it holds (all deterministic for a given N and seed):
     receipt or failure SMS (Notification, plus a webhook for API payments) and, for USSD, its session;
   * refunds (with their staff audit rows) for the refunded payments.
 
+Personal data is stored as the gateway stores it (shared/crypto.py): phones, payer names, raw callbacks,
+message bodies and event payloads sealed with the database's own local-profile keys (kept in its Setting table,
+so a local-profile gateway started on the file reads them), phones also as keyed look-up hashes. A phone's
+ciphertext and hash are computed once and reused (200k distinct phones over 1M payments); every body and
+payload is sealed on its own.
+
 Generation writes with raw sqlite3 executemany in one big transaction, with ``synchronous=OFF`` and the
 rollback journal off during generation only, secondary indexes dropped and rebuilt after the load; the
 schema itself comes from shared.migrations, so it is the application's. The finished file is renamed
@@ -24,6 +30,7 @@ into place and described by a JSON sidecar written last (its presence marks a co
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -36,8 +43,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shared import crypto  # noqa: E402 - after the path is set
+
 CACHE_DIR = Path(os.environ.get("LIPA_BENCH_CACHE", "/tmp/lipa-api-bench"))
-FORMAT = 1  # bump when the generated data changes shape, so an old cache entry is not reused
+FORMAT = 2  # bump when the generated data changes shape, so an old cache entry is not reused
 DAYS = 90
 RICH_EVERY = 4
 CHUNK = 20_000
@@ -60,16 +69,18 @@ STATUS_SHARES = [("COMPLETED", 0.760), ("SETTLED", 0.800), ("FAILED", 0.870), ("
                  ("EXPIRED", 0.9965), ("REFUNDED", 0.9995), ("REFUND_PENDING", 1.0)]
 CHANNEL_SHARES = [("ussd", 0.40), ("api", 0.70), ("sms", 0.80), ("c2b", 0.95), ("staff", 1.0)]
 PAID = {"COMPLETED", "SETTLED", "REFUNDED", "REFUND_PENDING"}
+WEBHOOK_URL = "https://shop.example.com/lipa/webhook"
 
-PAYMENT_COLS = ("id", "created_at", "updated_at", "reference", "phone", "amount", "account", "description",
-                "status", "status_message", "channel", "request_id", "retry_of_id", "active_phone",
+PAYMENT_COLS = ("id", "created_at", "updated_at", "reference", "phone", "phone_hash", "amount", "account",
+                "description", "status", "status_message", "channel", "request_id", "retry_of_id", "active_phone",
                 "idempotency_key", "merchant_request_id", "checkout_request_id", "mpesa_receipt", "result_code",
                 "result_desc", "language", "flagged", "flag_reason", "push_attempts", "completed_at",
-                "payer_hash", "payer_name", "refunded_amount")
+                "payer_hash", "payer_lookup", "payer_name", "refunded_amount")
 EVENT_COLS = ("payment_id", "kind", "from_status", "to_status", "actor", "reason", "payload", "created_at")
 INBOX_COLS = ("source", "body", "dedupe_key", "remote_addr", "status", "note", "payment_id", "received_at",
               "processed_at")
-NOTE_COLS = ("created_at", "updated_at", "channel", "kind", "payment_id", "request_id", "recipient", "language",
+NOTE_COLS = ("created_at", "updated_at", "channel", "kind", "payment_id", "request_id", "recipient", "recipient_hash",
+             "language",
              "body", "status", "attempts", "next_attempt_at", "claimed_by", "claim_expires_at", "dedupe_key",
              "provider_message_id", "provider_status", "cost", "failure_reason", "sent_at", "delivered_at")
 USSD_COLS = ("created_at", "updated_at", "session_id", "phone", "service_code", "inputs", "last_text",
@@ -109,12 +120,16 @@ def ensure(n: int = 1_000_000, *, seed: int = 11, rebuild: bool = False, log=pri
 
 
 def _schema(path: Path) -> None:
-    """The application's schema at its current version, through its own migrations."""
+    """The application's schema at its current version, through its own migrations; the file's own
+    local-profile personal-data keys, generated into its Setting table and loaded for the generator."""
+    from shared import crypto
+    from shared.config import Config
     from shared.db import db, init_db
     from shared.migrations import migrate
 
     previous = db.obj
     init_db(f"sqlite:///{path}")
+    crypto.install(Config(profile="local", database_url=f"sqlite:///{path}"))
     migrate()
     db.close()
     if previous is not None:
@@ -175,6 +190,8 @@ class Generator:
         self.phones = [f"2547{(i * 7919 + 12_345_678) % 100_000_000:08d}" for i in range(PHONES)]
         self.accounts = [f"INV-{i:05d}" if i % 2 else f"{100_000 + i * 37}" for i in range(ACCOUNTS)]
         self.active_phones: set[str] = set()
+        self.seal_once = functools.lru_cache(maxsize=None)(crypto.seal)  # phones, names: one ciphertext each
+        self.hash_once = functools.lru_cache(maxsize=None)(crypto.lookup_hash)
         self.receipt_samples: list[str] = []
         self.rich_ids: list[int] = []
         self.regular_counts: dict[str, int] = {}
@@ -273,12 +290,15 @@ class Generator:
             updated = final + timedelta(hours=rng.uniform(12, 30))
         refunded = amount if status == "REFUNDED" else 0
         flagged = 1 if rng.random() < 0.002 else 0
+        seal, digest = self.seal_once, self.hash_once
         out["payment"].append((
-            pid, str(created), str(updated), ref, phone, amount, account, "Payment", status, message, channel,
-            None, None, active_phone, None, merchant_req, checkout, receipt, code, desc,
-            "sw" if rng.random() < 0.2 else "en", flagged, "amount over the flag limit" if flagged else "",
-            0 if channel == "c2b" else 1, str(completed_at) if completed_at else None, payer_hash, payer_name,
-            refunded))
+            pid, str(created), str(updated), ref, seal(phone) if phone else "", digest(phone) if phone else None,
+            amount, account, "Payment", status, message, channel,
+            None, None, digest(active_phone) if active_phone else None, None, merchant_req, checkout, receipt, code,
+            desc, "sw" if rng.random() < 0.2 else "en", flagged, "amount over the flag limit" if flagged else "",
+            0 if channel == "c2b" else 1, str(completed_at) if completed_at else None,
+            seal(payer_hash) if payer_hash else None, digest(payer_hash) if payer_hash else None,
+            seal(payer_name) if payer_name else None, refunded))
         self._events(pid, channel, status, created, final, updated, code, receipt, amount, account, flagged, out)
         rich = pid % RICH_EVERY == 0 and status not in ("PENDING", "PROCESSING")
         if rich:
@@ -296,7 +316,7 @@ class Generator:
                    f"{channel} payment of {amount} KES to {account}", None, str(created)))
         if channel == "c2b":
             ev.append((pid, "transition", "PENDING", "COMPLETED", "daraja-c2b", "C2B confirmation",
-                       json.dumps({"receipt": receipt}, sort_keys=True), str(final)))
+                       crypto.seal(json.dumps({"receipt": receipt}, sort_keys=True)), str(final)))
             if status in ("SETTLED", "REFUNDED", "REFUND_PENDING"):
                 self._after_paid(pid, status, final, updated, ev)
             return
@@ -309,12 +329,12 @@ class Generator:
             return
         if status == "EXPIRED":
             ev.append((pid, "transition", "PROCESSING", "EXPIRED", "sweep", "no callback; STK query: timeout",
-                       json.dumps({"result_code": code}, sort_keys=True), str(final)))
+                       crypto.seal(json.dumps({"result_code": code}, sort_keys=True)), str(final)))
             return
         to = "COMPLETED" if status in PAID else status
         payload = {"result_code": code or "0", "receipt": receipt} if to == "COMPLETED" else {"result_code": code}
         ev.append((pid, "transition", "PROCESSING", to, "daraja-callback", "STK callback",
-                   json.dumps(payload, sort_keys=True), str(final)))
+                   crypto.seal(json.dumps(payload, sort_keys=True)), str(final)))
         if flagged:
             ev.append((pid, "flag", to, to, "rules", "amount over the flag limit", None, str(final)))
         if status in ("SETTLED", "REFUNDED", "REFUND_PENDING"):
@@ -342,8 +362,9 @@ class Generator:
                     "TransAmount": f"{amount}.00", "BusinessShortCode": "600638", "BillRefNumber": account,
                     "OrgAccountBalance": "", "MSISDN": hashlib.sha256(phone.encode()).hexdigest(),
                     "FirstName": "MARY"}
-            out["inbox_message"].append(("daraja.c2b", json.dumps(body), f"c2b:{receipt}", "196.201.214.200",
-                                         "APPLIED", "created payment", pid, str(final), str(processed)))
+            out["inbox_message"].append(("daraja.c2b", crypto.seal(json.dumps(body)), f"c2b:{receipt}",
+                                         "196.201.214.200", "APPLIED", "created payment", pid, str(final),
+                                         str(processed)))
         elif status != "EXPIRED":
             items = [{"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": receipt},
                      {"Name": "TransactionDate", "Value": int(f"{final + EAT:%Y%m%d%H%M%S}")},
@@ -353,13 +374,14 @@ class Generator:
                         "successfully."}
             if items:
                 callback["CallbackMetadata"] = {"Item": items}
-            out["inbox_message"].append(("daraja.stk", json.dumps({"Body": {"stkCallback": callback}}),
+            out["inbox_message"].append(("daraja.stk", crypto.seal(json.dumps({"Body": {"stkCallback": callback}})),
                                          f"stk:{checkout}", "196.201.214.200", "APPLIED",
                                          "COMPLETED" if receipt else status, pid, str(final), str(processed)))
         if channel == "ussd":
             inputs = ["1", str(amount), account, "1"]
             session = f"ATUid_{pid:010x}{rng.getrandbits(32):08x}"
-            out["ussd_session"].append((str(created - timedelta(seconds=20)), str(created), session, phone,
+            out["ussd_session"].append((str(created - timedelta(seconds=20)), str(created), session,
+                                        self.seal_once(phone),
                                         "*384*123#", json.dumps(inputs), "*".join(inputs),
                                         "END Enter your M-Pesa PIN on the prompt.", pid))
         if phone and phone != "254700000000" and status != "EXPIRED":
@@ -373,15 +395,18 @@ class Generator:
             st, delivered = ("DELIVERED", str(sent + timedelta(seconds=4))) if roll < 0.9 else (
                 ("SENT", None) if roll < 0.98 else ("FAILED", None))
             out["notification"].append((
-                str(processed), str(sent), "sms", kind, pid, None, phone, "en", body, st, 1, str(processed),
+                str(processed), str(sent), "sms", kind, pid, None, self.seal_once(phone), self.hash_once(phone), "en",
+                crypto.seal(body), st, 1, str(processed),
                 None, None, f"{kind}:{pid}", f"ATXid_{pid:010d}", "Success" if st != "FAILED" else "Rejected",
                 "KES 0.8000", "" if st != "FAILED" else "InvalidPhoneNumber", str(sent), delivered))
         if channel == "api" and status != "EXPIRED":
             kind = "webhook_payment_paid" if receipt else "webhook_payment_failed"
             sent = processed + timedelta(milliseconds=300)
             out["notification"].append((
-                str(processed), str(sent), "webhook", kind, pid, None, "https://shop.example.com/lipa/webhook", "en",
-                json.dumps({"event": kind, "payment": {"id": pid, "reference": ref, "amount": amount}}), "SENT", 1,
+                str(processed), str(sent), "webhook", kind, pid, None, self.seal_once(WEBHOOK_URL),
+                self.hash_once(WEBHOOK_URL), "en",
+                crypto.seal(json.dumps({"event": kind, "payment": {"id": pid, "reference": ref, "amount": amount}})),
+                "SENT", 1,
                 str(processed), None, None, f"{kind}:{pid}", None, "200", "", "", str(sent), None))
 
     def _refund(self, pid, status, amount, final, out) -> None:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.recon_data import insert_payments, make_dataset  # noqa: E402
 from gateway.reconciliation import service, statement  # noqa: E402
+from shared import crypto  # noqa: E402
 from shared.db import db, init_db, is_sqlite  # noqa: E402
 from shared.migrations import migrate  # noqa: E402
 from shared.models import ALL_MODELS, StatementImport, StatementLine  # noqa: E402
@@ -34,6 +35,7 @@ from shared.models import ALL_MODELS, StatementImport, StatementLine  # noqa: E4
 def fresh_database(url: str) -> None:
     """Bind and migrate; empty every table (PostgreSQL) so each round starts alike."""
     init_db(url)
+    crypto.use_keys([crypto.new_data_key()], crypto.new_lookup_key())  # throwaway personal-data keys
     migrate()
     if not is_sqlite():
         with db.connection_context():

@@ -13,7 +13,8 @@ PROD = {
     "LIPA_PROFILE": "production", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s",
     "MPESA_SHORTCODE": "600000", "MPESA_PASSKEY": "p", "MPESA_CALLBACK_TOKEN": "x" * 24,
     "LIPA_PUBLIC_URL": "https://pay.example.com", "AT_USERNAME": "shop", "AT_API_KEY": "a",
-    "LIPA_WEBHOOK_SECRET": "w" * 32,
+    "LIPA_WEBHOOK_SECRET": "w" * 32, "LIPA_DATA_KEY": "IQOk9iwPW-8J7uuFSwz8n-BlKzRxRxY5-NNKOfiJ1WM=",
+    "LIPA_LOOKUP_KEY": "l" * 40,
 }
 
 
@@ -44,11 +45,36 @@ def test_production_complete():
     ({**PROD, "MPESA_PASSKEY": ""}, "MPESA_PASSKEY"),
     ({**PROD, "LIPA_PUBLIC_URL": ""}, "LIPA_PUBLIC_URL"),
     ({"LIPA_PROFILE": "sandbox"}, "MPESA_CONSUMER_KEY"),
+    ({**PROD, "LIPA_DATA_KEY": ""}, "LIPA_DATA_KEY"),
+    ({**PROD, "LIPA_LOOKUP_KEY": ""}, "LIPA_LOOKUP_KEY"),
+    ({"LIPA_DATA_KEY": "not-a-fernet-key"}, "LIPA_DATA_KEY"),
+    ({"LIPA_DATA_KEY": f"{PROD['LIPA_DATA_KEY']},short"}, "LIPA_DATA_KEY"),
+    ({"LIPA_LOOKUP_KEY": "too-short"}, "LIPA_LOOKUP_KEY"),
+    ({"LIPA_DATA_KEY": PROD["LIPA_DATA_KEY"], "LIPA_LOOKUP_KEY": PROD["LIPA_DATA_KEY"]}, "LIPA_LOOKUP_KEY"),
 ])
 def test_bad_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError) as info:
         load_config(env)
     assert info.value.variable == variable
+
+
+def test_personal_data_keys_are_read_and_never_shown():
+    second = "k0yVQnMEFv3vIUOvBy2vkiYp7BiQGzWqpiUzTXqN4vY="
+    config = load_config({**PROD, "LIPA_DATA_KEY": f" {PROD['LIPA_DATA_KEY']} , {second} "})
+    assert config.data_keys == (PROD["LIPA_DATA_KEY"], second) and config.lookup_key == "l" * 40
+    assert PROD["LIPA_DATA_KEY"] not in repr(config) and second not in repr(config) and "l" * 40 not in repr(config)
+
+
+@pytest.mark.parametrize("missing", ["LIPA_DATA_KEY", "LIPA_LOOKUP_KEY"])
+def test_production_without_a_personal_data_key_exits_2_naming_it(tmp_path, missing):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **PROD, missing: "",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and missing in lines[0]
+    assert not (tmp_path / "x.db").exists()  # refused before touching the database
 
 
 def test_job_intervals():
@@ -77,4 +103,4 @@ def test_migrate_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "schema version 8" in proc.stdout
+    assert "schema version 9" in proc.stdout

@@ -80,7 +80,7 @@ def make_payment(reference: str, status: str = "COMPLETED", *, phone: str = NORM
 
 
 def replies_to(phone: str = NORMALIZED) -> list[Notification]:
-    return list(Notification.select().where(Notification.kind == "reply", Notification.recipient == phone))
+    return list(Notification.select().where(Notification.kind == "reply", Notification.recipient_hash == phone))
 
 
 @pytest.mark.parametrize("text, lang, key", [
@@ -144,7 +144,7 @@ def test_history_lists_the_latest_payments_newest_first_in_one_sms(phone):
                                         ("pay 12345 KES 500", "en")])
 def test_pay_starts_an_stk_push_to_the_sender(sms_app, phone, sim, text, lang):
     body = phone.send(text)
-    payment = Payment.get(Payment.phone == NORMALIZED)
+    payment = Payment.get(Payment.phone_hash == NORMALIZED)
     assert body == replies.pay_started(lang, amount=500, account="12345", ref=payment.reference)
     assert (payment.channel, payment.amount, payment.account, payment.language) == ("sms", 500, "12345", lang)
     assert payment.idempotency_key == f"sms:{phone.last_id}"
@@ -160,7 +160,7 @@ def test_pay_starts_an_stk_push_to_the_sender(sms_app, phone, sim, text, lang):
 def test_pay_a_bill_code_uses_the_bills_amount(phone):
     PaymentRequest.create(code="482913", amount=750, account="SCHOOLFEES", status=RequestStatus.OPEN.value)
     body = phone.send("PAY 482913")
-    payment = Payment.get(Payment.phone == NORMALIZED)
+    payment = Payment.get(Payment.phone_hash == NORMALIZED)
     assert (payment.amount, payment.account, payment.request.code) == (750, "SCHOOLFEES", "482913")
     assert body.startswith("Wait for the M-Pesa prompt") and "KES 750" in body
 
@@ -196,7 +196,7 @@ def test_pay_while_a_payment_is_in_progress_names_it(phone, sim):
 
 def test_stop_suppresses_notifications_but_replies_still_go_out(phone):
     assert phone.send("STOP") == replies.t("en", "stopped")
-    assert PhonePreference.get(PhonePreference.phone == NORMALIZED).notifications is False
+    assert PhonePreference.get(PhonePreference.phone_hash == NORMALIZED).notifications is False
     payment = make_payment("LPSTOP001", "COMPLETED")
     with db.atomic():
         note = outbox.enqueue(channel="sms", kind="payment_completed", recipient=NORMALIZED, body="Paid.",
@@ -205,7 +205,7 @@ def test_stop_suppresses_notifications_but_replies_still_go_out(phone):
     assert phone.send("HELP") == replies.t("en", "help")
     assert Notification.get(Notification.dedupe_key == f"reply:{phone.last_id}").status == "QUEUED"
     assert phone.send("START") == replies.t("en", "started")
-    assert PhonePreference.get(PhonePreference.phone == NORMALIZED).notifications is True
+    assert PhonePreference.get(PhonePreference.phone_hash == NORMALIZED).notifications is True
     with db.atomic():
         resumed = outbox.enqueue(channel="sms", kind="payment_completed", recipient=NORMALIZED, body="Paid.",
                                  payment=payment, respect_opt_out=True)
@@ -288,7 +288,7 @@ def test_the_answer_goes_out_before_the_command_is_applied(sms_app, phone, sim):
     assert not Payment.select().exists() and sim.daraja.requests_log() == []
     response.close()
     sms_app.extensions["lipa"].tasks.drain()
-    assert Payment.get(Payment.phone == NORMALIZED).status == "PROCESSING"
+    assert Payment.get(Payment.phone_hash == NORMALIZED).status == "PROCESSING"
 
 
 BASE = {"date": "2017-05-03T06:04:45Z", "from": PHONE, "id": "ATXid_junk", "linkId": "", "networkCode": "63902",

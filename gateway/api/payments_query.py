@@ -126,7 +126,7 @@ def _conditions(f: PaymentFilters) -> list:
     if f.statuses:
         conds.append(Payment.status.in_(list(f.statuses)))
     if f.phone:
-        conds.append(Payment.phone == f.phone)
+        conds.append(Payment.phone_hash == f.phone)  # the field hashes the phone: indexed, exact
     if f.account:
         conds.append(Payment.account == f.account)
     if f.q:

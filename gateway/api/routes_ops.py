@@ -19,7 +19,7 @@ from shared.timeutil import iso
 
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
 from .feed import ranked_page
-from .serialize import notification_json
+from .serialize import notification_json, reveals
 
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")
@@ -122,7 +122,8 @@ def list_notifications():
     order = _choice(args, "order", ("newest", "failures")) or "newest"
     rank = Case(None, [(Notification.status == "FAILED", 0)], 1) if order == "failures" else None
     rows, cursor = ranked_page(query, rank, Notification.id, args.get("cursor"), page_limit())
-    return jsonify({"items": [notification_json(n) for n in rows], "next_cursor": cursor})
+    reveal = reveals(principal())
+    return jsonify({"items": [notification_json(n, reveal=reveal) for n in rows], "next_cursor": cursor})
 
 
 # --- jobs -------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..payments.transitions import record, transition
 from . import timeline
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .payments_query import list_payments, parse_filters
-from .serialize import notification_json, payment_json, refund_json
+from .serialize import notification_json, payment_json, refund_json, reveals
 
 S = PaymentStatus
 MAX_ID = 2**31 - 1
@@ -83,20 +83,26 @@ def _push(payment: Payment) -> None:
 @bp.get("/payments")
 def list_payments_route():
     """Payments newest first, filtered, one keyset page at a time."""
-    principal().require("viewer")
+    who = principal()
+    who.require("viewer")
     filters = parse_filters(request.args)
     before, limit = decode_cursor(request.args.get("cursor")), page_limit()
     rows, next_id = list_payments(filters, before_id=before, limit=limit)
-    return {"items": [payment_json(p) for p in rows], "next_cursor": encode_cursor(next_id) if next_id else None}
+    reveal = reveals(who)
+    return {"items": [payment_json(p, reveal=reveal) for p in rows],
+            "next_cursor": encode_cursor(next_id) if next_id else None}
 
 
 @bp.get("/payments/<int:payment_id>")
 def get_payment(payment_id: int):
     """One payment with its whole timeline, raw callbacks, messages and refunds."""
-    principal().require("viewer")
+    who = principal()
+    who.require("viewer")
     payment = load_payment(payment_id)
-    return {**payment_json(payment), "events": timeline.timeline(payment), "callbacks": timeline.callbacks(payment),
-            "notifications": timeline.notifications(payment), "refunds": timeline.refunds(payment)}
+    reveal = reveals(who)
+    return {**payment_json(payment, reveal=reveal), "events": timeline.timeline(payment, reveal=reveal),
+            "callbacks": timeline.callbacks(payment, reveal=reveal),
+            "notifications": timeline.notifications(payment, reveal=reveal), "refunds": timeline.refunds(payment)}
 
 
 @bp.post("/payments")
@@ -110,7 +116,7 @@ def create_payment():
         payment = service.initiate(phone=data["phone"], amount=data["amount"], account=data["account"],
                                    channel="api", actor=who.actor, idempotency_key=scoped_key(who.actor, key))
         _push(payment)
-        return payment_json(payment), 201
+        return payment_json(payment, reveal=reveals(who)), 201
 
     return idempotent(create)
 
@@ -140,7 +146,7 @@ def requery(payment_id: int):
     query = {"result_code": answer.result_code, "result_desc": answer.result_desc, "pending": answer.pending}
     applied = _apply_query(payment_id, answer)
     _record_query(payment_id, who.actor, reason, {**query, "raw": answer.raw}, applied)
-    return {"payment": payment_json(load_payment(payment_id)), "query": query, "applied": applied}
+    return {"payment": payment_json(load_payment(payment_id), reveal=reveals(who)), "query": query, "applied": applied}
 
 
 def _apply_query(payment_id: int, answer) -> str:
@@ -170,11 +176,13 @@ def resend_receipt(payment_id: int):
         note = _queue_receipt(payment)
         record(payment, "receipt_resent", actor=who.actor, reason=f"receipt SMS queued again (#{note.id})")
         audit("resend_receipt", payment.id, reason=reason, details={"notification_id": note.id})
-    return {"payment": payment_json(payment), "notification": notification_json(note)}, 201
+    reveal = reveals(who)
+    return {"payment": payment_json(payment, reveal=reveal),
+            "notification": notification_json(note, reveal=reveal)}, 201
 
 
 def _queue_receipt(payment: Payment) -> Notification:
-    pref = PhonePreference.get_or_none(PhonePreference.phone == payment.phone)
+    pref = PhonePreference.get_or_none(PhonePreference.phone_hash == payment.phone)
     lang = language_of(pref.language if pref else payment.language)
     body = render("payment_completed", lang, amount=payment.amount, account=payment.account,
                   ref=payment.reference, receipt=payment.mpesa_receipt or "")
@@ -196,7 +204,7 @@ def retry_payment(payment_id: int):
         record(original, "retried", actor=who.actor, reason=f"retried as {fresh.reference}")
         audit("retry", original.id, reason=reason, details={"new_payment_id": fresh.id, "reference": fresh.reference})
     _push(fresh)
-    return payment_json(fresh), 201
+    return payment_json(fresh, reveal=reveals(who)), 201
 
 
 @bp.post("/payments/<int:payment_id>/refund")
@@ -242,4 +250,4 @@ def resolve(payment_id: int):
         previous = payment.status
         transition(payment, target, actor=who.actor, reason=reason, message=f"Resolved by staff as {target}.")
         audit("resolve", payment.id, reason=reason, details={"from": previous, "to": target})
-    return payment_json(payment)
+    return payment_json(payment, reveal=reveals(who))

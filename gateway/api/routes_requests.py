@@ -11,7 +11,7 @@ from shared.states import RequestStatus
 from ..payments.requests import create_request, set_request_status
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .routes_payments import MAX_ID, audit, optional_reason, require_creator, scoped_key
-from .serialize import request_json
+from .serialize import request_json, reveals
 
 OPTIONAL = ("description", "phone", "expires_in", "callback_url")
 
@@ -39,7 +39,7 @@ def create_payment_request():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
                              phone=data.get("phone"), expires_in=data.get("expires_in"),
                              callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant)
-        return request_json(row), 201
+        return request_json(row, reveal=reveals(who)), 201
 
     return idempotent(create)
 
@@ -50,7 +50,7 @@ def get_payment_request(request_id: int):
     who = principal()
     if who.kind != "merchant":
         who.require("viewer")
-    return request_json(_visible(request_id))
+    return request_json(_visible(request_id), reveal=reveals(who))
 
 
 @bp.post("/payment-requests/<int:request_id>/cancel")
@@ -65,13 +65,14 @@ def cancel_payment_request(request_id: int):
         set_request_status(row, RequestStatus.CANCELLED)
         audit("cancel", row.id, reason=reason, target_type="payment_request",
               details={"from": previous, "to": row.status, "by": who.kind})
-    return request_json(row)
+    return request_json(row, reveal=reveals(who))
 
 
 @bp.get("/payment-requests")
 def list_payment_requests():
     """Requests newest first (staff), optionally by status, one keyset page at a time."""
-    principal().require("viewer")
+    who = principal()
+    who.require("viewer")
     unknown = sorted(set(request.args) - {"status", "limit", "cursor"})
     if unknown:
         raise InvalidInput(f"Filter {unknown[0]!r} is not a filter of this list.", code="invalid_filter")
@@ -88,5 +89,5 @@ def list_payment_requests():
     rows = list(query.limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [request_json(r) for r in rows],
+    return {"items": [request_json(r, reveal=reveals(who)) for r in rows],
             "next_cursor": encode_cursor(rows[-1].id) if more else None}

@@ -1,7 +1,8 @@
 """One payment's whole story in time order: USSD hops, events, raw callbacks, messages, refunds, staff actions.
 
 Flask-free, so the desktop app's tests and a support script can call it too. Every entry has
-``at`` (ISO UTC), ``type``, ``actor`` and ``summary``, plus the fields of its kind.
+``at`` (ISO UTC), ``type``, ``actor`` and ``summary``, plus the fields of its kind. ``reveal``: phones and
+payer names in full (operators, admins) or masked (viewers), see serialize.reveals.
 """
 from __future__ import annotations
 
@@ -16,26 +17,26 @@ from .serialize import audit_json, callback_json, event_json, notification_json,
 _ORDER = {"ussd": 0, "event": 1, "callback": 2, "notification": 3, "refund": 4, "staff_action": 5}
 
 
-def timeline(payment: Payment) -> list[dict]:
+def timeline(payment: Payment, *, reveal: bool) -> list[dict]:
     """Every entry about the payment, oldest first."""
     entries: list[tuple[datetime, int, int, dict]] = []
     for source in (_ussd, _events, _callbacks, _notifications, _refunds, _staff_actions):
-        for at, entry in source(payment):
+        for at, entry in source(payment, reveal):
             entries.append((at, _ORDER[entry["type"]], len(entries), {"at": iso(at), **entry}))
     entries.sort(key=lambda item: item[:3])
     return [entry for *_, entry in entries]
 
 
-def callbacks(payment: Payment) -> list[dict]:
+def callbacks(payment: Payment, *, reveal: bool) -> list[dict]:
     """The raw provider messages linked to the payment, oldest first."""
     rows = InboxMessage.select().where(InboxMessage.payment == payment).order_by(InboxMessage.id)
-    return [callback_json(row) for row in rows]
+    return [callback_json(row, reveal=reveal) for row in rows]
 
 
-def notifications(payment: Payment) -> list[dict]:
+def notifications(payment: Payment, *, reveal: bool) -> list[dict]:
     """Its SMS and webhooks with their delivery status, oldest first."""
     rows = Notification.select().where(Notification.payment == payment).order_by(Notification.id)
-    return [notification_json(row) for row in rows]
+    return [notification_json(row, reveal=reveal) for row in rows]
 
 
 def refunds(payment: Payment) -> list[dict]:
@@ -43,9 +44,12 @@ def refunds(payment: Payment) -> list[dict]:
     return [refund_json(row) for row in Refund.select().where(Refund.payment == payment).order_by(Refund.id)]
 
 
-def _ussd(payment: Payment):
-    """The hops of the USSD session(s) linked to the payment: the dial, then one per input."""
-    for session in UssdSession.select().where(UssdSession.payment == payment).order_by(UssdSession.id):
+def _ussd(payment: Payment, _reveal: bool):
+    """The hops of the USSD session(s) linked to the payment: the dial, then one per input. Not the sealed
+    phone (the payment's own), so nothing is unsealed for nothing."""
+    fields = (UssdSession.id, UssdSession.session_id, UssdSession.service_code, UssdSession.inputs,
+              UssdSession.created_at)
+    for session in UssdSession.select(*fields).where(UssdSession.payment == payment).order_by(UssdSession.id):
         yield from _hops(session)
 
 
@@ -59,35 +63,37 @@ def _hops(session: UssdSession):
                                    "text": "*".join(inputs[:hop])}
 
 
-def _events(payment: Payment):
+def _events(payment: Payment, reveal: bool):
     for row in PaymentEvent.select().where(PaymentEvent.payment == payment).order_by(PaymentEvent.id):
         if row.kind == "transition":
             summary = f"{row.from_status} -> {row.to_status}"
         else:
             summary = row.kind.replace("_", " ")
-        yield row.created_at, {"type": "event", "summary": summary, **event_json(row)}
+        yield row.created_at, {"type": "event", "summary": summary, **event_json(row, reveal=reveal)}
 
 
-def _callbacks(payment: Payment):
+def _callbacks(payment: Payment, reveal: bool):
     for row in InboxMessage.select().where(InboxMessage.payment == payment).order_by(InboxMessage.id):
-        entry = callback_json(row)
+        entry = callback_json(row, reveal=reveal)
         yield row.received_at, {"type": "callback", "actor": row.source,
                                 "summary": f"{row.source} callback ({row.status.lower()})", **entry}
 
 
-def _notifications(payment: Payment):
+def _notifications(payment: Payment, reveal: bool):
     for row in Notification.select().where(Notification.payment == payment).order_by(Notification.id):
         yield row.created_at, {"type": "notification", "actor": "notify",
-                               "summary": f"{row.channel} {row.kind}: {row.status.lower()}", **notification_json(row)}
+                               "summary": f"{row.channel} {row.kind}: {row.status.lower()}",
+                               **notification_json(row, reveal=reveal)}
 
 
-def _refunds(payment: Payment):
+def _refunds(payment: Payment, _reveal: bool):
     for row in Refund.select().where(Refund.payment == payment).order_by(Refund.id):
         yield row.created_at, {"type": "refund", "actor": row.requested_by,
                                "summary": f"refund of {row.amount} ({row.status.lower()})", **refund_json(row)}
 
 
-def _staff_actions(payment: Payment):
+def _staff_actions(payment: Payment, reveal: bool):
     rows = AuditLog.select().where(AuditLog.target_type == "payment", AuditLog.target_id == str(payment.id))
     for row in rows.order_by(AuditLog.id):
-        yield row.created_at, {"type": "staff_action", "summary": row.action.replace("_", " "), **audit_json(row)}
+        yield row.created_at, {"type": "staff_action", "summary": row.action.replace("_", " "),
+                               **audit_json(row, reveal=reveal)}

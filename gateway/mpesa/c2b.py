@@ -4,7 +4,6 @@ new COMPLETED payment of channel "c2b"."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 import peewee
 
+from shared import safejson
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
 from shared.models import Payment, PaymentRequest
@@ -67,7 +67,7 @@ class C2BPayment:
 def load_body(body: bytes | str) -> dict:
     """A JSON object, or InvalidInput."""
     try:
-        data = json.loads(body)
+        data = safejson.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("Body is not JSON.", code="malformed_c2b") from None
     if not isinstance(data, dict):
@@ -232,7 +232,7 @@ def _waiting_stk_payment(c2b: C2BPayment) -> Payment | None:
         Payment.channel != "c2b", Payment.created_at >= utcnow() - MATCH_WINDOW,
         (Payment.account == c2b.account) | Payment.request.in_(codes))
     if c2b.payer.phone:
-        query = query.where(Payment.phone == c2b.payer.phone)
+        query = query.where(Payment.phone_hash == c2b.payer.phone)  # hashed by the field
     found = [p for p in for_update(query.order_by(Payment.id.desc()).limit(200))
              if phone_hash(p.phone) == c2b.payer.payer_hash]
     found.sort(key=lambda p: WAITING[p.status])  # stable: the newest of each kind first

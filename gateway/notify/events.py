@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from shared.models import PhonePreference
 from shared.states import PaymentStatus
 
 from . import outbox
@@ -57,5 +56,5 @@ class PaymentNotifier:
 
 def _language(payment) -> str:
     """The phone's chosen language, else the one the payment was made in."""
-    pref = PhonePreference.get_or_none(PhonePreference.phone == payment.phone)
+    pref = outbox.preference(payment.phone)
     return pref.language if pref else (payment.language or "en")

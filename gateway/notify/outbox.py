@@ -8,7 +8,14 @@ import peewee
 from shared.db import db
 from shared.models import Notification, PhonePreference
 
+from ..prepared import Prepared
+
 _local = threading.local()
+# Run for every message queued (built once: see gateway.prepared).
+_QUEUED_AS = Prepared(lambda p: Notification.select(Notification.id).where(Notification.dedupe_key == p[0]),
+                      Notification.dedupe_key)
+_PREFERENCE = Prepared(lambda p: PhonePreference.select(PhonePreference.language, PhonePreference.notifications)
+                       .where(PhonePreference.phone_hash == p[0]), PhonePreference.phone_hash)
 
 
 def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None, request=None,
@@ -16,9 +23,9 @@ def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None,
     """Queue one message; the same dedupe key never queues twice. A phone that sent STOP gets a
     SUPPRESSED row (kept, for the timeline) unless this is a direct reply to its own command."""
     if dedupe_key:
-        existing = Notification.get_or_none(Notification.dedupe_key == dedupe_key)
+        existing = _QUEUED_AS.first(dedupe_key)
         if existing:
-            return existing
+            return Notification.get_by_id(existing.id)
     status = "QUEUED"
     if channel == "sms" and respect_opt_out and opted_out(recipient):
         status = "SUPPRESSED"
@@ -35,8 +42,13 @@ def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None,
 
 
 def opted_out(phone: str) -> bool:
-    pref = PhonePreference.get_or_none(PhonePreference.phone == phone)
+    pref = preference(phone)
     return pref is not None and not pref.notifications
+
+
+def preference(phone: str) -> PhonePreference | None:
+    """The phone's language and opt-out (only those columns), or None."""
+    return _PREFERENCE.first(phone)
 
 
 def take_pending() -> bool:

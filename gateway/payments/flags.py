@@ -59,9 +59,9 @@ def _broken(payment: Payment, config):
 def _same_payer(payment: Payment):
     """The payer's phone, or for a C2B that only sent a hash, that hash; None when neither is known."""
     if payment.phone:
-        return Payment.phone == payment.phone
+        return Payment.phone_hash == payment.phone
     if payment.payer_hash:
-        return Payment.payer_hash == payment.payer_hash
+        return Payment.payer_lookup == payment.payer_hash
     return None
 
 

@@ -54,7 +54,7 @@ def resolve_target(raw_account) -> PayTarget:
 
 def active_payment(phone: str) -> Payment | None:
     """The phone's payment still waiting for M-Pesa, if any."""
-    return Payment.get_or_none(Payment.active_phone == phone)
+    return Payment.get_or_none(Payment.active_phone == phone)  # a LookupHash: the phone is hashed
 
 
 @retry_locked

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from peewee import chunked
 
+from shared.crypto import unseal
 from shared.db import db, is_sqlite
 from shared.models import Payment, PaymentEvent, PhonePreference
 from shared.timeutil import utcnow
@@ -92,9 +93,9 @@ def _queue_settled_sms(ids: set[int], now) -> None:
     events = dict(PaymentEvent.select(PaymentEvent.payment, PaymentEvent.id).where(
         PaymentEvent.payment.in_(list(ids)), PaymentEvent.to_status == S.SETTLED.value,
         PaymentEvent.created_at == now, PaymentEvent.actor == ACTOR).tuples())
-    payments = list(Payment.select().where(Payment.id.in_(list(ids)), Payment.phone != ""))
+    payments = list(Payment.select().where(Payment.id.in_(list(ids)), Payment.phone_hash.is_null(False)))
     languages = dict(PhonePreference.select(PhonePreference.phone, PhonePreference.language).where(
-        PhonePreference.phone.in_([p.phone for p in payments])).tuples())
+        PhonePreference.phone_hash.in_([p.phone for p in payments])).tuples())
     for payment in payments:
         lang = languages.get(payment.phone) or payment.language or "en"
         text = render("payment_settled", lang, amount=payment.amount, account=payment.account,
@@ -104,9 +105,15 @@ def _queue_settled_sms(ids: set[int], now) -> None:
 
 
 def _candidates(*where) -> list[Candidate]:
-    """Payments as plain Candidates; raw rows, as building 100,000 model rows costs seconds."""
+    """Payments as plain Candidates; raw rows, as building 100,000 model rows costs seconds. The phone is
+    only used to match a line without a receipt, so it is unsealed only for the payments that may."""
     sql, params = Payment.select(*CANDIDATE_FIELDS).where(*where).sql()
-    return [Candidate(*row[:7], _time(row[7]), _time(row[8])) for row in db.execute_sql(sql, params)]
+    out = []
+    for row in db.execute_sql(sql, params):
+        cand = Candidate(*row[:7], _time(row[7]), _time(row[8]))
+        cand.phone = unseal(cand.phone) if cand.phone and cand.fuzzy_eligible() else ""
+        out.append(cand)
+    return out
 
 
 def _time(value):

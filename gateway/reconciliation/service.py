@@ -246,8 +246,9 @@ def _load_payments(lines: list, period) -> tuple[dict[str, Candidate], FuzzyInde
 
 
 def _insert_lines(statement_id: int, lines: list, links: dict) -> None:
-    rows = ((statement_id, line.line_no, line.receipt, line.completed_at, line.details, line.amount, line.account,
-             line.other_party, *links[line.receipt]) for line in lines)
+    seal = StatementLine.details.db_value  # raw rows bypass the model: seal the payer's details here
+    rows = ((statement_id, line.line_no, line.receipt, line.completed_at, seal(line.details), line.amount,
+             line.account, seal(line.other_party), *links[line.receipt]) for line in lines)
     _insert_rows(StatementLine, LINE_FIELDS, rows)
 
 

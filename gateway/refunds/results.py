@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from shared import safejson
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
 from shared.models import Payment, Refund
@@ -61,7 +62,7 @@ def _parameters(result: dict) -> dict:
 def parse_result(body, *, timeout: bool = False) -> AsyncResult:
     """Check {"Result": {...}}; a queue timeout may come without a ResultCode. Raises InvalidInput."""
     try:
-        data = json.loads(body)
+        data = safejson.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("Body is not JSON.", code="malformed_result") from None
     result = data.get("Result") if isinstance(data, dict) else None

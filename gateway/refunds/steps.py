@@ -75,7 +75,7 @@ def notify(payment: Payment, refund: Refund, event: PaymentEvent | None = None) 
     if not payment.phone:
         return
     kind, key = SMS_KINDS[refund.status], f"refund:{refund.id}:{refund.status}"
-    pref = PhonePreference.get_or_none(PhonePreference.phone == payment.phone)
+    pref = PhonePreference.get_or_none(PhonePreference.phone_hash == payment.phone)
     lang = pref.language if pref else (payment.language or "en")
     text = render(kind, lang, amount=refund.amount, account=payment.account, ref=payment.reference)
     outbox.enqueue(channel="sms", kind=kind, recipient=payment.phone, body=text, payment=payment,

@@ -167,7 +167,7 @@ def answer_command(message: Inbound, command: Command, lang: str) -> Answer:
 
 def _status(message: Inbound, command: Command, lang: str) -> Answer:
     """The sender's latest payment, or the one with that reference if it is the sender's own."""
-    query = Payment.select().where(Payment.phone == message.phone)
+    query = Payment.select().where(Payment.phone_hash == message.phone)
     if command.args:
         payment = query.where(Payment.reference == command.args[0].upper()).first()
         if payment is None:  # also for another phone's reference: never say it exists
@@ -183,7 +183,7 @@ def _status(message: Inbound, command: Command, lang: str) -> Answer:
 
 def _history(message: Inbound, command: Command, lang: str) -> Answer:
     """The latest few payments of the sender, newest first, in one SMS."""
-    payments = (Payment.select().where(Payment.phone == message.phone)
+    payments = (Payment.select().where(Payment.phone_hash == message.phone)
                 .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(replies.HISTORY_MAX))
     rows = [(p.reference, p.amount, p.status) for p in payments]
     return Answer(replies.history(lang, rows) if rows else replies.message(lang, "no_payments"))
@@ -269,10 +269,10 @@ _HANDLERS = {"status": _status, "history": _history, "pay": _pay, "stop": _stop,
 def _set_notifications(phone: str, enabled: bool) -> None:
     """Update the preference or create it; a concurrent create by another process becomes an update."""
     fields = {"notifications": enabled, "updated_at": utcnow()}
-    if PhonePreference.update(**fields).where(PhonePreference.phone == phone).execute():
+    if PhonePreference.update(**fields).where(PhonePreference.phone_hash == phone).execute():
         return
     try:
         with db.atomic():  # a savepoint: a lost race rolls back only the insert
             PhonePreference.create(phone=phone, notifications=enabled)
     except peewee.IntegrityError:
-        PhonePreference.update(**fields).where(PhonePreference.phone == phone).execute()
+        PhonePreference.update(**fields).where(PhonePreference.phone_hash == phone).execute()

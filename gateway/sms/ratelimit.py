@@ -27,7 +27,7 @@ def replies_sent(phone: str, *, now: datetime | None = None) -> int:
     """Replies queued to this phone within the window, whatever became of them."""
     since = (now or utcnow()) - WINDOW
     return (Notification.select()
-            .where(Notification.kind == REPLY_KIND, Notification.recipient == phone,
+            .where(Notification.kind == REPLY_KIND, Notification.recipient_hash == phone,
                    Notification.created_at >= since)
             .count())
 
