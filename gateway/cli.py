@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     c2b.add_argument("--confirmation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
     c2b.add_argument("--validation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
     c2b.add_argument("--response-type", choices=("Completed", "Cancelled"), default="Completed")
+    rotate = sub.add_parser("rotate-keys", help="re-seal personal data with the first LIPA_DATA_KEY key")
+    rotate.add_argument("--rehash", action="store_true",
+                        help="also recompute every look-up hash with LIPA_LOOKUP_KEY (after changing it)")
+    rotate.add_argument("--batch", type=int, default=1000)
+    sub.add_parser("new-keys", help="print a fresh LIPA_DATA_KEY and LIPA_LOOKUP_KEY (stores nothing)")
     phone = sub.add_parser("phone", help="a feature phone in the terminal (USSD, SMS, inbox)")
     phone.add_argument("number")
     phone.add_argument("--gateway-url", default="http://127.0.0.1:8000")
@@ -50,6 +55,8 @@ def main(argv=None) -> int:
     """Entry point; exit code 2 with one line naming the variable on bad configuration."""
     configure_logging()
     args = build_parser().parse_args(argv)
+    if args.command == "new-keys":
+        return _new_keys()
     try:
         config = load_config()
         if args.command == "migrate":
@@ -60,6 +67,8 @@ def main(argv=None) -> int:
             return _register_c2b(config, args)
         if args.command == "phone":
             return _phone(config, args)
+        if args.command == "rotate-keys":
+            return _rotate_keys(config, args)
         if args.command == "scheduler":
             return _scheduler(config)
         return _serve(config, args)
@@ -68,26 +77,65 @@ def main(argv=None) -> int:
         return 2
 
 
-def _migrate(config) -> int:
+def _open_database(config) -> int:
+    """Bind the database, load the personal-data keys (migration 9 seals existing rows with them), migrate."""
+    from shared import crypto
     from shared.db import init_db
     from shared.migrations import migrate
 
     init_db(config.database_url)
-    version = migrate()
+    crypto.install(config)
+    return migrate()
+
+
+def _migrate(config) -> int:
+    version = _open_database(config)
     print(f"database at schema version {version}")
+    return 0
+
+
+def _new_keys() -> int:
+    from shared import crypto
+
+    print(f"LIPA_DATA_KEY={crypto.new_data_key()}")
+    print(f"LIPA_LOOKUP_KEY={crypto.new_lookup_key()}")
+    return 0
+
+
+def _rotate_keys(config, args) -> int:
+    """Re-seal with the current data key (and with --rehash recompute look-up hashes); idempotent."""
+    import time
+
+    from shared import rekey
+    from shared.crypto import Unreadable
+
+    if args.batch < 1:
+        raise ConfigError("--batch", "must be at least 1")
+    _open_database(config)
+    started = time.perf_counter()
+    try:
+        resealed = rekey.reseal_all(args.batch)
+        rehashed = rekey.rehash_all(args.batch) if args.rehash else {}
+    except Unreadable as exc:
+        print(f"lipa: {exc}; keep every old key in LIPA_DATA_KEY until rotate-keys has finished", file=sys.stderr)
+        return 1
+    print(f"re-sealed {sum(resealed.values())} values with the current data key"
+          + (f", rewrote {sum(rehashed.values())} look-up hashes" if args.rehash else "")
+          + f" in {time.perf_counter() - started:.1f} s")
+    for name, count in {**resealed, **rehashed}.items():
+        if count:
+            print(f"  {name}: {count}")
     return 0
 
 
 def _accounts(config, args) -> int:
     """create-staff / create-api-key: a clear one-line error for bad input, exit code 1."""
-    from shared.db import db, init_db
+    from shared.db import db
     from shared.errors import InvalidInput
-    from shared.migrations import migrate
 
     from .api import auth
 
-    init_db(config.database_url)
-    migrate()
+    _open_database(config)
     with db.connection_context():
         try:
             if args.command == "create-staff":
@@ -103,9 +151,8 @@ def _accounts(config, args) -> int:
 
 def _register_c2b(config, args) -> int:
     """Tell Daraja where C2B payments are validated and confirmed; prints Daraja's answer."""
-    from shared.db import db, init_db
+    from shared.db import db
     from shared.errors import LipaError
-    from shared.migrations import migrate
 
     from .app import _daraja
     from .mpesa.c2b_register import c2b_urls, register_c2b_urls
@@ -113,8 +160,7 @@ def _register_c2b(config, args) -> int:
 
     if not config.mpesa_base_url:
         raise ConfigError("MPESA_BASE_URL", "is required to register the C2B URLs")
-    init_db(config.database_url)
-    migrate()
+    _open_database(config)
     with db.connection_context():
         confirmation, validation = c2b_urls(config.public_url or "http://127.0.0.1:8000",
                                             callback_token(config.mpesa_callback_token))
@@ -150,8 +196,7 @@ def _phone(config, args) -> int:
 
 
 def _serve(config, args) -> int:
-    from shared.db import db, init_db
-    from shared.migrations import migrate
+    from shared.db import db
 
     from .server import GatewayServer
 
@@ -163,8 +208,7 @@ def _serve(config, args) -> int:
         config = _with_simulators(config, args.host)
     elif not config.mpesa_base_url:
         raise ConfigError("MPESA_BASE_URL", "is required when the simulators are off")
-    init_db(config.database_url)
-    log.info("database at schema version %d", migrate())
+    log.info("database at schema version %d", _open_database(config))
     _remember_simulator(config)
     db.close()
     log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
@@ -211,9 +255,12 @@ def _remember_simulator(config) -> None:
     if not config.is_local:
         return
     with db.connection_context(), write_tx():
-        Setting.delete().where(Setting.key == SIM_SETTING).execute()
-        if config.at_base_url:
-            Setting.create(key=SIM_SETTING, value=config.at_base_url)
+        if not config.at_base_url:
+            Setting.delete().where(Setting.key == SIM_SETTING).execute()
+            return
+        # an upsert: several gateways starting at once on one PostgreSQL database must not collide
+        (Setting.insert(key=SIM_SETTING, value=config.at_base_url)
+         .on_conflict(conflict_target=[Setting.key], update={Setting.value: config.at_base_url}).execute())
 
 
 def _client_host(host: str) -> str:

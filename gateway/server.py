@@ -37,6 +37,8 @@ class GatewayServer(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25: every gateway on a host would
+            self.cfg.set("control_socket_disable", True)  # take over one ~/.gunicorn/gunicorn.ctl; unused here
 
     def load(self):
         from . import create_app

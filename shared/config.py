@@ -19,7 +19,7 @@ JOB_NAMES = (
 # Secrets: never logged, never shown in repr.
 SECRET_FIELDS = frozenset({
     "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
-    "at_api_key", "mpesa_consumer_key", "webhook_secret",
+    "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key",
 })
 
 
@@ -58,9 +58,16 @@ class Config:
     flag_attempts_per_hour: int = 10
     flag_failed_pins: int = 3
     retention_days: int = 30
+    notify_backoff_s: float = 5.0  # first retry of a message the provider refused; doubles up to 120x
+    notify_lease_s: int = 60  # a claimed message whose sender died is queued again after this
     api_rate_limits: bool = True
+    trusted_proxies: int = 0  # LIPA_TRUSTED_PROXIES: reverse proxies in front, whose X-Forwarded-For is believed
+    bench_endpoints: bool = False  # LIPA_BENCH_ENDPOINTS=1: GET /bench/hello for the benchmarks only
     merchant_name: str = ""
     job_intervals: dict = field(default_factory=dict)
+    # Personal data at rest (shared/crypto.py): Fernet keys, the first seals; the look-up hash key.
+    data_keys: tuple = ()
+    lookup_key: str = ""
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -87,6 +94,19 @@ def _int(env, name, default, minimum=1):
         raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, got {raw!r}") from None
+    if not 0 < value < 86400:
+        raise ConfigError(name, f"must be more than 0 and less than a day, got {raw}")
     return value
 
 
@@ -157,13 +177,19 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         flag_attempts_per_hour=_int(env, "LIPA_FLAG_ATTEMPTS_PER_HOUR", 10),
         flag_failed_pins=_int(env, "LIPA_FLAG_FAILED_PINS", 3),
         retention_days=_int(env, "LIPA_RETENTION_DAYS", 30),
+        notify_backoff_s=_seconds(env, "LIPA_NOTIFY_BACKOFF_S", 5.0),
+        notify_lease_s=_int(env, "LIPA_NOTIFY_LEASE_S", 60),
         api_rate_limits=_bool(env, "LIPA_API_RATE_LIMITS", True),
+        trusted_proxies=_int(env, "LIPA_TRUSTED_PROXIES", 0, minimum=0),
+        bench_endpoints=_bool(env, "LIPA_BENCH_ENDPOINTS", False),
         merchant_name=(env.get("LIPA_MERCHANT_NAME") or "").strip()[:60],
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES
             if env.get(f"LIPA_JOB_{name.upper().replace('-', '_')}_S")
         },
+        data_keys=tuple(key.strip() for key in (env.get("LIPA_DATA_KEY") or "").split(",") if key.strip()),
+        lookup_key=(env.get("LIPA_LOOKUP_KEY") or "").strip(),
     )
     values.update(overrides)
     config = Config(**values)
@@ -181,6 +207,8 @@ _REQUIRED_OUTSIDE_LOCAL = (
     ("at_username", "AT_USERNAME"),
     ("at_api_key", "AT_API_KEY"),
     ("webhook_secret", "LIPA_WEBHOOK_SECRET"),
+    ("data_keys", "LIPA_DATA_KEY"),
+    ("lookup_key", "LIPA_LOOKUP_KEY"),
 )
 
 
@@ -194,8 +222,27 @@ def _check(config: Config) -> None:
         raise ConfigError("MPESA_TILL_NUMBER", "is required when MPESA_TRANSACTION_TYPE=CustomerBuyGoodsOnline")
     if config.mpesa_callback_token and len(config.mpesa_callback_token) < 16:
         raise ConfigError("MPESA_CALLBACK_TOKEN", "must be at least 16 characters")
+    _check_keys(config)
     if config.is_local:
         return
     for attr, variable in _REQUIRED_OUTSIDE_LOCAL:
         if not getattr(config, attr):
             raise ConfigError(variable, f"is required in the {config.profile} profile")
+
+
+def _check_keys(config: Config) -> None:
+    """Well-formed personal-data keys (the message never shows a key). Local may leave them unset."""
+    from cryptography.fernet import Fernet
+
+    from .crypto import MIN_LOOKUP_KEY
+
+    for key in config.data_keys:
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ConfigError("LIPA_DATA_KEY", "must be a comma list of Fernet keys (44 characters each; "
+                                               "`python run_gateway.py new-keys` makes them)") from None
+    if config.lookup_key and len(config.lookup_key) < MIN_LOOKUP_KEY:
+        raise ConfigError("LIPA_LOOKUP_KEY", f"must be at least {MIN_LOOKUP_KEY} characters")
+    if config.lookup_key and config.lookup_key in config.data_keys:
+        raise ConfigError("LIPA_LOOKUP_KEY", "must differ from every LIPA_DATA_KEY key")

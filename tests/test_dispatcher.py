@@ -123,7 +123,7 @@ def test_retryable_failure_backs_off_then_sends(sim, queue, make_dispatcher, clo
 def test_backoff_doubles_is_capped_and_gives_up_with_an_alert(sim, queue, make_dispatcher, clock):
     row = queue()
     sim.at.set_fault("sms", "http_500", 10)
-    dispatcher = make_dispatcher(max_attempts=4, base_backoff_s=5, max_backoff_s=12, rng=lambda: 0.5)
+    dispatcher = make_dispatcher(max_attempts=4, base_backoff_s=5, max_backoff_s=12, rng=lambda: 0.5, min_retry_s=0)
     delays = []
     for _ in range(3):
         assert dispatcher.dispatch_once() == 1
@@ -220,7 +220,7 @@ def test_requeue_is_visible_with_its_reason(queue, make_dispatcher, clock):
 
 def test_a_row_that_keeps_killing_its_dispatcher_ends_failed(queue, make_dispatcher, clock):
     row = queue(status="SENDING", claimed_by="dead", attempts=3, claim_expires_at=clock.now - timedelta(seconds=1))
-    assert make_dispatcher(max_attempts=3).dispatch_once() == 0
+    assert make_dispatcher(max_attempts=3, min_retry_s=0).dispatch_once() == 0
     assert fresh(row).status == "FAILED" and len(alerts()) == 1
 
 

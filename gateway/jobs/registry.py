@@ -6,6 +6,9 @@ from shared.errors import NotFound
 
 from . import sweeps
 
+# A stored message still RECEIVED this long (or one process-inbox interval, if shorter) lost its applier:
+# appliers lock and re-check the row, so healing one still in flight is harmless, only wasted work.
+HEAL_AFTER_S = 30.0
 # Seconds between runs; LIPA_JOB_<NAME>_S (config.job_intervals) overrides each one.
 DEFAULT_INTERVALS = {
     "expire-pending": 30,
@@ -46,7 +49,8 @@ def process_inbox(ctx) -> dict:
     from ..healing import process_inbox as heal
     from ..refunds.service import send_unsent_refunds
 
-    applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url)
+    applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url,
+                   older_than_s=min(HEAL_AFTER_S, interval("process-inbox", ctx.config)))
     return {"applied": applied, "refunds_sent": send_unsent_refunds(ctx)}
 
 

@@ -24,7 +24,9 @@ from shared.timeutil import utcnow
 from . import registry
 
 log = logging.getLogger(__name__)
-LEASE_S = 300  # longer than any run: every job works in bounded batches
+# A running job renews its lease every third of it, so the lease only bounds how long a dead worker's
+# hold blocks the job (kill -9, power cut): a few intervals, within these limits.
+MIN_LEASE_S, MAX_LEASE_S = 3.0, 60.0
 RUNNING, OK, FAILED = "RUNNING", "OK", "FAILED"
 ABANDONED = "abandoned: its worker's lease expired before the run finished"
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -37,12 +39,13 @@ def default_worker() -> str:
 
 
 def run_job(name: str, ctx, *, trigger: str = "schedule", worker: str | None = None, now=None,
-            lease_s: float = LEASE_S, min_gap_s: float | None = None) -> JobRun | None:
+            lease_s: float | None = None, min_gap_s: float | None = None) -> JobRun | None:
     """Run one job here and record it; None when skipped (paused, running elsewhere, or a scheduled
     run within ``min_gap_s`` of the last one). The job's own exception is recorded, never raised.
 
     A manual run (trigger ``manual:<staff>``) ignores the pause and the gap, not the lease."""
     func = registry.get(name)
+    lease_s = lease_s or lease_for(registry.interval(name, getattr(ctx, "config", None)))
     worker = (worker or default_worker())[:64]
     lock = _local_lock(worker, name)
     if not lock.acquire(blocking=False):
@@ -54,14 +57,52 @@ def run_job(name: str, ctx, *, trigger: str = "schedule", worker: str | None = N
             if not _take_lease(name, worker, now, lease_s, manual, None if manual else min_gap_s):
                 log.debug("job %s skipped on %s", name, worker)
                 return None
+            renewal = _Renewal(name, worker, lease_s)
             try:
                 run = _run(name, func, ctx, trigger, worker, now)
             finally:
+                renewal.stop()
                 _release(name, worker, now)
         _wake(ctx)
         return run
     finally:
         lock.release()
+
+
+def lease_for(interval_s: float) -> float:
+    """Three intervals, between MIN_LEASE_S and MAX_LEASE_S: a worker killed mid-run holds its jobs only
+    that long, so a restarted gateway heals soon; a live run renews its lease as it goes."""
+    return max(MIN_LEASE_S, min(MAX_LEASE_S, 3 * float(interval_s)))
+
+
+class _Renewal:
+    """Extends a running job's lease every third of it, so a run may outlast its lease while its worker
+    lives. A failed renewal (database away) is logged; the run goes on, and at worst another process
+    takes the job over after the lease (every job is safe to run twice: they lock and re-check rows)."""
+
+    def __init__(self, name: str, worker: str, lease_s: float):
+        self.name, self.worker, self.lease_s = name, worker, lease_s
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{name}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.lease_s / 3):
+            try:
+                with db.connection_context():
+                    self._renew()
+            except Exception as exc:  # noqa: BLE001 - a renewal must never kill the run
+                log.warning("job %s: lease renewal failed (%s)", self.name, type(exc).__name__)
+
+    @retry_locked
+    def _renew(self) -> None:
+        with write_tx():
+            JobState.update(lease_expires_at=utcnow() + timedelta(seconds=self.lease_s)).where(
+                JobState.name == self.name, JobState.lease_owner == self.worker).execute()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(5)
 
 
 def _local_lock(worker: str, name: str) -> threading.Lock:

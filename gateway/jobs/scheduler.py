@@ -16,6 +16,8 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from shared.db import UNAVAILABLE
+
 from . import registry, runner
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,11 @@ class JobScheduler:
     def _fire(self, name: str) -> None:
         """One trigger firing; bookkeeping errors (database down) are logged, the scheduler carries on."""
         try:
-            runner.run_job(name, self.ctx, worker=self.worker, min_gap_s=self.intervals[name] * GAP_FRACTION)
+            interval = self.intervals[name]
+            runner.run_job(name, self.ctx, worker=self.worker, min_gap_s=interval * GAP_FRACTION,
+                           lease_s=runner.lease_for(interval))
+        except UNAVAILABLE as exc:  # the database is away: one line a firing, the next firing tries again
+            log.error("job %s could not be run: database unavailable (%s)", name, type(exc).__name__)
         except Exception:
             log.exception("job %s could not be run", name)
 

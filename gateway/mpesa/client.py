@@ -7,6 +7,7 @@ Secrets (token, consumer secret, passkey, Password) are never logged; phones onl
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import random
 import re
@@ -157,11 +158,12 @@ class DarajaClient:
         return bool(token) and token.value != rejected and self._now() < token.expires_at - REFRESH_MARGIN
 
     def _get_token(self, rejected: str | None = None, force: bool = False) -> str:
-        """Cached, else shared store, else OAuth; the lock makes concurrent threads fetch once."""
+        """Cached, else shared store, else OAuth; the lock makes concurrent threads fetch once, and the
+        store's fetch lock (when it has one) concurrent processes."""
         token = self._token
         if not force and self._fresh(token, rejected):
             return token.value
-        with self._lock:
+        with self._lock, self._fetch_lock():
             if not force and self._fresh(self._token, rejected):
                 return self._token.value
             stored = self._read_store()
@@ -171,6 +173,11 @@ class DarajaClient:
             self._token = self._fetch_token()
             self._write_store(self._token)
             return self._token.value
+
+    def _fetch_lock(self):
+        """The store's cross-process lock around read-else-fetch (DbTokenStore), or none."""
+        lock = getattr(self.token_store, "fetch_lock", None)
+        return lock() if lock is not None else contextlib.nullcontext()
 
     def _read_store(self) -> _Token | None:
         """Another process may have refreshed the token already; a store failure is not fatal."""

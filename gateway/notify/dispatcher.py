@@ -5,7 +5,16 @@ write transaction (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreS
 starts after half the lease is gone renews the claim first, so a send always starts with at least half
 a lease ahead of it (one write transaction less per message in the common case); the outcome is
 written only if the row is still claimed by this worker. A dispatcher that dies mid-send leaves a
-SENDING row whose lease runs out; the next claim puts it back in the queue (at least once, then).
+SENDING row whose lease runs out; the next claim puts it back in the queue.
+
+So each message reaches Africa's Talking once, except in one window: a process killed while the SDK call
+is in flight, or after it returned and before the SENT commit, leaves a row it may already have sent; the
+row goes out again after its lease (at least once there: AT has no idempotency key to ask with). Rows
+claimed in the same batch but not yet being sent are simply sent later, once. The window is one SDK call
+per sending thread, the commit follows the call at once, and nothing else runs in between.
+
+A provider outage burns no message: failed sends back off (doubling, capped) and a message is given up
+(FAILED, alert) only after ``max_attempts`` AND ``min_retry_s`` (an hour) since it was queued.
 """
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ import threading
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from shared.db import db, is_sqlite, retry_locked, write_tx
+from shared.db import UNAVAILABLE, db, is_sqlite, retry_locked, write_tx
 from shared.models import Notification
 from shared.phone import mask_phone
 from shared.timeutil import utcnow
@@ -32,6 +41,7 @@ QUEUED, SENDING, SENT, FAILED, SUPPRESSED = "QUEUED", "SENDING", "SENT", "FAILED
 PERMANENT = (SmsPermanent, WebhookPermanent)
 RETRYABLE = (SmsRetryable, WebhookRetryable)
 STOPPED_REASON = "dispatcher stopped while sending"
+RETRY_WINDOW_S = 3600.0
 ALERT_KIND = "notification_failed"
 
 
@@ -57,7 +67,7 @@ class Dispatcher:
     def __init__(self, *, sms, webhooks, enabled: bool = True, worker_id: str | None = None,
                  batch_size: int = 20, max_attempts: int = 8, base_backoff_s: float = 5.0,
                  max_backoff_s: float = 600.0, lease_s: float = 60.0, idle_wait_s: float = 5.0,
-                 clock=utcnow, rng=random.random):
+                 min_retry_s: float = RETRY_WINDOW_S, clock=utcnow, rng=random.random):
         self.sms = sms
         self.webhooks = webhooks
         self.enabled = enabled
@@ -66,6 +76,7 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.base_backoff_s = base_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.min_retry = timedelta(seconds=min_retry_s)
         self.lease = timedelta(seconds=lease_s)
         self.idle_wait_s = idle_wait_s
         self.clock = clock
@@ -105,7 +116,7 @@ class Dispatcher:
         stale = self._locked(Notification.select().where(
             (Notification.status == SENDING) & (Notification.claim_expires_at < now)))
         for row in stale:
-            if row.attempts >= self.max_attempts:
+            if self._exhausted(row, now):
                 reason = f"{STOPPED_REASON} ({row.attempts} attempts)"
                 if self._cas(row, row.claimed_by, status=FAILED, failure_reason=reason, updated_at=now):
                     self._alert(row, reason)
@@ -113,6 +124,10 @@ class Dispatcher:
             self._cas(row, row.claimed_by, status=QUEUED, claimed_by=None, claim_expires_at=None,
                       failure_reason=STOPPED_REASON, next_attempt_at=now, updated_at=now)
             log.warning("notification %d: %s; queued again", row.id, STOPPED_REASON)
+
+    def _exhausted(self, row: Notification, now) -> bool:
+        """Out of attempts, and retried for at least min_retry_s: an outage shorter than that loses nothing."""
+        return row.attempts >= self.max_attempts and (not self.min_retry or now - row.created_at >= self.min_retry)
 
     @staticmethod
     def _cas(row: Notification, owner: str | None, **fields) -> bool:
@@ -184,14 +199,14 @@ class Dispatcher:
         raise UnsupportedChannel(f"no sender for channel {row.channel!r}")
 
     def _retry_later(self, row: Notification, reason: str) -> None:
-        """Back off exponentially with jitter; give up after max_attempts."""
-        if row.attempts >= self.max_attempts:
+        """Back off exponentially with jitter; give up after max_attempts and min_retry_s."""
+        if self._exhausted(row, self.clock()):
             self._give_up(row, f"gave up after {row.attempts} attempts: {reason}")
             return
         delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** max(row.attempts - 1, 0)) * (0.5 + self.rng())
         self._record(row, status=QUEUED, next_attempt_at=self.clock() + timedelta(seconds=delay),
                      claim_expires_at=None, failure_reason=reason[:255])
-        log.info("notification %d to %s: %s; retry %d in %.0fs", row.id, _where(row), reason, row.attempts, delay)
+        log.info("notification %d to %s: %s; retry %d in %.1fs", row.id, _where(row), reason, row.attempts, delay)
 
     def _give_up(self, row: Notification, reason: str) -> None:
         """Mark the row FAILED and tell staff, in one transaction."""
@@ -246,6 +261,9 @@ class Dispatcher:
                 with db.connection_context():
                     while not self._stopping.is_set() and self.dispatch_once():
                         pass
+            except UNAVAILABLE as exc:  # the database is away: one line a pass, not a traceback
+                log.error("dispatcher pass failed: database unavailable (%s); trying again after a pause",
+                          type(exc).__name__)
             except Exception:
                 log.exception("dispatcher pass failed; trying again after a pause")
             self._wake.wait(self.idle_wait_s)

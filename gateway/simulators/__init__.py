@@ -45,10 +45,39 @@ def safe_post(post, url: str, **kwargs):
         return repr(exc)
 
 
+class FaultQueue:
+    """Whole-request faults waiting for a fake's next requests: ``set(target, fault, count)`` makes the next
+    ``count`` requests to ``target`` fail with ``fault``; ``take(target)`` consumes one. Thread-safe."""
+
+    def __init__(self, targets, faults):
+        self.targets, self.faults = tuple(targets), tuple(faults)
+        self._lock = threading.Lock()
+        self._pending: dict[str, list] = {}
+
+    def set(self, target: str, fault: str, count: int = 1) -> None:
+        if target not in self.targets or fault not in self.faults:
+            raise ValueError(f"use a target in {self.targets} and a fault in {self.faults}")
+        with self._lock:
+            self._pending[target] = [fault, int(count)]
+
+    def take(self, target: str) -> str | None:
+        """Consume one pending fault for ``target``, if any."""
+        with self._lock:
+            entry = self._pending.get(target)
+            if not entry or entry[1] <= 0:
+                return None
+            entry[1] -= 1
+            return entry[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+
 def fault_response(state, target: str, render) -> Response | None:
-    """Apply one pending fault: slow sleeps then answers normally, garbage answers HTML,
+    """Apply one pending fault of ``state.faults``: slow sleeps then answers normally, garbage answers HTML,
     any other fault answers render(fault). None when no fault is pending."""
-    fault = state.take_fault(target)
+    fault = state.faults.take(target)
     if fault == "slow":
         woken = state.wake.wait(SLOW_SECONDS)
         return Response("Service Unavailable", 503, mimetype="text/plain") if woken else None

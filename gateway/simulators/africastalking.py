@@ -25,7 +25,7 @@ from flask import Flask, Response, jsonify, request
 
 from shared.timeutil import iso, utcnow
 
-from . import control_routes, daemon_timer, fault_response, safe_post
+from . import FaultQueue, control_routes, daemon_timer, fault_response, safe_post
 
 STATUS_NAMES = {100: "Processed", 101: "Success", 102: "Queued", 401: "RiskHold", 402: "InvalidSenderId",
                 403: "InvalidPhoneNumber", 404: "UnsupportedNumberType", 405: "InsufficientBalance",
@@ -77,6 +77,7 @@ class ATSimState:
         self.post = post
         self.api_key: str | None = None
         self.wake = threading.Event()
+        self.faults = FaultQueue(("sms",), SMS_FAULTS)
         self._clear()
 
     def _clear(self) -> None:
@@ -84,7 +85,7 @@ class ATSimState:
         self.reports: list[dict] = []
         self.recipient_status: dict[str, int] = {}
         self.delivery: dict[str, tuple[str, str | None]] = {}
-        self.faults: dict[str, list] = {}
+        self.faults.clear()
         self._pending: dict[str, tuple[threading.Timer, dict, str]] = {}
 
     def set_recipient_status(self, number, code: int | None) -> None:
@@ -103,19 +104,7 @@ class ATSimState:
 
     def set_fault(self, target: str, fault: str, count: int = 1) -> None:
         """Make the next `count` sends fail as a whole with `fault`."""
-        if target != "sms" or fault not in SMS_FAULTS:
-            raise ValueError(f"use {{'sms': one of {SMS_FAULTS}}}")
-        with self.lock:
-            self.faults[target] = [fault, int(count)]
-
-    def take_fault(self, target: str) -> str | None:
-        """Consume one pending fault, if any."""
-        with self.lock:
-            entry = self.faults.get(target)
-            if not entry or entry[1] <= 0:
-                return None
-            entry[1] -= 1
-            return entry[0]
+        self.faults.set(target, fault, count)
 
     def send(self, numbers: list[str], message: str, sender: str | None) -> dict:
         """Record the message for each accepted recipient; returns AT's SMSMessageData."""

@@ -40,7 +40,7 @@ import time
 import requests
 from flask import Flask, Response, jsonify, request
 
-from . import control_routes, daemon_timer, fault_response, json_body, safe_post
+from . import FaultQueue, control_routes, daemon_timer, fault_response, json_body, safe_post
 from .daraja_b2c import AsyncResultsMixin, add_async_routes, set_outcome_from
 from .daraja_rules import (
     ACCEPTED,
@@ -91,12 +91,13 @@ class DarajaSimState(AsyncResultsMixin):
         self.wake = threading.Event()
         self.tokens: dict[str, float] = {}
         self._receipts: set[str] = set()
+        self.faults = FaultQueue(FAULT_TARGETS, FAULTS)
         self._clear()
 
     def _clear(self) -> None:
         self.pushes: dict[str, Push] = {}
         self.outcomes: dict[str, str] = {}
-        self.faults: dict[str, list] = {}
+        self.faults.clear()
         self.callbacks: list[dict] = []
         self._clear_async()
 
@@ -133,20 +134,8 @@ class DarajaSimState(AsyncResultsMixin):
             return self.outcomes.get(phone) or AMOUNT_OUTCOMES.get(amount, "paid")
 
     def set_fault(self, target: str, fault: str, count: int = 1) -> None:
-        """Make the next `count` requests to `target` (stk_push, stk_query, oauth) fail with `fault`."""
-        if target not in FAULT_TARGETS or fault not in FAULTS:
-            raise ValueError(f"use a target in {FAULT_TARGETS} and a fault in {tuple(FAULTS)}")
-        with self.lock:
-            self.faults[target] = [fault, int(count)]
-
-    def take_fault(self, target: str) -> str | None:
-        """Consume one pending fault for `target`, if any."""
-        with self.lock:
-            entry = self.faults.get(target)
-            if not entry or entry[1] <= 0:
-                return None
-            entry[1] -= 1
-            return entry[0]
+        """Make the next `count` requests to `target` (stk_push, stk_query, oauth, ...) fail with `fault`."""
+        self.faults.set(target, fault, count)
 
     def is_decided(self, push: Push) -> bool:
         """True once the push's result is known (its callback was due or was posted)."""
