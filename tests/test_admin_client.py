@@ -51,13 +51,18 @@ def add_events(payment_id: int) -> None:
                                 created_at=t0 + timedelta(seconds=second))
 
 
-@pytest.fixture
-def staff(live):
-    """One staff member per role on the live gateway."""
+def add_staff() -> dict[str, str]:
+    """One staff member per role, written straight to the database; their passwords by role."""
     with db.connection_context():
         for role in auth.ROLES:
             auth.create_staff(role, PASSWORDS[role], role)
     return PASSWORDS
+
+
+@pytest.fixture
+def staff(live):
+    """One staff member per role on the live gateway."""
+    return add_staff()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from shared.models import Alert, Notification  # noqa: E402
 from shared.timeutil import utcnow  # noqa: E402
 from tests import test_admin_gui as shared_fixtures  # noqa: E402
 from tests.conftest import CALLBACK_TOKEN, FIXTURES  # noqa: E402
+from tests.helpers import pdf_text  # noqa: E402
 from tests.test_admin_client import seed  # noqa: E402
 from tests.test_stk_callback import CHECKOUT, PHONE, paid_body  # noqa: E402
 
@@ -52,7 +53,7 @@ def recent(seconds=20):
     return utcnow() - timedelta(seconds=seconds)
 
 
-def test_dashboard_equals_stats_and_a_completed_payment_shows_within_2_s(gui, live, qtbot):
+def test_dashboard_equals_stats_and_a_completed_payment_shows_within_2_s(gui, live_process, qtbot):
     seed(3, start=recent(), status="COMPLETED", amount=250)
     seed(2, start=recent(), status="FAILED", result_code="1032", amount=90)
     seed(start=recent(), status="PROCESSING", checkout_request_id=CHECKOUT, phone=PHONE, amount=500)
@@ -67,7 +68,7 @@ def test_dashboard_equals_stats_and_a_completed_payment_shows_within_2_s(gui, li
     assert dash.tiles["today_success"].value.text() == "60.0 %"
     assert dash.failure_model.rows[0][:2] == ("1032", 2)
     qtbot.waitUntil(lambda: dash.feed.cursor is not None, timeout=WAIT_MS)
-    url = f"{live.url}/mpesa/stk/callback/{CALLBACK_TOKEN}"
+    url = f"{live_process.url}/mpesa/stk/callback/{CALLBACK_TOKEN}"
     answer = off_thread(qtbot, lambda: requests.post(url, json=paid_body(), timeout=10))
     assert answer.status_code == 200
     qtbot.waitUntil(lambda: dash.data.today.status("COMPLETED").count == 4, timeout=2000)
@@ -148,7 +149,8 @@ def test_receipt_to_pdf_then_the_reprint_text_says_copy(gui, qtbot, tmp_path):
     pdf = tmp_path / "receipt.pdf"
     with qtbot.waitSignal(printer.done, timeout=WAIT_MS):
         printer.save_pdf(payment_id, str(pdf))
-    assert pdf.exists() and pdf.read_bytes().startswith(b"%PDF") and "COPY" not in printer.last_text
+    assert pdf.read_bytes().startswith(b"%PDF") and "COPY" not in printer.last_text
+    assert "QK7PRINT" in pdf_text(pdf.read_bytes()) and "KES 1,500" in pdf_text(pdf.read_bytes())
     with qtbot.waitSignal(printer.text_ready, timeout=WAIT_MS) as blocker:
         printer.thermal_text(payment_id, 80)
     assert "COPY" in blocker.args[0] and "QK7PRINT" in blocker.args[0]

@@ -7,32 +7,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.api import auth, feed
+from gateway.api import feed
 from shared.db import db, write_tx
 from shared.models import Alert, Notification, Payment, PaymentEvent
 from shared.timeutil import utcnow
-from tests.conftest import QuietDispatcher
 
 URL = "/api/v1/events"
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app(dispatcher=QuietDispatcher(), config_overrides={"api_rate_limits": False})
+def app(quiet_app):
+    return quiet_app
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def viewer(client):
-    with db.connection_context():
-        auth.create_staff("viewer", "viewer-password", "viewer")
-        key = auth.create_api_key("Shop")
-    token = client.post("/api/v1/auth/login", json={"username": "viewer", "password": "viewer-password"})
-    return {"Authorization": f"Bearer {token.get_json()['token']}", "merchant": f"Bearer {key}"}
+def viewer(as_):
+    """A viewer's bearer header, and under "merchant" a merchant key's."""
+    return {**as_["viewer"], "merchant": as_["merchant"]["Authorization"]}
 
 
 class Writer:

@@ -6,25 +6,14 @@ import pytest
 from shared.db import db
 from shared.errors import LipaError
 from shared.models import Alert, AuditLog, Notification, Payment
-from tests.conftest import QuietDispatcher, bearer_headers, fixture_text
+from tests.conftest import fixture_text
 
 API = "/api/v1"
 
 
 @pytest.fixture
-def app(make_app):
-    return make_app(dispatcher=QuietDispatcher(), config_overrides={"api_rate_limits": False})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def as_(client):
-    """A bearer header per role (and merchant); as_[None] sends none."""
-    return bearer_headers(client)
+def app(quiet_app):
+    return quiet_app
 
 
 def statuses(client, method, url, headers_by_role, **kwargs):

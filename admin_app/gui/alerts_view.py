@@ -8,9 +8,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from admin_app.core.models import role_at_least
 
-from . import Screen, ScreenContext
+from . import ScreenContext
 from .charts import RecordsModel, records_table
-from .live_feed import feed_for
+from .live_screen import LiveScreen
 
 COLUMNS = (("", lambda a: "" if a["acknowledged"] else "●"), ("When (UTC)", lambda a: (a["created_at"] or "")[:19]),
            ("Kind", lambda a: a["kind"]), ("Payment", lambda a: a["payment_id"] or ""),
@@ -30,22 +30,23 @@ def open_payment_in_window(widget: QWidget, payment_id: int) -> None:
                      lambda exc: payments.ctx.error(exc, f"Opening payment {payment_id}"), owner=payments)
 
 
-class AlertsView(Screen):
+class AlertsView(LiveScreen):
     """Alerts, newest unacknowledged first; Enter or double-click opens the payment, A acknowledges."""
 
     key = "alerts"
     title = "Alerts"
+    feed_types = frozenset({"alert"})
+    reload_when_hidden = True  # the main window shows the unread count on every screen
+    error_context = "Loading alerts"
     unread_changed = Signal(int)
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.unread = 0
         self.open_payment = lambda payment_id: open_payment_in_window(self, payment_id)
-        self._busy = self._again = False
         self._build_table()
         self._build_buttons()
         self._build_layout()
-        feed_for(ctx.client).changed.connect(self._on_feed)
         QTimer.singleShot(0, self.refresh)  # the unread count is wanted before the panel is first shown
 
     def _build_table(self) -> None:
@@ -79,38 +80,18 @@ class AlertsView(Screen):
 
     # --- loading --------------------------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        """The first page of alerts (unacknowledged come first) in a worker."""
-        if self._busy:
-            self._again = True
-            return
-        self._busy, self._again, client = True, False, self.ctx.client
-        self.ctx.run(lambda: client.alerts(limit=PAGE), self._on_page, self._on_error, self._on_finished,
-                     owner=self)
+    def loader(self):
+        """The first page of alerts (unacknowledged come first)."""
+        client = self.ctx.client
+        return lambda: client.alerts(limit=PAGE)
 
-    def _on_page(self, page) -> None:
-        self.last_error = None
+    def show_data(self, page) -> None:
         self.model.set_rows(page.items)
         self.unread = sum(1 for a in page.items if not a["acknowledged"])
         more = "+" if page.next_cursor and self.unread == len(page.items) else ""
         self.count_label.setText(f"{self.unread}{more} unacknowledged of {len(page.items)} shown")
         self._update_buttons()
         self.unread_changed.emit(self.unread)
-        self.loaded.emit()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self.last_error = exc
-        self.ctx.error(exc, "Loading alerts")
-        self.loaded.emit()
-
-    def _on_finished(self) -> None:
-        self._busy = False
-        if self._again:
-            self.refresh()
-
-    def _on_feed(self, items: list) -> None:
-        if any(item.get("type") == "alert" for item in items):
-            self.refresh()
 
     # --- actions --------------------------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
 
 from admin_app.core.dashboard_data import DashboardData, by_hour_of_day, load_dashboard, success_by_hour
 
-from . import Screen, ScreenContext
+from . import ScreenContext
 from .charts import RecordsModel, chart_view, records_table, show_bars, show_line
-from .live_feed import feed_for
+from .live_screen import LiveScreen
 
 TILES = (("today_payments", "Payments today"), ("today_amount", "Amount today"), ("today_success", "Success today"),
          ("pending", "Pending now"), ("stuck", "Stuck now"), ("alerts", "Open alerts"),
@@ -48,23 +48,22 @@ class Tile(QFrame):
         column.addWidget(self.value)
 
 
-class Dashboard(Screen):
+class Dashboard(LiveScreen):
     """The numbers of the day and of a period; F5 reloads, the live feed reloads on every change."""
 
     key = "dashboard"
     title = "Dashboard"
+    feed_types = None
+    error_context = "Loading the dashboard"
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.data: DashboardData | None = None
-        self._busy = self._again = self._stale = False
         self._build_controls()
         self._build_tiles()
         self._build_tables()
         self._build_charts()
         self._build_layout()
-        self.feed = feed_for(ctx.client)
-        self.feed.changed.connect(self._on_feed)
 
     # --- widgets --------------------------------------------------------------------------------------------
 
@@ -135,45 +134,17 @@ class Dashboard(Screen):
         self.to_date.setDate(today)
         self.refresh()
 
-    def refresh(self) -> None:
-        """Today, the period and the open alerts in one worker; a refresh asked meanwhile runs right after."""
-        if self._busy:
-            self._again = True
-            return
-        self._busy, self._again, self._stale = True, False, False
+    def loader(self):
+        """Today, the period and the open alerts in one worker."""
         client, (date_from, date_to) = self.ctx.client, self.period()
-        self.ctx.run(lambda: load_dashboard(client, date_from, date_to), self._on_data, self._on_error,
-                     self._on_finished, owner=self)
-
-    def _on_data(self, data: DashboardData) -> None:
-        self.data, self.last_error = data, None
-        self._show(data)
-        self.updated_label.setText(f"Updated {QTime.currentTime().toString('HH:mm:ss')} — live")
-        self.loaded.emit()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self.last_error = exc
-        self.ctx.error(exc, "Loading the dashboard")
-        self.loaded.emit()
-
-    def _on_finished(self) -> None:
-        self._busy = False
-        if self._again:
-            self.refresh()
-
-    def _on_feed(self, _items: list) -> None:
-        """Something changed: reload now if shown, else when next shown."""
-        if self.isVisible():
-            self.refresh()
-        else:
-            self._stale = True
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
+        return lambda: load_dashboard(client, date_from, date_to)
 
     # --- showing --------------------------------------------------------------------------------------------
+
+    def show_data(self, data: DashboardData) -> None:
+        self.data = data
+        self._show(data)
+        self.updated_label.setText(f"Updated {QTime.currentTime().toString('HH:mm:ss')} — live")
 
     def _show(self, data: DashboardData) -> None:
         today, period = data.today.tiles(), data.period.tiles()

@@ -8,8 +8,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from admin_app.core.dashboard_data import percent, seconds
 from admin_app.core.models import role_at_least
 
-from . import Screen, ScreenContext
+from . import ScreenContext
 from .charts import RecordsModel, records_table
+from .live_screen import LiveScreen
 
 
 def _last(job: dict) -> str:
@@ -27,11 +28,13 @@ COLUMNS = (("Job", lambda j: j["name"]), ("Runs", lambda j: j["runs"]), ("OK", l
            ("Last error", lambda j: ((j.get("last_run") or {}).get("error") or "")[:120]))
 
 
-class JobsView(Screen):
-    """Job statistics; Ctrl+Enter or Run now runs the selected job (operator+)."""
+class JobsView(LiveScreen):
+    """Job statistics; Ctrl+Enter or Run now runs the selected job (operator+). Job runs are not in the
+    live feed: F5 and Run now reload."""
 
     key = "jobs"
     title = "Jobs"
+    error_context = "Loading jobs"
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
@@ -58,24 +61,17 @@ class JobsView(Screen):
         column.addLayout(row)
         QWidget.setTabOrder(self.table, self.run_button)
 
-    def refresh(self) -> None:
-        client = self.ctx.client
-        self.ctx.run(client.jobs, self._on_jobs, self._on_error, owner=self)
+    def loader(self):
+        return self.ctx.client.jobs
 
-    def _on_jobs(self, jobs: list[dict]) -> None:
+    def show_data(self, jobs: list[dict]) -> None:
+        """The statistics, keeping the selected job selected."""
         selected = self.current()
-        self.last_error = None
         self.model.set_rows(jobs)
         names = [j["name"] for j in jobs]
         if selected and selected["name"] in names:
             self.table.selectRow(names.index(selected["name"]))
         self._update_buttons()
-        self.loaded.emit()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self.last_error = exc
-        self.ctx.error(exc, "Loading jobs")
-        self.loaded.emit()
 
     def current(self) -> dict | None:
         return self.model.row(self.table.currentIndex().row())

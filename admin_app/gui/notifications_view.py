@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from . import Screen, ScreenContext
+from . import ScreenContext
 from .charts import RecordsModel, records_table
-from .live_feed import feed_for
+from .live_screen import LiveScreen
 
 COLUMNS = (("Id", lambda n: n["id"]), ("Status", lambda n: n["status"]), ("Channel", lambda n: n["channel"]),
            ("Kind", lambda n: n["kind"]), ("To", lambda n: n["recipient"]), ("Payment", lambda n: n["payment_id"]),
@@ -17,15 +17,16 @@ ORDERS = (("Failures first", "failures"), ("Newest first", "newest"))
 PAGE = 200
 
 
-class NotificationsView(Screen):
+class NotificationsView(LiveScreen):
     """The SMS (and other) outbox with its delivery status."""
 
     key = "notifications"
     title = "Notifications"
+    feed_types = frozenset({"notification"})
+    error_context = "Loading notifications"
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
-        self._busy = self._again = self._stale = False
         self.model = RecordsModel(COLUMNS, lambda n: COLOURS.get(n["status"]), self)
         self.table = records_table(self.model, (50, 85, 65, 120, 120, 65, 45, 140, 140))
         self.order_combo, self.channel_combo = QComboBox(), QComboBox()
@@ -38,7 +39,6 @@ class NotificationsView(Screen):
         self.refresh_button, self.count_label = QPushButton("Refresh (F5)"), QLabel("")
         self.refresh_button.clicked.connect(self.refresh)
         self._build_layout()
-        feed_for(ctx.client).changed.connect(self._on_feed)
 
     def _build_layout(self) -> None:
         row = QHBoxLayout()
@@ -50,42 +50,13 @@ class NotificationsView(Screen):
         column.addLayout(row)
         column.addWidget(self.table, 1)
 
-    def refresh(self) -> None:
-        """A page of the outbox in the chosen order, in a worker."""
-        if self._busy:
-            self._again = True
-            return
-        self._busy, self._again, self._stale = True, False, False
+    def loader(self):
+        """A page of the outbox in the chosen order."""
         client, order, channel = self.ctx.client, self.order_combo.currentData(), self.channel_combo.currentData()
-        self.ctx.run(lambda: client.notifications(channel=channel or None, order=order, limit=PAGE), self._on_page,
-                     self._on_error, self._on_finished, owner=self)
+        return lambda: client.notifications(channel=channel or None, order=order, limit=PAGE)
 
-    def _on_page(self, page) -> None:
-        self.last_error = None
+    def show_data(self, page) -> None:
         self.model.set_rows(page.items)
         failed = sum(1 for n in page.items if n["status"] == "FAILED")
         more = " (more not shown)" if page.next_cursor else ""
         self.count_label.setText(f"{len(page.items)} messages, {failed} failed{more}")
-        self.loaded.emit()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self.last_error = exc
-        self.ctx.error(exc, "Loading notifications")
-        self.loaded.emit()
-
-    def _on_finished(self) -> None:
-        self._busy = False
-        if self._again:
-            self.refresh()
-
-    def _on_feed(self, items: list) -> None:
-        if any(item.get("type") == "notification" for item in items):
-            if self.isVisible():
-                self.refresh()
-            else:
-                self._stale = True
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()

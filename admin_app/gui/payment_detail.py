@@ -1,100 +1,26 @@
 """One payment: its facts, its timeline with the raw payloads, and the staff actions the role and state allow.
 
 Questions to the staff member (refund amount, resolve reason, confirmations, printer) go through
-replaceable callables, so tests answer them without a modal dialog blocking the event loop.
+replaceable callables, so tests answer them without a modal dialog blocking the event loop; the dialogs
+themselves are in ``payment_dialogs``.
 """
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase, QTextDocument
-from PySide6.QtPrintSupport import QPrintDialog, QPrinter
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QMessageBox,
-    QPushButton,
-    QSpinBox,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
 
 from . import ScreenContext
+from .payment_dialogs import ask, confirm_box, refund_dialog, resolve_dialog
 from .payments_model import STATUS_COLOURS
-from .receipt_printing import ReceiptPrinter
+from .receipt_printing import ReceiptPrinter, choose_printer
 
 PREVIEW, PDF = "preview", "pdf"  # receipt outputs: allowed whenever printing is
 BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
            (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"), (PREVIEW, "Preview receipt"),
            (PDF, "Save receipt PDF…"))
-
-
-class ReasonDialog(QDialog):
-    """A small form whose OK stays disabled until a reason is typed: money decisions say why."""
-
-    def __init__(self, title: str, label: str, field: QWidget, read, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.field, self.read, self.reason = field, read, QLineEdit()
-        self.reason.setPlaceholderText("Why (kept in the audit log)")
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        self.reason.textChanged.connect(self._check)
-        form = QFormLayout(self)
-        form.addRow(label, field)
-        form.addRow("Reason", self.reason)
-        form.addRow(self.buttons)
-        self._check()
-
-    def _check(self) -> None:
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(self.reason.text().strip()))
-
-    def values(self) -> tuple:
-        """(the field's value, the reason)."""
-        return self.read(), self.reason.text().strip()
-
-
-def refund_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
-    """Amount (up to what is still refundable) and reason."""
-    amount = QSpinBox()
-    amount.setRange(1, max(payment.refundable, 1))
-    amount.setValue(payment.refundable)
-    amount.setPrefix("KES ")
-    return ReasonDialog(f"Refund {payment.reference}", "Amount", amount, amount.value, parent)
-
-
-def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
-    """A status the state machine allows from here, and the mandatory reason."""
-    status = QComboBox()
-    status.addItems(list(payment.allowed_transitions))
-    return ReasonDialog(f"Resolve {payment.reference} by hand", "New status", status, status.currentText, parent)
-
-
-def ask(dialog: ReasonDialog):
-    """The default way to ask: the dialog, modal; None when cancelled."""
-    return dialog.values() if dialog.exec() == QDialog.DialogCode.Accepted else None
-
-
-def confirm_box(parent: QWidget, title: str, text: str) -> bool:
-    """The default confirmation: a Yes/No question."""
-    answer = QMessageBox.question(parent, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
-
-
-def choose_printer(parent: QWidget) -> QPrinter | None:
-    """The default printer choice: the system print dialog."""
-    printer = QPrinter()
-    return printer if QPrintDialog(printer, parent).exec() else None
 
 
 class PaymentDetailPanel(QWidget):
@@ -135,7 +61,9 @@ class PaymentDetailPanel(QWidget):
                     RESOLVE: self.resolve, PRINT: self.print_receipt,
                     PREVIEW: lambda: self.receipts.preview(self.payment.id),
                     PDF: lambda: self.receipts.save_pdf(self.payment.id)}
-        self.receipts = ReceiptPrinter(self.ctx, self)  # preview and PDF through Qt Print Support
+        self.receipts = ReceiptPrinter(self.ctx, self)  # print, preview and PDF through Qt Print Support
+        self.receipts.choose_printer = lambda: self.choose_printer()
+        self.receipts.done.connect(lambda _message: self.refresh())  # the gateway counted the print
         for action, text in BUTTONS:
             button = QPushButton(text)
             button.clicked.connect(handlers[action])
@@ -291,21 +219,10 @@ class PaymentDetailPanel(QWidget):
                   lambda r: f"{p.reference} resolved by hand as {r.status}.")
 
     def print_receipt(self) -> None:
-        """Choose a printer first (cancelling prints nothing), then fetch the numbered receipt and print it."""
+        """Choose a printer first (cancelling prints nothing), then fetch the numbered receipt and print it, both
+        in a worker."""
         p = self.payment
         if p is None or PRINT not in p.actions(self.ctx.role):
             self.ctx.info("Only a paid payment has a receipt to print.")
             return
-        printer = self.choose_printer()
-        if printer is None:
-            return
-        self._act("Printing the receipt", lambda: self.ctx.client.receipt(p.id, "text", 32),
-                  lambda text: self._print(printer, text.decode("utf-8"), p))
-
-    def _print(self, printer: QPrinter, text: str, p: Payment) -> str:
-        document = QTextDocument()
-        document.setDefaultFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        document.setPlainText(text)
-        document.print_(printer)
-        copy = " (marked COPY)" if "COPY" in text else ""
-        return f"Receipt for {p.reference} sent to the printer{copy}."
+        self.receipts.print(p.id)

@@ -34,13 +34,10 @@ STATUS_COLOURS = {
 }
 
 
-def _display(p: Payment, column: int) -> str:
-    values = {
-        COL_ID: str(p.id), COL_CREATED: local_time(p.created_at), COL_REFERENCE: p.reference, COL_PHONE: p.phone,
-        COL_AMOUNT: f"{p.amount:,}", COL_ACCOUNT: p.account, COL_STATUS: p.status,
-        COL_RECEIPT: p.mpesa_receipt or "", COL_CHANNEL: p.channel, COL_FLAGGED: "⚑" if p.flagged else "",
-    }
-    return values[column]
+def display_texts(p: Payment) -> tuple[str, ...]:
+    """The row's cell texts, in column order."""
+    return (str(p.id), local_time(p.created_at), p.reference, p.status, f"{p.amount:,}", p.phone, p.account,
+            p.mpesa_receipt or "", p.channel, "⚑" if p.flagged else "")
 
 
 class PaymentsTableModel(QAbstractTableModel):
@@ -53,6 +50,7 @@ class PaymentsTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.fetcher = fetcher
         self.rows: list[Payment] = []
+        self._texts: dict[int, tuple[str, ...]] = {}  # row -> display_texts, made once: views ask on every paint
         self.next_cursor: str | None = None
         self.fetching = False
         self._generation = 0
@@ -75,7 +73,10 @@ class PaymentsTableModel(QAbstractTableModel):
             return None
         payment, column = self.rows[index.row()], index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return _display(payment, column)
+            texts = self._texts.get(index.row())
+            if texts is None:
+                texts = self._texts[index.row()] = display_texts(payment)
+            return texts[column]
         if role == Qt.ItemDataRole.UserRole:
             return payment
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -104,6 +105,7 @@ class PaymentsTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._generation += 1
         self.rows, self.next_cursor, self.fetching = list(rows), next_cursor, False
+        self._texts.clear()
         self.endResetModel()
 
     def append_rows(self, rows: list[Payment], next_cursor: str | None = None) -> None:
@@ -121,6 +123,7 @@ class PaymentsTableModel(QAbstractTableModel):
         for row, old in enumerate(self.rows):
             if old.id == payment.id:
                 self.rows[row] = payment
+                self._texts.pop(row, None)
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
                 return
 

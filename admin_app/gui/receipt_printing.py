@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QMarginsF, QObject, QSizeF, Signal
-from PySide6.QtGui import QFontDatabase, QPageLayout, QPageSize, QTextDocument
+from PySide6.QtGui import QFontDatabase, QPageLayout, QPageSize, QPaintDevice, QPainter, QTextDocument
 from PySide6.QtPrintSupport import QPrintDialog, QPrinter, QPrintPreviewDialog
 from PySide6.QtWidgets import QFileDialog, QWidget
 
@@ -17,17 +17,33 @@ from . import ScreenContext
 PAPER_WIDTHS = {58: 32, 80: 48}  # paper mm -> characters per line the API lays out
 
 
-def receipt_document(text: str) -> QTextDocument:
-    """The receipt text in a fixed-width font, as the thermal layout expects."""
+def receipt_document(text: str, device: QPaintDevice | None = None) -> QTextDocument:
+    """The receipt text in a fixed-width font, as the thermal layout expects; laid out for ``device``."""
     document = QTextDocument()
+    if device is not None:
+        document.documentLayout().setPaintDevice(device)
     document.setDefaultFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
     document.setPlainText(text)
     return document
 
 
 def print_text(printer: QPrinter, text: str) -> None:
-    """Lay the text out on the printer's page and print it (no widget involved, so a worker may do it)."""
-    receipt_document(text).print_(printer)
+    """Print the receipt on one page, shrunk when it is too big for it (no widget involved, so a worker may
+    do it).
+
+    A receipt line must stay one line: QTextDocument.print_() adds 2 cm margins and wraps at what is left
+    (a 48-character line broke in two on A6, and a 58 mm roll kept room for a few characters). Laid out
+    unwrapped on the printer itself, then scaled down (never up) to the printable area, it keeps its shape
+    on a roll, on A6 and on A4 alike."""
+    document = receipt_document(text, printer)
+    size = document.size()  # the longest line by all the lines, in the printer's pixels
+    scale = min(1.0, printer.width() / size.width(), printer.height() / size.height())
+    painter = QPainter(printer)
+    try:
+        painter.scale(scale, scale)
+        document.drawContents(painter)
+    finally:
+        painter.end()
 
 
 def pdf_printer(path: str) -> QPrinter:
