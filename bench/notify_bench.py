@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,10 +23,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import TOKEN, Gateway, summary  # noqa: E402
+from bench.common import TOKEN, Arrivals, Gateway, bind_database, stk_success_body, summary  # noqa: E402
 from gateway.notify.sms import SmsSender  # noqa: E402
 from gateway.simulators.server import start_simulators  # noqa: E402
-from shared.db import db, init_db  # noqa: E402
+from shared.db import db  # noqa: E402
 from shared.models import Notification, Payment  # noqa: E402
 
 
@@ -35,38 +34,8 @@ def phone(i: int) -> str:
     return f"2547{10_000_000 + i:08d}"
 
 
-class Arrivals:
-    """Wraps the AT simulator's send to note when each number's SMS arrived (wall clock)."""
-
-    def __init__(self, state):
-        self.times: dict[str, float] = {}
-        self.cond = threading.Condition()
-        original = state.send
-
-        def send(numbers, message, sender):
-            result = original(numbers, message, sender)
-            with self.cond:
-                for number in numbers:
-                    self.times.setdefault(number.strip().lstrip("+"), time.time())
-                self.cond.notify_all()
-            return result
-
-        state.send = send
-
-    def wait(self, count: int, timeout: float = 120.0) -> None:
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.times) >= count, timeout=timeout):
-                raise RuntimeError(f"only {len(self.times)} of {count} SMS arrived")
-
-
 def callback_body(i: int) -> str:
-    return json.dumps({"Body": {"stkCallback": {
-        "MerchantRequestID": f"m-{i}", "CheckoutRequestID": f"ws_CO_bench_{i}", "ResultCode": 0,
-        "ResultDesc": "The service request is processed successfully.",
-        "CallbackMetadata": {"Item": [
-            {"Name": "Amount", "Value": 100.0}, {"Name": "MpesaReceiptNumber", "Value": f"RB{i:08d}"},
-            {"Name": "Balance"}, {"Name": "TransactionDate", "Value": 20261123101010},
-            {"Name": "PhoneNumber", "Value": int(phone(i))}]}}}})
+    return stk_success_body(i, phone(i))
 
 
 def seed_payments(n: int) -> None:
@@ -158,7 +127,7 @@ def main() -> None:
     gateway = Gateway(daraja_url=sims.daraja_url, at_url=sims.at_url, database_url=args.database_url,
                       workers=args.workers)
     try:
-        init_db(gateway.database_url)
+        bind_database(gateway.database_url)
         with db.connection_context():
             seed_payments(2 * args.n)
             bare = bench_bare(gateway, args.n, args.concurrency)

@@ -1,11 +1,11 @@
 """STK callbacks: parse strictly, then apply idempotently. Money received is never dropped."""
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+from shared import safejson
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
 from shared.models import Payment
@@ -16,11 +16,17 @@ from shared.timeutil import parse_nairobi_timestamp, utcnow
 
 from .. import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
+from ..prepared import Prepared
 from .result_codes import is_success, outcome
 
 log = logging.getLogger(__name__)
 ACTOR = "daraja-callback"
 S = PaymentStatus
+# Run for every callback (built once: see gateway.prepared).
+_BY_CHECKOUT = Prepared(lambda p: for_update(Payment.select().where(Payment.checkout_request_id == p[0])),
+                        Payment.checkout_request_id)
+_BY_RECEIPT = Prepared(lambda p: Payment.select(Payment.id, Payment.reference).where(Payment.mpesa_receipt == p[0]),
+                       Payment.mpesa_receipt)
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,13 @@ class StkResult:
     receipt: str | None = None
     phone: str | None = None
     transaction_date: object = None
+    raw: dict | None = field(default=None, compare=False, repr=False)  # the whole body, for the event payload
 
 
 def parse_stk_callback(body: bytes | str) -> StkResult:
     """Check the documented shape; raise InvalidInput naming what is wrong."""
     try:
-        data = json.loads(body)
+        data = safejson.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("Body is not JSON.", code="malformed_callback") from None
     body_obj = data.get("Body") if isinstance(data, dict) else None
@@ -59,7 +66,7 @@ def parse_stk_callback(body: bytes | str) -> StkResult:
         result_code=str(code).strip()[:32], result_desc=str(cb.get("ResultDesc") or "")[:255],
         amount=provider_amount(raw_amount) if raw_amount is not None else None, raw_amount=raw_amount,
         receipt=_text(items.get("MpesaReceiptNumber")), phone=_phone(items.get("PhoneNumber")),
-        transaction_date=parse_nairobi_timestamp(items.get("TransactionDate")),
+        transaction_date=parse_nairobi_timestamp(items.get("TransactionDate")), raw=data,
     )
 
 
@@ -90,30 +97,36 @@ def _phone(value) -> str | None:
 
 @retry_locked
 def apply_stk_callback(inbox_id: int) -> str:
-    """Apply one stored callback; returns what happened (APPLIED, DUPLICATE, FLAGGED, REJECTED)."""
+    """Apply one stored callback (the healing path); returns what happened (APPLIED, DUPLICATE, FLAGGED, REJECTED)."""
     with write_tx():
         row, result, done = inbox.open_row(inbox_id, parse_stk_callback)
         if done:
             return done
-        payment = _find_payment(result)
-        if payment is None:
-            inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
-            raise_alert("unknown_callback",
-                        f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
-            return "FLAGGED"
-        status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result, row)
-        inbox.mark(row, status, note, payment=payment)
-        return status
+        return apply_parsed(row, result)
+
+
+def apply_parsed(row, result: StkResult) -> str:
+    """Apply a parsed callback stored as ``row``; the caller holds the write transaction (the view stores and
+    applies in one). Idempotent: a re-sent callback finds its payment already moved and changes nothing."""
+    payment = _find_payment(result)
+    if payment is None:
+        inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
+        raise_alert("unknown_callback",
+                    f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
+        return "FLAGGED"
+    status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result)
+    inbox.mark(row, status, note, payment=payment)
+    return status
 
 
 def _find_payment(result: StkResult) -> Payment | None:
     """By CheckoutRequestID; else a success whose push timed out (no id) matched by phone and amount."""
-    found = for_update(Payment.select().where(Payment.checkout_request_id == result.checkout_request_id)).first()
+    found = _BY_CHECKOUT.first(result.checkout_request_id)
     if found or not is_success(result.result_code) or not result.phone or result.amount is None:
         return found
     since = utcnow() - timedelta(hours=24)
     candidates = list(for_update(Payment.select().where(
-        Payment.checkout_request_id.is_null(), Payment.phone == result.phone, Payment.amount == result.amount,
+        Payment.checkout_request_id.is_null(), Payment.phone_hash == result.phone, Payment.amount == result.amount,
         Payment.status.in_([S.PENDING.value, S.EXPIRED.value, S.FAILED.value]), Payment.created_at >= since,
     )).limit(2))
     if len(candidates) != 1:
@@ -126,8 +139,8 @@ def _find_payment(result: StkResult) -> Payment | None:
     return payment
 
 
-def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
-    raw = json.loads(row.body)
+def _apply_success(payment: Payment, result: StkResult) -> tuple[str, str]:
+    raw = result.raw
     problem = _mismatch(payment, result)
     if problem:
         flag(payment, problem, actor=ACTOR, payload=raw, alert_kind="callback_mismatch")
@@ -140,7 +153,7 @@ def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
         reason = f"second success callback with receipt {result.receipt}"
         flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="double_payment")
         return "FLAGGED", reason
-    other = Payment.get_or_none(Payment.mpesa_receipt == result.receipt)
+    other = _BY_RECEIPT.first(result.receipt)
     if other is not None:
         reason = f"receipt {result.receipt} already credited to {other.reference}"
         flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
@@ -159,7 +172,7 @@ def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
 
 def _fill_receipt(payment: Payment, result: StkResult, raw: dict) -> tuple[str, str]:
     """An STK query already completed it (queries carry no receipt): the callback brings the number."""
-    other = Payment.get_or_none(Payment.mpesa_receipt == result.receipt)
+    other = _BY_RECEIPT.first(result.receipt)
     if other is not None:
         reason = f"receipt {result.receipt} already credited to {other.reference}"
         flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
@@ -184,8 +197,8 @@ def _mismatch(payment: Payment, result: StkResult) -> str:
     return ""
 
 
-def _apply_failure(payment: Payment, result: StkResult, row) -> tuple[str, str]:
-    raw = json.loads(row.body)
+def _apply_failure(payment: Payment, result: StkResult) -> tuple[str, str]:
+    raw = result.raw
     if payment.status in {s.value for s in ACTIVE}:
         status, words = outcome(result.result_code)
         transition(payment, status, actor=ACTOR, reason=f"{result.result_code}: {result.result_desc}",

@@ -1,4 +1,4 @@
-"""Daraja's callbacks. Thin: check the token, store the raw body, answer, then apply in the background."""
+"""Daraja's callbacks. Thin: check the token, store the raw body and apply it in one transaction, answer."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +9,7 @@ from shared.errors import InvalidInput
 
 from .. import inbox
 from ..web import error_json
-from .callbacks import apply_stk_callback, parse_stk_callback
+from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
 from .urls import token_matches
 
 bp = Blueprint("mpesa", __name__, url_prefix="/mpesa")
@@ -36,18 +36,31 @@ def _refuse_caller(token: str):
 
 @bp.post("/stk/callback/<token>")
 def stk_callback(token: str):
+    """Store and apply in one write transaction, then answer: a callback costs one commit before its 200."""
     refused = _refuse_caller(token)
     if refused:
         return refused
     body = request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
-    row, _ = inbox.store("daraja.stk", body, remote_addr=request.remote_addr or "")
+    remote = request.remote_addr or ""
     try:
-        parse_stk_callback(body)
+        result = parse_stk_callback(body)
     except InvalidInput as exc:
-        with_status = apply_stk_callback(row.id)  # marks it REJECTED, kept for inspection
-        log.warning("malformed STK callback %s stored as %s: %s", row.id, with_status, exc.message)
-        return error_json(exc.code, exc.message, 400)
+        return _malformed(body, remote, exc)
+    row, status = inbox.store_and_apply("daraja.stk", body, lambda row: apply_parsed(row, result), remote_addr=remote)
     response = jsonify(ACCEPTED)
-    tasks = _services().tasks
-    response.call_on_close(lambda: tasks.submit(apply_stk_callback, row.id))
+    if status is None:  # stored, but applying failed (logged): once more off the request, then process-inbox
+        tasks = _services().tasks
+        response.call_on_close(lambda: tasks.submit(apply_stk_callback, row.id))
     return response
+
+
+def _malformed(body: str, remote: str, exc: InvalidInput):
+    """Kept for inspection as REJECTED (never applied) and answered 400."""
+
+    def reject(row) -> str:
+        inbox.mark(row, "REJECTED", exc.message)
+        return "REJECTED"
+
+    row, _ = inbox.store_and_apply("daraja.stk", body, reject, remote_addr=remote)
+    log.warning("malformed STK callback %s stored as REJECTED: %s", row.id, exc.message)
+    return error_json(exc.code, exc.message, 400)

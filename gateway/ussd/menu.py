@@ -17,6 +17,7 @@ from shared.phone import mask_phone
 from shared.states import RequestStatus
 
 from ..payments.service import PayTarget, active_payment, initiate, resolve_target
+from ..prepared import Prepared
 from . import sessions, texts
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,16 @@ MAIN, ACCOUNT, AMOUNT, CONFIRM, HISTORY, LANGUAGE = "main", "account", "amount",
 STATUS, PAY, CANCEL, EXIT, SET_LANGUAGE, REFUSED = "status", "pay", "cancel", "exit", "set_language", "refused"
 CLOSING = frozenset({STATUS, PAY, CANCEL, EXIT, SET_LANGUAGE, REFUSED})
 MAIN_OPTIONS = {"1": ACCOUNT, "2": STATUS, "3": HISTORY, "4": LANGUAGE, "0": EXIT}
+
+# What the screens read (built once: see gateway.prepared); only the columns they show.
+_RECENT = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount, Payment.status, Payment.account,
+                                            Payment.mpesa_receipt)
+                   .where(Payment.phone_hash == p[0])
+                   .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(HISTORY_MAX), Payment.phone_hash)
+_WAITING = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount).where(Payment.active_phone == p[0]),
+                    Payment.active_phone)
+_SESSION_PAYMENT = Prepared(lambda p: Payment.select(Payment.id).where(Payment.idempotency_key == p[0]),
+                            Payment.idempotency_key)
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,7 @@ class Caller:
     @cached_property
     def recent(self) -> list[Payment]:
         """The phone's latest payments, newest first."""
-        query = (Payment.select().where(Payment.phone == self.phone)
-                 .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(HISTORY_MAX))
-        return list(query)
+        return _RECENT.rows(self.phone)
 
     def pages(self) -> int:
         """How many history pages there are."""
@@ -96,7 +105,7 @@ def handle(hop: Hop) -> Reply:
     screen, payment, fresh = respond(inputs, Caller(hop.phone, lang), hop.session_id)
     screen = texts.fit(screen)
     sessions.save(session_id=hop.session_id, phone=hop.phone, service_code=hop.service_code,
-                  inputs=inputs, text=hop.text, response=screen, payment=payment)
+                  inputs=inputs, text=hop.text, response=screen, payment=payment, stored=row is not None)
     return Reply(screen, payment.id if payment is not None and fresh else None)
 
 
@@ -210,7 +219,7 @@ def render(state: State, caller: Caller) -> str:
     """The screen for where the replay stopped (PAY is answered by pay(), which has an effect)."""
     lang, note = caller.lang, _note_line(caller.lang, state.note)
     if state.step == MAIN:
-        busy = active_payment(caller.phone)
+        busy = _WAITING.first(caller.phone)
         return texts.main_menu(lang, resume=(busy.reference, busy.amount) if busy else None, note=note)
     if state.step == ACCOUNT:
         return texts.ask_account(lang, note)
@@ -255,7 +264,7 @@ def _history_screen(state: State, caller: Caller, note: str | None) -> str:
 def pay(state: State, caller: Caller, session_id: str) -> tuple[str, Payment | None, bool]:
     """Create the PENDING payment (one per session, whatever the retries) and say a PIN prompt follows."""
     key = f"ussd:{session_id}"
-    fresh = not Payment.select().where(Payment.idempotency_key == key).exists()
+    fresh = _SESSION_PAYMENT.first(key) is None
     try:
         payment = initiate(phone=caller.phone, amount=state.amount, account=state.target.account,
                            channel="ussd", request=state.target.request, idempotency_key=key,

@@ -1,0 +1,85 @@
+"""Hot queries built once: peewee spends 0.2-1 ms of Python building the SQL text of even a one-table query,
+several times what SQLite or PostgreSQL then take to answer it (measured in bench/README.md). The few queries
+that every USSD hop and every STK callback run are built once per kind of database and run with new values.
+
+    SESSION = Prepared(lambda p: UssdSession.select(UssdSession.id, UssdSession.last_text)
+                       .where(UssdSession.session_id == p[0]), UssdSession.session_id)
+    row = SESSION.first("ATUid_123")
+
+``build`` gets one placeholder per field and must put placeholder i where a value of ``fields[i]`` goes; each
+value is converted by that field when the query runs (a phone look-up is hashed, JSON dumped, a sealed value
+sealed), exactly as peewee converts it. Rows come back as model instances with every column converted back by
+its field as peewee does (sealed values opened, timestamps parsed). A SELECT names its columns as fields of one
+model (no joins, no expressions).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import peewee
+
+from shared.db import db
+
+
+class _Marker(str):
+    """A placeholder's text, recognisable in the compiled parameters."""
+
+
+class Prepared:
+    """One query (SELECT, UPDATE or DELETE) compiled once per database class, run with new values."""
+
+    def __init__(self, build: Callable[[list], peewee.Query], *fields: peewee.Field):
+        self.build = build
+        self.fields = fields
+        self._compiled: dict[type, tuple[peewee.Query, str, list]] = {}
+        self._columns: list[tuple[str, Callable]] | None = None
+
+    def _compile(self) -> tuple[peewee.Query, str, list]:
+        database = db.obj
+        compiled = self._compiled.get(type(database))
+        if compiled is None:
+            markers = [_Marker(f"\x00lipa-prepared-{i}\x00") for i in range(len(self.fields))]
+            query = self.build([peewee.Value(marker, converter=False) for marker in markers])
+            sql, params = query.sql()
+            index = {marker: i for i, marker in enumerate(markers)}
+            # Each parameter: the index of the value that fills it, or a constant peewee put there (a LIMIT).
+            slots = [(index[p], None) if isinstance(p, str) and p in index else (None, p) for p in params]
+            missing = set(index.values()) - {i for i, _ in slots}
+            if missing:
+                raise ValueError(f"placeholders {sorted(missing)} are not used by the query")
+            compiled = self._compiled[type(database)] = (query, sql, slots)
+        return compiled
+
+    def _params(self, slots: list, values: tuple) -> list:
+        if len(values) != len(self.fields):
+            raise TypeError(f"expected {len(self.fields)} values, got {len(values)}")
+        return [self.fields[i].db_value(values[i]) if i is not None else constant for i, constant in slots]
+
+    def rows(self, *values) -> list:
+        """The rows of a SELECT, as instances of its model (unchanged, so save() writes only what is set)."""
+        query, sql, slots = self._compile()
+        columns = self._columns or self._select_columns(query)
+        rows = []
+        for values_row in db.execute_sql(sql, self._params(slots, values)).fetchall():
+            row = query.model(__no_default__=1, **{name: convert(value)
+                                                   for (name, convert), value in zip(columns, values_row, strict=True)})
+            row._dirty.clear()
+            rows.append(row)
+        return rows
+
+    def first(self, *values):
+        """The first row of a SELECT, or None."""
+        rows = self.rows(*values)
+        return rows[0] if rows else None
+
+    def _select_columns(self, query) -> list[tuple[str, Callable]]:
+        fields = getattr(query, "_returning", None) or ()
+        if not all(isinstance(f, peewee.Field) and f.model is query.model for f in fields):
+            raise TypeError("a prepared SELECT names its columns as fields of its own model")
+        self._columns = [(f.name, f.python_value) for f in fields]
+        return self._columns
+
+    def execute(self, *values) -> int:
+        """Run an UPDATE or DELETE; returns the number of rows it changed."""
+        _, sql, slots = self._compile()
+        return db.execute_sql(sql, self._params(slots, values)).rowcount
