@@ -19,6 +19,9 @@ from shared.models import ALL_MODELS
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_URL = os.environ.get("LIPA_TEST_DATABASE_URL", "")
 CALLBACK_TOKEN = "test-callback-token-0123456789"
+# Fixed personal-data keys (tests only), so every app and test of a run reads what another one sealed.
+DATA_KEY = "7XqMC1cRj4vVQ0Cw8mJ0y2mXo5y1Pp6dJXk9m3b2r4E="
+LOOKUP_KEY = "test-lookup-key-0123456789abcdefghijkl"
 
 
 def fixture_text(name: str) -> str:
@@ -45,10 +48,15 @@ def db_url(tmp_path):
 
 @pytest.fixture
 def config(db_url):
-    return load_config(
-        {"LIPA_PROFILE": "local", "DATABASE_URL": db_url, "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN},
+    from shared import crypto
+
+    config = load_config(
+        {"LIPA_PROFILE": "local", "DATABASE_URL": db_url, "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
+         "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY},
         mpesa_base_url="http://127.0.0.1:9/unused", at_base_url="http://127.0.0.1:9/unused",
     )
+    crypto.install(config)  # also for tests that write rows before (or without) building an app
+    return config
 
 
 class QuietDispatcher:
@@ -136,6 +144,13 @@ def client(app):
 
 
 @pytest.fixture
+def quiet_app(make_app):
+    """An app for API tests: its dispatcher sends nothing and rate limits are off. A module that overrides
+    ``app`` with it gets ``client`` (and ``conn``) on it too."""
+    return make_app(dispatcher=QuietDispatcher(), config_overrides={"api_rate_limits": False})
+
+
+@pytest.fixture
 def live(sim, make_app):
     """A live gateway on a real port wired to the simulators, which call it back over HTTP."""
     holder = {}
@@ -152,6 +167,24 @@ def live(sim, make_app):
     server.stop()
 
 
+@pytest.fixture
+def live_process(sim, config, tmp_path):
+    """A real gateway process (`run_gateway.py --no-simulators --no-scheduler`) on the test's database, wired
+    to the simulators: for the desktop-app tests, whose GUI thread must not share a GIL with the server's
+    threads. This process stays bound to the same database, so a test seeds rows as with ``live``."""
+    from tests.helpers import GatewayProcess
+
+    gateway = GatewayProcess({
+        "DATABASE_URL": config.database_url, "MPESA_BASE_URL": sim.daraja_url, "AT_BASE_URL": sim.at_url,
+        "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN, "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY,
+        "LIPA_PROFILE": "local",
+    }, tmp_path / "gateway.log")
+    init_db(config.database_url)
+    yield gateway
+    gateway.stop()
+    print(f"gateway log (last lines):\n{gateway.log()[-3000:]}")  # shown when the test failed
+
+
 def bearer_headers(client) -> dict:
     """Staff of every role plus a merchant key, logged in: {role: {"Authorization": ...}, None: {}}."""
     from gateway.api import auth
@@ -165,6 +198,12 @@ def bearer_headers(client) -> dict:
         token = client.post("/api/v1/auth/login", json={"username": role, "password": f"{role}-password"})
         out[role] = {"Authorization": f"Bearer {token.get_json()['token']}"}
     return out
+
+
+@pytest.fixture
+def as_(client):
+    """A bearer header per role (and merchant) on ``client``; as_[None] sends none."""
+    return bearer_headers(client)
 
 
 @pytest.fixture
