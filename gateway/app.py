@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from shared import crypto, logsafe
 from shared.config import Config, load_config
 from shared.db import db, init_db
 from shared.migrations import migrate
 
+from .inputguard import BodyLimit, SafeJSONProvider
 from .mpesa.urls import callback_token, stk_callback_url
 from .notify.outbox import take_pending
 from .tasks import Tasks
@@ -47,11 +49,20 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
     config = config or load_config()
     init_db(config.database_url)
+    crypto.install(config)  # personal-data keys, before migrate(): migration 9 seals existing rows
     migrate()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_BODY_BYTES)  # chunked bodies too (issue 7)
+    app.json = SafeJSONProvider(app)  # JSON nested too deep is a 400, not a 500
+    if config.trusted_proxies:  # behind nginx: the caller's address (MPESA_ALLOWED_IPS, rate limits) and scheme
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies)
     with db.connection_context():
         token = callback_token(config.mpesa_callback_token)
+    logsafe.hide_config(config)
+    logsafe.hide(token)  # the callback URLs' secret segment (random per database in local)
     public_url = config.public_url or "http://127.0.0.1:8000"
     services = Services(
         config=config, daraja=daraja or _daraja(config), tasks=tasks or Tasks(),
@@ -90,7 +101,9 @@ def _dispatcher(config: Config):
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
-    return Dispatcher(sms=sms, webhooks=WebhookSender(secret=config.webhook_secret), enabled=config.sms_enabled)
+    return Dispatcher(sms=sms, webhooks=WebhookSender(secret=config.webhook_secret), enabled=config.sms_enabled,
+                      base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
+                      lease_s=config.notify_lease_s)
 
 
 def _daraja(config: Config):
@@ -125,3 +138,7 @@ def _register(app: Flask) -> None:
     app.register_blueprint(sms_bp)
     app.register_blueprint(bp_c2b)
     app.register_blueprint(bp_results)
+    if app.extensions["lipa"].config.bench_endpoints:  # LIPA_BENCH_ENDPOINTS=1, never in production
+        from .bench_routes import bp as bench_bp
+
+        app.register_blueprint(bench_bp)

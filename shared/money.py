@@ -39,12 +39,15 @@ def check_range(amount: int) -> int:
 
 
 def provider_amount(value) -> int | None:
-    """An amount as a provider sends it (1.00, "10.00", 500) to whole shillings; None if not whole."""
+    """An amount as a provider sends it (1.00, "10.00", 500) to whole shillings; None if not whole, or too
+    large for any amount we record (a query with 9223372036854775296 overflowed SQLite's integer)."""
     try:
         as_float = float(str(value).replace(",", ""))
     except (TypeError, ValueError):
         return None
-    return int(as_float) if as_float.is_integer() else None
+    if not as_float.is_integer() or abs(as_float) >= 10**9:  # 10**9: no amount column holds more (fuzz, issue 7)
+        return None
+    return int(as_float)
 
 
 def format_kes(amount: int) -> str:

@@ -106,7 +106,7 @@ def test_pay_flow_answers_before_the_push_which_then_reaches_the_simulator(app, 
     session.inputs.append("1")
     response = session.post(session.text, keep_open=True)  # not closed yet: the END is still "on its way"
     body = response.get_data(as_text=True)
-    payment = Payment.get(Payment.phone == NORMALIZED)
+    payment = Payment.get(Payment.phone_hash == NORMALIZED)
     assert body == f"END Wait for the M-Pesa prompt and enter your PIN to pay KES 500. Ref {payment.reference}"
     assert (payment.status, payment.amount, payment.account, payment.channel) == ("PENDING", 500, "12345", "ussd")
     assert payment.idempotency_key == f"ussd:{session.session_id}"
@@ -122,7 +122,7 @@ def test_pay_flow_answers_before_the_push_which_then_reaches_the_simulator(app, 
 
 def test_whole_text_in_one_hop_pays_500_to_account_12345(caller, rows):
     body = caller().post("1*12345*500*1").get_data(as_text=True)
-    payment = Payment.get(Payment.phone == NORMALIZED)
+    payment = Payment.get(Payment.phone_hash == NORMALIZED)
     assert body.startswith("END ") and payment.reference in body
     assert (payment.amount, payment.account) == (500, "12345")
 
@@ -162,7 +162,7 @@ def test_payment_request_with_a_fixed_amount_skips_the_amount(caller, rows):
     assert session.send("0").startswith("CON Enter account")  # back skips the amount it never asked
     session.send("123456")
     assert session.send("1").startswith("END Wait for the M-Pesa prompt")
-    payment = Payment.get(Payment.phone == NORMALIZED)
+    payment = Payment.get(Payment.phone_hash == NORMALIZED)
     assert (payment.amount, payment.account, payment.request_id) == (750, "INV42", req.id)
 
 
@@ -241,13 +241,13 @@ def test_history_without_payments(caller):
 def test_language_switch_is_remembered_for_the_next_session_and_payments(caller, rows):
     assert caller().dial("4") == "CON Choose language\n1 English\n2 Kiswahili\n0 Back"
     assert caller().dial("4", "2") == "END Lugha imebadilishwa kuwa Kiswahili."
-    assert PhonePreference.get(PhonePreference.phone == NORMALIZED).language == "sw"
+    assert PhonePreference.get(PhonePreference.phone_hash == NORMALIZED).language == "sw"
     assert caller().start() == ("CON Lipa M-Pesa\n1 Lipa\n2 Hali ya malipo\n3 Malipo ya hivi karibuni\n"
                                 "4 Lugha/Language\n0 Ondoka")
     assert caller().dial("1").startswith("CON Weka nambari ya akaunti")
     assert caller().dial("1", "12345", "500").startswith("CON Lipa KES 500 kwa akaunti 12345?\n1 Thibitisha")
     assert caller().dial("1", "12345", "500", "1").startswith("END Subiri ombi la M-Pesa")
-    assert Payment.get(Payment.phone == NORMALIZED).language == "sw"
+    assert Payment.get(Payment.phone_hash == NORMALIZED).language == "sw"
     assert caller().dial("4", "1") == "END Language set to English."
     assert "is waiting for your M-Pesa PIN.\n1 Pay\n2 Payment status" in caller().start()
 

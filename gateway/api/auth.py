@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ from shared.errors import InvalidInput, LipaError
 from shared.models import ApiKey, Merchant, Staff, StaffToken
 from shared.timeutil import utcnow
 
+log = logging.getLogger(__name__)
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_TTL = timedelta(hours=12)
@@ -51,6 +53,7 @@ class Principal:
     def require(self, role: str) -> None:
         """Staff of at least `role` (viewer < operator < admin); merchants are never staff."""
         if self.kind != "staff" or RANK[self.role] < RANK[role]:
+            log.warning("%s (%s) refused: the route needs the %s role", self.actor, self.role or self.kind, role)
             raise Forbidden(f"This needs the {role} role.")
 
 
@@ -97,6 +100,7 @@ def login(username: str, password: str, *, now=None) -> tuple[str, Staff, object
     staff = Staff.get_or_none(Staff.username == str(username)[:64])
     ok = check_password(str(password), staff.password_hash if staff else _DUMMY_HASH)
     if not (staff and ok and staff.active):
+        log.warning("API login refused: wrong username or password")  # neither is logged: either may be a secret
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
     token = "lps_" + secrets.token_urlsafe(32)
     expires_at = (now or utcnow()) + TOKEN_TTL
@@ -120,6 +124,7 @@ def create_api_key(merchant_name: str) -> str:
 def authenticate(header: str | None, *, now=None) -> Principal:
     """The caller behind `Authorization: Bearer …`: a live staff token or an unrevoked merchant key."""
     if not header or not header.startswith("Bearer ") or len(header) > 300:
+        log.warning("API call without a bearer token refused")
         raise Unauthorized("Send Authorization: Bearer <token>.")
     secret = header[7:].strip()
     digest = _digest(secret)
@@ -131,4 +136,6 @@ def authenticate(header: str | None, *, now=None) -> Principal:
         row = StaffToken.get_or_none(StaffToken.token_hash == digest)
         if row and row.expires_at > (now or utcnow()) and row.staff.active:
             return Principal("staff", row.staff_id, row.staff.username, row.staff.role)
+    log.warning("API call with an unknown, expired or revoked %s refused",  # the value itself never logged
+                "API key" if secret.startswith("lpk_") else "token")
     raise Unauthorized("The token is invalid or has expired.")

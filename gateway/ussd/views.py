@@ -29,6 +29,8 @@ def ussd():
     """One hop of a session: answer, then (when it made a payment) push the PIN prompt."""
     try:
         reply = _answer()
+    except HTTPException:
+        raise  # a request refused before the menu (body too large, unreadable form): see _failed
     except Exception:
         log.exception("USSD hop failed for %s", _masked_phone())
         reply = Reply(FAILURE)
@@ -69,11 +71,14 @@ def _field(name: str) -> str:
 
 def _masked_phone() -> str:
     """The caller's number as logs may show it, whatever form it arrived in."""
-    raw = _field("phoneNumber")
+    try:
+        raw = _field("phoneNumber")
+    except HTTPException:
+        return "-"
     try:
         return mask_phone(normalize_phone(raw))
-    except InvalidInput:
-        return mask_phone(raw)
+    except InvalidInput:  # not a number we know: show its shape only (mask_phone would show 9 of 10 digits)
+        return f"{raw[:4]}***{raw[-2:]}" if len(raw) > 8 else "***"
 
 
 def _plain(body: str):
@@ -90,11 +95,14 @@ def _push_after(response, payment_id: int) -> None:
 
 
 def _failed(exc):
-    """Errors outside the view (database down, body too large) still answer the way AT expects."""
-    if request.endpoint == "ussd.events":
-        return _plain("OK")
-    log.error("USSD request failed before the menu: %s", type(exc).__name__)
-    return _plain(FAILURE)
+    """Errors outside the view (database down, body too large) still answer the way AT expects: 200 and a
+    short END (AT shows the caller its own error page for any other status). A refused request (4xx: body
+    too large, unreadable form) is a WARNING naming the status it would have had; never a JSON page."""
+    if isinstance(exc, HTTPException) and (exc.code or 500) < 500:
+        log.warning("USSD request to %s refused (%s %s)", request.path, exc.code, exc.name)
+    else:
+        log.error("USSD request failed before the menu: %s", type(exc).__name__)
+    return _plain("OK") if request.endpoint == "ussd.events" else _plain(FAILURE)
 
 
 for _error in (Exception, HTTPException, LipaError, peewee.OperationalError):
