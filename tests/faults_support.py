@@ -4,14 +4,8 @@ and started again on the same port, and small helpers to post what providers pos
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-from pathlib import Path
 
 import requests
 
@@ -19,10 +13,8 @@ from shared.config import load_config
 from shared.db import init_db
 from shared.migrations import migrate
 from tests.conftest import CALLBACK_TOKEN
-from tests.helpers import free_port, wait_for
-
-ROOT = Path(__file__).resolve().parents[1]
-PROVIDER_ENV = ("LIPA_", "MPESA_", "AT_", "DATABASE_")
+from tests.gateway_process import GatewayProcess as BaseGatewayProcess
+from tests.helpers import free_port
 
 
 class ToggleProxy:
@@ -115,82 +107,12 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-class GatewayProcess:
-    """`python run_gateway.py --port P --no-simulators` (gunicorn) in its own process group, so ``kill9()``
-    ends the master and its worker at once, as a power cut or the OOM killer would; ``start()`` again
-    serves the same port (the callback URL Daraja was given) and database."""
+class GatewayProcess(BaseGatewayProcess):
+    """A gateway wired to the given provider URLs, with what providers and customers send."""
 
     def __init__(self, *, database_url: str, daraja_url: str, at_url: str, env: dict | None = None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="lipa-faults-")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_ENV)}
-        self.env.update({"PYTHONPATH": str(ROOT), "LIPA_PROFILE": "local", "DATABASE_URL": database_url,
-                         "MPESA_BASE_URL": daraja_url, "AT_BASE_URL": at_url,
-                         "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN, **(env or {})})
-        self.log_path = Path(self.tmp.name) / "gateway.log"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self, timeout: float = 40.0) -> "GatewayProcess":
-        """Start (or start again) and wait until /healthz answers 200."""
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== start {self.starts} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "run_gateway.py"), "--port", str(self.port), "--no-simulators"],
-                cwd=self.tmp.name, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(self._healthy, timeout=timeout, interval=0.1)
-        return self
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}")
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def worker_pids(self) -> set[int]:
-        """The gunicorn workers under the master (Linux /proc)."""
-        try:
-            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return set()
-        return {int(pid) for pid in text.split()}
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group: nothing gets to clean up."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (graceful), then SIGKILL whatever is left of the group."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def cleanup(self) -> None:
-        self.stop()
-        self.tmp.cleanup()
+        super().__init__({"DATABASE_URL": database_url, "MPESA_BASE_URL": daraja_url, "AT_BASE_URL": at_url,
+                          **(env or {})}, prefix="lipa-faults-")
 
     # --- what providers and customers send ---------------------------------------------------------
 

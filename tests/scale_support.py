@@ -2,11 +2,6 @@
 and the provider simulators in the test process over HTTP, counting and (on demand) slowing requests."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -22,10 +17,10 @@ from shared import crypto
 from shared.db import db, init_db
 from shared.migrations import migrate
 from shared.models import ALL_MODELS
-from tests.conftest import CALLBACK_TOKEN, DATA_KEY, LOOKUP_KEY, PG_URL
-from tests.helpers import free_port, wait_for
+from tests.conftest import DATA_KEY, LOOKUP_KEY, PG_URL
+from tests.gateway_process import GatewayProcess as BaseGatewayProcess
+from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 OAUTH = "/daraja/oauth/v1/generate"
 STK_QUERY = "/daraja/mpesa/stkpushquery/v1/query"
 AT_SEND = "/at/version1/messaging"
@@ -92,73 +87,21 @@ def _not_found(environ, start_response):
     return [b"not found"]
 
 
-class GatewayProcess:
-    """`python run_gateway.py --port P --no-simulators [--workers N]` in its own process group."""
+class GatewayProcess(BaseGatewayProcess):
+    """A gateway wired to the test's simulators, with ``--workers N``; launched at once (see wait_ready)."""
 
     def __init__(self, database_url: str, sims: Simulators, *, workers: int = 1, env: dict | None = None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="lipa-scale-")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("LIPA_", "MPESA_", "AT_", "DATABASE_"))}
-        clean.update({"PYTHONPATH": str(ROOT), "LIPA_PROFILE": "local", "DATABASE_URL": database_url,
-                      "MPESA_BASE_URL": sims.daraja_url, "AT_BASE_URL": sims.at_url,
-                      "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN, "LIPA_DATA_KEY": DATA_KEY,
-                      "LIPA_LOOKUP_KEY": LOOKUP_KEY, **(env or {})})
-        self.log_path = Path(self.tmp.name) / "gateway.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_gateway.py"), "--port", str(self.port), "--no-simulators",
-             "--workers", str(workers)],
-            cwd=self.tmp.name, env=clean, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__({"DATABASE_URL": database_url, "MPESA_BASE_URL": sims.daraja_url,
+                          "AT_BASE_URL": sims.at_url, "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY,
+                          **(env or {})}, args=("--workers", str(workers)), prefix="lipa-scale-")
         self.workers = workers
+        self.launch()
 
     def wait_ready(self, timeout: float = 40.0) -> "GatewayProcess":
         """Healthy, and every gunicorn worker forked (its pid is the lease owner's and the claimer's)."""
         wait_for(lambda: self._healthy() and len(self.worker_pids()) == self.workers, timeout=timeout,
                  interval=0.1)
         return self
-
-    def _healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"gateway exited with {self.proc.returncode}: {self.log_tail()}")
-        try:
-            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    def worker_pids(self) -> set[int]:
-        """The gunicorn workers under this process's arbiter (Linux /proc)."""
-        try:
-            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return set()
-        return {int(pid) for pid in text.split()}
-
-    def log_tail(self, chars: int = 3000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM (graceful: running jobs finish and give their leases back); SIGKILL the group if stuck."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
-        except ProcessLookupError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
-
-    def cleanup(self) -> None:
-        self.stop()
-        self.tmp.cleanup()
 
 
 def start_gateways(database_url: str, sims: Simulators, count: int = 2, **kwargs) -> list[GatewayProcess]:
