@@ -172,17 +172,19 @@ def live_process(sim, config, tmp_path):
     """A real gateway process (`run_gateway.py --no-simulators --no-scheduler`) on the test's database, wired
     to the simulators: for the desktop-app tests, whose GUI thread must not share a GIL with the server's
     threads. This process stays bound to the same database, so a test seeds rows as with ``live``."""
-    from tests.helpers import GatewayProcess
+    from tests.gateway_process import GatewayProcess
 
     gateway = GatewayProcess({
         "DATABASE_URL": config.database_url, "MPESA_BASE_URL": sim.daraja_url, "AT_BASE_URL": sim.at_url,
-        "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN, "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY,
-        "LIPA_PROFILE": "local",
-    }, tmp_path / "gateway.log")
+        "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY,
+    }, args=("--no-scheduler",), prefix="lipa-gui-")
+    gateway.env["LIPA_PUBLIC_URL"] = gateway.url
+    gateway.start(timeout=60)
     init_db(config.database_url)
     yield gateway
     gateway.stop()
-    print(f"gateway log (last lines):\n{gateway.log()[-3000:]}")  # shown when the test failed
+    print(f"gateway log (last lines):\n{gateway.log_tail(3000)}")  # shown when the test failed
+    gateway.cleanup()
 
 
 def bearer_headers(client) -> dict:

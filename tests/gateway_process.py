@@ -1,6 +1,7 @@
 """A real gateway (`python run_gateway.py --no-simulators`, gunicorn) in its own process group, for the
 tests that need one outside the test process: the fault tests kill it with SIGKILL and start it again on
-the same port; the scale-out tests run several on one database."""
+the same port; the scale-out tests run several on one database; the desktop tests keep the GUI thread
+from sharing a GIL with the server. Its environment is child_env's: no developer settings, coverage kept."""
 from __future__ import annotations
 
 import os
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import requests
 
+from tests.child_env import child_env
 from tests.conftest import CALLBACK_TOKEN
 from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-PROVIDER_ENV = ("LIPA_", "MPESA_", "AT_", "DATABASE_")  # a developer's own settings never leak in
 
 
 class GatewayProcess:
@@ -27,9 +28,7 @@ class GatewayProcess:
         self.tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(PROVIDER_ENV)}
-        self.env.update({"PYTHONPATH": str(ROOT), "LIPA_PROFILE": "local", "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
-                         **env})
+        self.env = child_env({"LIPA_PROFILE": "local", "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN, **env}, minimal=False)
         self.args = tuple(args)
         self.log_path = Path(self.tmp.name) / "gateway.log"
         self.proc: subprocess.Popen | None = None

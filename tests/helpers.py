@@ -3,16 +3,8 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zlib
-from pathlib import Path
-
-from tests.child_env import ROOT, child_env
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
@@ -31,54 +23,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-class GatewayProcess:
-    """`python run_gateway.py --port P --no-simulators --no-scheduler` in a process of its own, as staff's
-    desktop app meets it in real life (the GUI tests' gateway: in the test process its server threads would
-    share the GIL with the GUI thread, which the real app never does). Its output goes to ``log_path``."""
-
-    def __init__(self, env: dict, log_path: Path, timeout: float = 60.0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = child_env({**env, "LIPA_PUBLIC_URL": self.url}, minimal=False)  # not a developer's own settings
-        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "run_gateway.py"), "--port", str(self.port), "--no-simulators",
-                 "--no-scheduler"], cwd=log_path.parent, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            self._wait_healthy(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with NO_PROXY.open(f"{self.url}/healthz", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"the gateway did not become healthy; its log:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM: gunicorn stops gracefully (long-polls answer at once, background tasks drain)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def pdf_text(data: bytes) -> str:
