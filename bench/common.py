@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: a real gateway process, a light load generator, memory and load figures."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -264,3 +265,30 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+CONFIGS = (("sqlite", 1), ("pg", 2), ("pg", 4))  # the issue's configurations: SQLite 1 process, PG 2 and 4
+
+
+def config_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every load bench shares: which database and process count (or --all of CONFIGS)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--all", action="store_true", help="SQLite 1 process, PostgreSQL 2 and 4 processes")
+    parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pg-url", default=PG_URL, help="emptied and re-created by the bench")
+    parser.add_argument("--json", help="also write the full results to this file")
+    return parser
+
+
+def run_configs(args, run_one, table) -> None:
+    """Run ``run_one(kind, workers)`` per configuration, each result as JSON on stderr as it comes, then the
+    markdown table on stdout (and every result to --json)."""
+    results = []
+    for kind, workers in (CONFIGS if args.all else ((args.db, args.workers),)):
+        result = run_one(kind, workers)
+        print(json.dumps(result, default=lambda x: round(x, 4)), file=sys.stderr, flush=True)
+        results.append(result)
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=lambda x: round(x, 4)))

@@ -17,9 +17,7 @@ customer, no stored callback left unapplied.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import sys
 import time
@@ -33,7 +31,6 @@ from gateway.simulators.server import start_simulators  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent  # noqa: E402
 
-CONFIGS = (("sqlite", 1), ("pg", 2), ("pg", 4))
 DUPLICATE_SHARE = 0.20
 
 
@@ -170,24 +167,13 @@ def table(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--all", action="store_true", help="SQLite 1 process, PostgreSQL 2 and 4 processes")
-    parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
-    parser.add_argument("--workers", type=int, default=1)
+    parser = common.config_parser(__doc__)
     parser.add_argument("--payments", type=int, default=1000, help="payments; posts are 25%% more")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--pg-url", default=common.PG_URL, help="emptied and re-created by the bench")
-    parser.add_argument("--json", help="also write the full results to this file")
     args = parser.parse_args()
-    results = []
-    for kind, workers in (CONFIGS if args.all else ((args.db, args.workers),)):
-        result = run_config(kind, workers, args.payments, args.concurrency, args.pg_url, args.seed)
-        print(json.dumps(result, default=lambda x: round(x, 4)), file=sys.stderr, flush=True)
-        results.append(result)
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=lambda x: round(x, 4)))
+    common.run_configs(args, lambda kind, workers: run_config(
+        kind, workers, args.payments, args.concurrency, args.pg_url, args.seed), table)
 
 
 if __name__ == "__main__":

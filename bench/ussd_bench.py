@@ -19,10 +19,8 @@ each hop (a person takes several seconds): the time a hop takes when the server 
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
-import json
 import random
 import sys
 import time
@@ -32,15 +30,16 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
-    PG_URL,
     Gateway,
     bind_database,
+    config_parser,
     fresh_pg_database,
     hello_floor,
     load_average,
     markdown_table,
     ms,
     run_clients,
+    run_configs,
     summary,
 )
 from gateway.simulators.server import start_simulators  # noqa: E402
@@ -51,7 +50,6 @@ CONCURRENCY = 50
 HISTORY_PHONES = 400
 PAY_AMOUNT = 55  # the Daraja simulator's "no_callback" amount: push accepted, no callback scheduled
 SERVICE_CODE = "*384*1234#"
-CONFIGS = (("sqlite", 1), ("pg", 2), ("pg", 4))
 THINK_S = (0.2, 1.0)  # the pause before each hop in the second run: faster than any person types
 
 
@@ -173,23 +171,10 @@ def table(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--all", action="store_true", help="SQLite 1 process, PostgreSQL 2 and 4 processes")
-    parser.add_argument("--db", choices=("sqlite", "pg"), default="sqlite")
-    parser.add_argument("--workers", type=int, default=1)
+    parser = config_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each USSD run per configuration")
-    parser.add_argument("--pg-url", default=PG_URL, help="emptied and re-created by the bench")
-    parser.add_argument("--json", help="also write the full results to this file")
     args = parser.parse_args()
-    configs = CONFIGS if args.all else ((args.db, args.workers),)
-    results = []
-    for kind, workers in configs:
-        result = run_config(kind, workers, args.seconds, args.pg_url)
-        print(json.dumps(result, default=lambda x: round(x, 4)), file=sys.stderr, flush=True)
-        results.append(result)
-    print(table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=lambda x: round(x, 4)))
+    run_configs(args, lambda kind, workers: run_config(kind, workers, args.seconds, args.pg_url), table)
 
 
 if __name__ == "__main__":
