@@ -47,6 +47,15 @@ def db_url(tmp_path):
 
 
 @pytest.fixture
+def database(db_url):
+    """The test's database, migrated, with a connection open: for service-level tests without an app."""
+    init_db(db_url)
+    migrate()
+    with db.connection_context():
+        yield db
+
+
+@pytest.fixture
 def config(db_url):
     from shared import crypto
 

@@ -73,3 +73,18 @@ def _to_unicode(cmap: bytes) -> dict[int, str]:
 
 def _section(cmap: bytes, name: bytes) -> bytes:
     return b"\n".join(re.findall(rb"begin" + name + rb"(.*?)end" + name, cmap, re.S))
+
+
+def staff_headers(roles=None, merchants: dict | None = None) -> dict:
+    """Bearer headers made through the service layer (inside an open connection): one signed-in staff member
+    per role (password ``<role>-password``), and a fresh API key per merchant, keyed as ``merchants`` says
+    ({header key: merchant name})."""
+    from gateway.api import auth
+
+    out = {}
+    for role in roles or auth.ROLES:
+        auth.create_staff(role, f"{role}-password", role)
+        out[role] = {"Authorization": f"Bearer {auth.login(role, f'{role}-password')[0]}"}
+    for key, name in (merchants or {}).items():
+        out[key] = {"Authorization": f"Bearer {auth.create_api_key(name)}"}
+    return out

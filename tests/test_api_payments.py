@@ -12,7 +12,7 @@ from shared.db import db
 from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, PhonePreference, UssdSession
 from shared.states import ACTIVE
 from shared.timeutil import utcnow
-from tests.helpers import wait_for
+from tests.helpers import staff_headers, wait_for
 
 PHONE = "254712345678"
 ACTIONS = ("requery", "resend-receipt", "retry", "refund", "resolve")
@@ -22,12 +22,7 @@ INJECTIONS = ("' OR 1=1 --", "<script>alert(1)</script>", "%", "_", "1; DROP TAB
 @pytest.fixture
 def heads(conn):
     """Authorization headers for each staff role and a merchant key."""
-    out = {}
-    for role in auth.ROLES:
-        auth.create_staff(role, f"{role}-password", role)
-        out[role] = {"Authorization": f"Bearer {auth.login(role, f'{role}-password')[0]}"}
-    out["merchant"] = {"Authorization": f"Bearer {auth.create_api_key('Shop')}"}
-    return out
+    return staff_headers(merchants={"merchant": "Shop"})
 
 
 def seed(n=1, *, start=None, **kw):

@@ -5,8 +5,8 @@ from datetime import datetime
 
 import pytest
 
-from gateway.api import auth
 from shared.models import AuditLog, Payment, Receipt
+from tests.helpers import staff_headers
 
 PAID = dict(phone="254712345678", amount=20500, account="ADM1042", channel="ussd", status="COMPLETED",
             mpesa_receipt="QK12ABC34D", completed_at=datetime(2024, 5, 1, 11, 3))
@@ -14,12 +14,7 @@ PAID = dict(phone="254712345678", amount=20500, account="ADM1042", channel="ussd
 
 @pytest.fixture
 def heads(conn):
-    out = {}
-    for role in ("viewer", "operator"):
-        auth.create_staff(role, f"{role}-password", role)
-        out[role] = {"Authorization": f"Bearer {auth.login(role, f'{role}-password')[0]}"}
-    out["merchant"] = {"Authorization": f"Bearer {auth.create_api_key('Shop')}"}
-    return out
+    return staff_headers(("viewer", "operator"), merchants={"merchant": "Shop"})
 
 
 def pay(reference="LP7K3M9QX", **kw):

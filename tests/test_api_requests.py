@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from gateway.api import auth
 from shared.models import AuditLog, Notification, PaymentRequest
+from tests.helpers import staff_headers
 
 URL = "/api/v1/payment-requests"
 BILL = {"amount": 1500, "description": "School fees term 2", "account": "adm1042"}
@@ -13,13 +13,7 @@ BILL = {"amount": 1500, "description": "School fees term 2", "account": "adm1042
 @pytest.fixture
 def heads(conn):
     """Authorization headers for each staff role and two merchants."""
-    out = {}
-    for role in auth.ROLES:
-        auth.create_staff(role, f"{role}-password", role)
-        out[role] = {"Authorization": f"Bearer {auth.login(role, f'{role}-password')[0]}"}
-    for name in ("School", "Other"):
-        out[name] = {"Authorization": f"Bearer {auth.create_api_key(name)}"}
-    return out
+    return staff_headers(merchants={"School": "School", "Other": "Other"})
 
 
 def test_merchant_creates_an_open_request_with_a_code(client, heads):

@@ -12,6 +12,7 @@ from gateway.payments.transitions import record
 from shared.db import db, write_tx
 from shared.models import InboxMessage, Payment, PaymentRequest
 from tests.conftest import fixture_json
+from tests.helpers import staff_headers
 
 PHONE = "254722334455"
 OTHER = "254733445566"
@@ -21,11 +22,7 @@ MASKED = "254722***455"
 
 @pytest.fixture
 def heads(conn):
-    out = {}
-    for role in auth.ROLES:
-        auth.create_staff(role, f"{role}-password", role)
-        out[role] = {"Authorization": f"Bearer {auth.login(role, f'{role}-password')[0]}"}
-    return out
+    return staff_headers()
 
 
 @pytest.fixture

@@ -6,21 +6,9 @@ import logging
 from datetime import timedelta
 from types import SimpleNamespace
 
-import pytest
-
 from gateway.jobs import registry, runner
-from shared.db import db, init_db
-from shared.migrations import migrate
 from shared.models import JobRun, JobState
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def database(db_url):
-    init_db(db_url)
-    migrate()
-    with db.connection_context():
-        yield db
 
 
 def lease_of(name: str):

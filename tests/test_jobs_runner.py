@@ -9,20 +9,10 @@ import pytest
 
 from gateway.jobs import registry, runner
 from shared.config import JOB_NAMES
-from shared.db import db, init_db
 from shared.errors import NotFound
-from shared.migrations import migrate
 from shared.models import JobRun, JobState
 from shared.timeutil import utcnow
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def database(db_url):
-    init_db(db_url)
-    migrate()
-    with db.connection_context():
-        yield db
 
 
 @pytest.fixture
