@@ -12,7 +12,7 @@ from admin_app.core.client import ApiClient, ApiError, ConnectionLost
 from admin_app.core.export import export_payments, write_csv
 from admin_app.core.models import Page, Payment, PaymentDetail, PaymentFilters, TimelineEntry
 from admin_app.core.settings import DEFAULT_GATEWAY_URL, AppSettings, JsonFileStore, MemoryStore
-from gateway.api import auth
+from gateway.backoffice import auth
 from shared.db import db
 from shared.models import Payment as PaymentRow
 from shared.models import PaymentEvent

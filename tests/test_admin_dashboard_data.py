@@ -13,7 +13,7 @@ from admin_app.core.dashboard_data import (
     success_by_hour,
     today_nairobi,
 )
-from gateway.api import stats
+from gateway.backoffice import stats
 from shared.timeutil import utcnow
 from tests.test_admin_client import seed
 

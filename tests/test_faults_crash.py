@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from gateway import inbox
+from gateway.ingest import inbox
 from gateway.payments.service import initiate
 from gateway.payments.transitions import transition
 from shared.db import db, write_tx

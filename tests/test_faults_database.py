@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway.api import auth
+from gateway.backoffice import auth
 from shared.db import db
 from shared.models import JobRun, Notification, Payment
 from shared.timeutil import utcnow

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.payments.service import initiate
 from gateway.payments.transitions import transition
-from gateway.simulators.server import start_simulators
+from gateway.devtools.simulators.server import start_simulators
 from shared.db import db, write_tx
 from shared.models import Alert, JobRun, Notification, Payment, PaymentEvent
 from shared.states import PaymentStatus

@@ -10,7 +10,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from gateway.simulators.daraja import SANDBOX_PASSKEY, expected_password
+from gateway.devtools.simulators.daraja import SANDBOX_PASSKEY, expected_password
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.server

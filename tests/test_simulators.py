@@ -13,9 +13,9 @@ from africastalking.SMS import SMSService
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from gateway.simulators import AMOUNT_OUTCOMES, OUTCOMES, start_simulators
-from gateway.simulators.africastalking import sms_parts
-from gateway.simulators.daraja import SANDBOX_PASSKEY, expected_password
+from gateway.devtools.simulators import AMOUNT_OUTCOMES, OUTCOMES, start_simulators
+from gateway.devtools.simulators.africastalking import sms_parts
+from gateway.devtools.simulators.daraja import SANDBOX_PASSKEY, expected_password
 
 pytestmark = pytest.mark.server
 TS = "20261123153045"

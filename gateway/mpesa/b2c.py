@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from shared.errors import InvalidInput
 from shared.phone import mask_phone
 
-from .errors import DarajaBadResponse, DarajaError
+from ..providers.daraja.errors import DarajaBadResponse, DarajaError
 
 log = logging.getLogger(__name__)
 

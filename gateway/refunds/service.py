@@ -25,7 +25,7 @@ from shared.timeutil import utcnow
 
 from ..mpesa.b2c import B2C_MIN, b2c_payment, reversal
 from ..payments.transitions import raise_alert, transition
-from .credential import initiator_for
+from ..providers.daraja.credential import initiator_for
 from .results import apply_result, apply_timeout
 from .steps import (
     CANCELLED,

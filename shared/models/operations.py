@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee as pw
 
-from .db import BaseModel
-from .payment_models import InboxMessage, JSONText, Merchant, Payment, TimestampedModel
-from .sealed import SealedText
-from .timeutil import utcnow
+from ..db import BaseModel
+from .payments import InboxMessage, JSONText, Merchant, Payment, TimestampedModel
+from ..privacy.sealed import SealedText
+from ..timeutil import utcnow
 
 
 class ProviderToken(BaseModel):

@@ -25,12 +25,7 @@ from shared.phone import mask_phone
 from shared.timeutil import nairobi_timestamp
 
 from .errors import (
-    DarajaBadResponse,
-    DarajaError,
-    DarajaTimeout,
-    DarajaUnavailable,
-    InvalidAccessToken,
-    TransactionInProgress,
+    DarajaBadResponse, DarajaError, DarajaTimeout, DarajaUnavailable, InvalidAccessToken, TransactionInProgress,
     error_from_response,
 )
 

@@ -21,7 +21,7 @@ from peewee import fn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from gateway.api.stats import callback_lag, parse_period
+from gateway.backoffice.stats import callback_lag, parse_period
 from shared.models import JobRun, Notification, Payment
 from shared.timeutil import utcnow
 

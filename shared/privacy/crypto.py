@@ -64,7 +64,7 @@ def use_keys(data_keys, lookup_key: str) -> Keyring:
 
 def keyring() -> Keyring:
     if _keyring is None:
-        raise KeysNotSet("personal-data keys are not loaded: call shared.crypto.install(config) after init_db()")
+        raise KeysNotSet("personal-data keys are not loaded: call shared.privacy.crypto.install(config) after init_db()")
     return _keyring
 
 
@@ -125,8 +125,8 @@ def install(config) -> Keyring:
 
 def _local_keys() -> dict[str, str]:
     """Demo keys kept with the data (local profile only): created once, the same for every process."""
-    from .db import db, schema_tx
-    from .ops_models import Setting
+    from ..db import db, schema_tx
+    from ..models.operations import Setting
 
     opened = db.is_closed()
     if opened:

@@ -7,10 +7,10 @@ import json
 
 import peewee as pw
 
-from .db import BaseModel
-from .sealed import KeepsLookups, LookupHash, SealedJSON, SealedText
-from .states import PaymentStatus, RequestStatus
-from .timeutil import utcnow
+from ..db import BaseModel
+from ..privacy.sealed import KeepsLookups, LookupHash, SealedJSON, SealedText
+from ..states import PaymentStatus, RequestStatus
+from ..timeutil import utcnow
 
 
 class JSONText(pw.TextField):

@@ -14,7 +14,7 @@ import peewee
 from playhouse.db_url import connect, parse
 from playhouse.pool import PooledDatabase, PooledSqliteDatabase
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 db = peewee.DatabaseProxy()
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from shared.gsm import gsm7_length, is_gsm7, to_gsm7
 from shared.money import format_kes
 
-from ..ussd import texts
+from . import ussd as texts
 
 SMS_MAX = 160
 HISTORY_MAX = 4  # four lines at their longest still fit one segment with the title
@@ -94,7 +94,7 @@ def pay_started(lang: str, *, amount: int, account: str, ref: str) -> str:
 
 
 def refused(lang: str, reason_key: str, **values) -> str:
-    """Why no payment was started, in the USSD menu's words (err.* keys of gateway.ussd.texts)."""
+    """Why no payment was started, in the USSD menu's words (err.* keys of gateway.texts.ussd)."""
     reason = texts.t(lang, reason_key, **{k: shown(v) for k, v in values.items()})
     return fit(t(lang, "pay_refused", reason=reason))
 

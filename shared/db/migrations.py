@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 
-from . import models as m
-from .crypto import lookup_hash, seal
-from .db import db, is_sqlite, refresh_planner_stats, schema_tx
-from .models import SchemaVersion
-from .sealed import lookup_fields, sealed_fields
+from .. import models as m
+from ..privacy.crypto import lookup_hash, seal
+from . import db, is_sqlite, refresh_planner_stats, schema_tx
+from ..models import SchemaVersion
+from ..privacy.sealed import lookup_fields, sealed_fields
 
 log = logging.getLogger(__name__)
 

@@ -113,7 +113,7 @@ def payments_by_status(grid: dict) -> dict:
 
 def result_codes(grid: dict) -> list[dict]:
     """How many FAILED/CANCELLED payments each M-Pesa ResultCode explains, most frequent first."""
-    from gateway.mpesa.result_codes import RESULTS
+    from gateway.providers.daraja.result_codes import RESULTS
 
     counts: dict[str, int] = {}
     for (_, status, code), (count, _) in grid.items():

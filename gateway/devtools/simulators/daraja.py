@@ -43,23 +43,8 @@ from flask import Flask, Response, jsonify, request
 from . import FaultQueue, control_routes, daemon_timer, fault_response, json_body, safe_post
 from .daraja_b2c import AsyncResultsMixin, add_async_routes, set_outcome_from
 from .daraja_rules import (
-    ACCEPTED,
-    AMOUNT_OUTCOMES,
-    FAULT_TARGETS,
-    FAULTS,
-    LOCKED,
-    OUTCOMES,
-    PROCESSING,
-    SANDBOX_PASSKEY,
-    TOKEN_TTL,
-    Push,
-    as_amount,
-    expected_password,
-    invalid_push_field,
-    invalid_query_field,
-    new_checkout_id,
-    new_receipt,
-    request_id,
+    ACCEPTED, AMOUNT_OUTCOMES, FAULT_TARGETS, FAULTS, LOCKED, OUTCOMES, PROCESSING, SANDBOX_PASSKEY, TOKEN_TTL, Push,
+    as_amount, expected_password, invalid_push_field, invalid_query_field, new_checkout_id, new_receipt, request_id,
     stk_callback_body,
 )
 

@@ -2,36 +2,13 @@
 gathered here so ``from shared.models import Payment`` and ``ALL_MODELS`` work everywhere."""
 from __future__ import annotations
 
-from .ops_models import (
-    Alert,
-    ApiKey,
-    AuditLog,
-    IdempotencyRecord,
-    JobRun,
-    JobState,
-    ProviderToken,
-    RateLimitBucket,
-    ReconException,
-    SchemaVersion,
-    Setting,
-    Staff,
-    StaffToken,
-    StatementImport,
-    StatementLine,
+from .operations import (
+    Alert, ApiKey, AuditLog, IdempotencyRecord, JobRun, JobState, ProviderToken, RateLimitBucket, ReconException,
+    SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
 )
-from .payment_models import (
-    InboxMessage,
-    JSONText,
-    Merchant,
-    Notification,
-    Payment,
-    PaymentEvent,
-    PaymentRequest,
-    PhonePreference,
-    Receipt,
-    Refund,
-    TimestampedModel,
-    UssdSession,
+from .payments import (
+    InboxMessage, JSONText, Merchant, Notification, Payment, PaymentEvent, PaymentRequest, PhonePreference, Receipt,
+    Refund, TimestampedModel, UssdSession,
 )
 
 ALL_MODELS = [

@@ -8,10 +8,10 @@ from shared.db import UNAVAILABLE
 from shared.models import InboxMessage
 from shared.timeutil import utcnow
 
-from .mpesa.c2b import apply_c2b
-from .mpesa.callbacks import apply_stk_callback
-from .refunds.results import apply_result, apply_timeout
-from .sms import commands, delivery
+from ..mpesa.c2b import apply_c2b
+from ..mpesa.callbacks import apply_stk_callback
+from ..refunds.results import apply_result, apply_timeout
+from ..sms import commands, delivery
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, make_response
 
-bp = Blueprint("bench", __name__, url_prefix="/bench")  # gateway.web opens no database connection for it
+bp = Blueprint("bench", __name__, url_prefix="/bench")  # gateway.http.errors opens no database connection for it
 
 
 @bp.route("/hello", methods=["GET", "POST"])
