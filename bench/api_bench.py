@@ -88,7 +88,7 @@ def prepare_admin(database_url: str) -> None:
     """An admin with a known password (created once, its password reset on later runs)."""
     from gateway.backoffice import auth
     from shared.db import db, init_db, write_tx
-    from shared.db.migrations import migrate
+    from shared.models.migrations import migrate
     from shared.models import Staff
 
     init_db(database_url)

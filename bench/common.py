@@ -64,12 +64,12 @@ def fresh_pg_database(url: str) -> str:
 def bind_database(url: str) -> None:
     """Bind this process to the gateway's database with its personal-data keys (in the local profile the
     gateway keeps them in the database), so the bench can seed and check rows."""
-    from shared.privacy import crypto
+    from shared.models.keystore import install_keys
     from shared.config import load_config
     from shared.db import init_db
 
     init_db(url)
-    crypto.install(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url}, read_dotenv=False))
+    install_keys(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url}, read_dotenv=False))
 
 
 class Gateway:

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from shared.privacy import crypto
+from shared.models.keystore import install_keys
 from shared import logsafe
 from shared.config import Config, load_config
 from shared.db import db, init_db
-from shared.db.migrations import migrate
+from shared.models.migrations import migrate
 
 from .http.guard import BodyLimit, SafeJSONProvider
 from .providers.daraja.urls import callback_token, stk_callback_url
@@ -50,7 +50,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
     config = config or load_config()
     init_db(config.database_url)
-    crypto.install(config)  # personal-data keys, before migrate(): migration 9 seals existing rows
+    install_keys(config)  # personal-data keys, before migrate(): migration 9 seals existing rows
     migrate()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -79,12 +79,12 @@ def main(argv=None) -> int:
 
 def _open_database(config) -> int:
     """Bind the database, load the personal-data keys (migration 9 seals existing rows with them), migrate."""
-    from shared.privacy import crypto
+    from shared.models.keystore import install_keys
     from shared.db import init_db
-    from shared.db.migrations import migrate
+    from shared.models.migrations import migrate
 
     init_db(config.database_url)
-    crypto.install(config)
+    install_keys(config)
     return migrate()
 
 
@@ -106,7 +106,7 @@ def _rotate_keys(config, args) -> int:
     """Re-seal with the current data key (and with --rehash recompute look-up hashes); idempotent."""
     import time
 
-    from shared.privacy import rekey
+    from shared.models import rekey
     from shared.privacy.crypto import Unreadable
 
     if args.batch < 1:

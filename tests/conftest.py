@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from shared.config import load_config
 from shared.db import db, init_db
-from shared.db.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ALL_MODELS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,14 +57,14 @@ def database(db_url):
 
 @pytest.fixture
 def config(db_url):
-    from shared.privacy import crypto
+    from shared.models.keystore import install_keys
 
     config = load_config(
         {"LIPA_PROFILE": "local", "DATABASE_URL": db_url, "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
          "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY},
         mpesa_base_url="http://127.0.0.1:9/unused", at_base_url="http://127.0.0.1:9/unused",
     )
-    crypto.install(config)  # also for tests that write rows before (or without) building an app
+    install_keys(config)  # also for tests that write rows before (or without) building an app
     return config
 
 

@@ -11,7 +11,7 @@ import requests
 
 from shared.config import load_config
 from shared.db import init_db
-from shared.db.migrations import migrate
+from shared.models.migrations import migrate
 from tests.conftest import CALLBACK_TOKEN
 from tests.gateway_process import GatewayProcess as BaseGatewayProcess
 from tests.helpers import free_port
@@ -128,13 +128,10 @@ class GatewayProcess(BaseGatewayProcess):
 def open_database(url: str) -> None:
     """Bind this test process to the gateway's database (with its personal-data keys, as the gateway
     loads them, when the schema seals phone numbers) and bring the schema up to date."""
+    from shared.models.keystore import install_keys
+
     init_db(url)
-    try:
-        from shared.privacy import crypto
-    except ImportError:  # a schema without sealed columns
-        crypto = None
-    if crypto is not None:
-        crypto.install(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url}, read_dotenv=False))
+    install_keys(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url}, read_dotenv=False))
     migrate()
 
 

@@ -15,7 +15,7 @@ from gateway.devtools.simulators.africastalking import create_at_sim
 from gateway.devtools.simulators.daraja import create_daraja_sim
 from shared.privacy import crypto
 from shared.db import db, init_db
-from shared.db.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ALL_MODELS
 from tests.conftest import DATA_KEY, LOOKUP_KEY, PG_URL
 from tests.gateway_process import GatewayProcess as BaseGatewayProcess

@@ -14,6 +14,7 @@ from cryptography.fernet import Fernet
 from gateway.notify.outbox import opted_out
 from gateway.payments.service import initiate
 from gateway.reconciliation.service import import_statement
+from shared.models import keystore
 from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite, write_tx
 from shared.errors import NotAllowed
@@ -184,13 +185,13 @@ def test_local_profile_keeps_generated_keys_with_its_database(config):
     local = config.with_overrides(data_keys=(), lookup_key="")
     init_db(config.database_url)
     try:
-        first = crypto.install(local)
+        first = keystore.install_keys(local)
         with db.connection_context():
-            keys = [crypto.LOCAL_DATA_KEY, crypto.LOCAL_LOOKUP_KEY]
+            keys = [keystore.LOCAL_DATA_KEY, keystore.LOCAL_LOOKUP_KEY]
             stored = {row.key: row.value for row in Setting.select().where(Setting.key.in_(keys))}
-        second = crypto.install(local)
-        assert set(stored) == {crypto.LOCAL_DATA_KEY, crypto.LOCAL_LOOKUP_KEY}
-        assert stored[crypto.LOCAL_DATA_KEY] != DATA_KEY and first.lookup == second.lookup
+        second = keystore.install_keys(local)
+        assert set(stored) == {keystore.LOCAL_DATA_KEY, keystore.LOCAL_LOOKUP_KEY}
+        assert stored[keystore.LOCAL_DATA_KEY] != DATA_KEY and first.lookup == second.lookup
         assert second.data.decrypt(first.data.encrypt(b"x")) == b"x"
     finally:
-        crypto.install(config)
+        keystore.install_keys(config)

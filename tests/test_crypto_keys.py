@@ -13,9 +13,10 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from gateway.notify.outbox import opted_out
 from gateway.sms.ratelimit import replies_sent
+from shared.models.keystore import install_keys
 from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite
-from shared.db.migrations import MIGRATIONS, migrate
+from shared.models.migrations import MIGRATIONS, migrate
 from shared.models import (
     IdempotencyRecord,
     InboxMessage,
@@ -48,7 +49,7 @@ def bound(config):
     migrate()
     with db.connection_context():
         yield config
-    crypto.install(config)  # the conftest keys again, whatever a test installed
+    install_keys(config)  # the conftest keys again, whatever a test installed
 
 
 def raw_rows() -> str:

@@ -15,7 +15,7 @@ from gateway.providers.daraja.token_store import DbTokenStore, MemoryTokenStore
 from shared.config import SANDBOX_PASSKEY, SANDBOX_SHORTCODE
 from shared.db import init_db
 from shared.errors import InvalidInput
-from shared.db.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ProviderToken
 from tests.daraja_fake import INVALID_TOKEN, OAUTH, PUSH, QUERY, FakeDaraja
 

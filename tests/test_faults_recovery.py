@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.ingest import healing
+from gateway.jobs import healing
 from gateway.jobs import registry, runner
 from gateway.notify.dispatcher import Dispatcher
 from gateway.providers.africastalking import SmsSender

@@ -19,7 +19,7 @@ from shared.timeutil import iso
 
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
 from ..backoffice.feed import ranked_page
-from .serialize import notification_json, reveals
+from ..backoffice.serialize import notification_json, reveals
 
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")

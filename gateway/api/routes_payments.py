@@ -23,7 +23,7 @@ from ..payments.transitions import record, transition
 from ..backoffice import timeline
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from ..backoffice.payments_query import list_payments, parse_filters
-from .serialize import notification_json, payment_json, refund_json, reveals
+from ..backoffice.serialize import notification_json, payment_json, refund_json, reveals
 
 S = PaymentStatus
 MAX_ID = 2**31 - 1

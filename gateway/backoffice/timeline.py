@@ -11,7 +11,7 @@ from datetime import datetime
 from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, Refund, UssdSession
 from shared.timeutil import iso
 
-from ..api.serialize import audit_json, callback_json, event_json, notification_json, refund_json
+from .serialize import audit_json, callback_json, event_json, notification_json, refund_json
 
 # At the same second, what happened first: the caller's hops, then our events, then the rest.
 _ORDER = {"ussd": 0, "event": 1, "callback": 2, "notification": 3, "refund": 4, "staff_action": 5}

@@ -31,7 +31,7 @@ from shared.models import Notification
 from shared.phone import mask_phone
 from shared.timeutil import utcnow
 
-from ..payments.transitions import raise_alert
+from .alerts import raise_alert
 from ..providers.africastalking import SmsPermanent, SmsRetryable
 from ..providers.webhooks import WebhookPermanent, WebhookRetryable
 

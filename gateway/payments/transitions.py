@@ -4,9 +4,11 @@ from __future__ import annotations
 import logging
 
 from shared.errors import InvalidTransition
-from shared.models import Alert, Payment, PaymentEvent
+from shared.models import Payment, PaymentEvent
 from shared.states import ACTIVE, PaymentStatus, can_transition
 from shared.timeutil import utcnow
+
+from ..notify.alerts import raise_alert  # noqa: F401 - flag() raises one; callers import it from here too
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,3 @@ def flag(payment: Payment, reason: str, *, actor: str, payload=None, alert_kind:
     payment.save()
     record(payment, "flag", actor=actor, reason=reason, payload=payload)
     raise_alert(alert_kind, reason, payment=payment)
-
-
-def raise_alert(kind: str, message: str, *, payment: Payment | None = None, inbox=None) -> Alert:
-    """Something staff must see; logged at WARNING too."""
-    log.warning("alert %s: %s", kind, message)
-    return Alert.create(kind=kind, message=message[:255], payment=payment, inbox=inbox)

@@ -8,7 +8,8 @@ but not the key cannot hash the million Kenyan mobile numbers and read the table
 Keys (see shared.config): ``LIPA_DATA_KEY`` is a comma list of Fernet keys, the first seals, every one
 opens (MultiFernet), which is how data keys are rotated; ``LIPA_LOOKUP_KEY`` keys the hashes. In the local
 profile only, missing keys are generated once and kept in the database's Setting table so the demo runs
-with no setup; anyone holding that database holds its keys, so this is never done in sandbox or production.
+with no setup (shared.models.keystore, which reads the database and so lives beside the models: this module
+stays pure, and the models can seal without importing the database back).
 """
 from __future__ import annotations
 
@@ -19,8 +20,6 @@ from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-LOCAL_DATA_KEY = "local.data_key"
-LOCAL_LOOKUP_KEY = "local.lookup_key"
 MIN_LOOKUP_KEY = 32
 
 
@@ -64,7 +63,7 @@ def use_keys(data_keys, lookup_key: str) -> Keyring:
 
 def keyring() -> Keyring:
     if _keyring is None:
-        raise KeysNotSet("personal-data keys are not loaded: call shared.privacy.crypto.install(config) after init_db()")
+        raise KeysNotSet("personal-data keys are not loaded: call shared.models.keystore.install_keys(config) after init_db()")
     return _keyring
 
 
@@ -108,36 +107,3 @@ def new_data_key() -> str:
 
 def new_lookup_key() -> str:
     return secrets.token_urlsafe(32)
-
-
-def install(config) -> Keyring:
-    """The keys of ``config``; in the local profile a missing key comes from (or is created in) the bound
-    database's Setting table. Call after init_db() and before migrate(): migration 9 seals existing rows."""
-    data_keys, lookup_key = tuple(config.data_keys), config.lookup_key
-    if not (data_keys and lookup_key):
-        if not config.is_local:  # load_config refuses this already; kept as a guard for hand-made configs
-            raise KeysNotSet("LIPA_DATA_KEY and LIPA_LOOKUP_KEY are required outside the local profile")
-        stored = _local_keys()
-        data_keys = data_keys or (stored[LOCAL_DATA_KEY],)
-        lookup_key = lookup_key or stored[LOCAL_LOOKUP_KEY]
-    return use_keys(data_keys, lookup_key)
-
-
-def _local_keys() -> dict[str, str]:
-    """Demo keys kept with the data (local profile only): created once, the same for every process."""
-    from ..db import db, schema_tx
-    from ..models.operations import Setting
-
-    opened = db.is_closed()
-    if opened:
-        db.connect()
-    try:
-        with schema_tx():
-            Setting.create_table(safe=True)  # migration 1 creates it too (safe=True): a fresh database has none yet
-            for key, make in ((LOCAL_DATA_KEY, new_data_key), (LOCAL_LOOKUP_KEY, new_lookup_key)):
-                Setting.insert(key=key, value=make()).on_conflict_ignore().execute()
-            rows = Setting.select().where(Setting.key.in_([LOCAL_DATA_KEY, LOCAL_LOOKUP_KEY]))
-            return {row.key: row.value for row in rows}
-    finally:
-        if opened:
-            db.close()

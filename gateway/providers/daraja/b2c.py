@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from shared.errors import InvalidInput
 from shared.phone import mask_phone
 
-from ..providers.daraja.errors import DarajaBadResponse, DarajaError
+from .errors import DarajaBadResponse, DarajaError
 
 log = logging.getLogger(__name__)
 

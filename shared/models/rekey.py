@@ -11,10 +11,10 @@ gateway rewrote meanwhile is left as the gateway wrote it.
 """
 from __future__ import annotations
 
-from .crypto import lookup_hash, needs_rotation, rotate, unseal
+from ..privacy.crypto import lookup_hash, needs_rotation, rotate, unseal
 from ..db import db, write_tx
-from ..models import ALL_MODELS
-from .sealed import lookup_fields, sealed_fields
+from . import ALL_MODELS
+from ..privacy.sealed import lookup_fields, sealed_fields
 
 BATCH = 1000
 

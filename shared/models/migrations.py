@@ -5,8 +5,8 @@ import logging
 
 from .. import models as m
 from ..privacy.crypto import lookup_hash, seal
-from . import db, is_sqlite, refresh_planner_stats, schema_tx
-from ..models import SchemaVersion
+from ..db import db, is_sqlite, refresh_planner_stats, schema_tx
+from . import SchemaVersion
 from ..privacy.sealed import lookup_fields, sealed_fields
 
 log = logging.getLogger(__name__)
