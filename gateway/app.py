@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
@@ -16,6 +17,12 @@ from .http.guard import BodyLimit, SafeJSONProvider
 from .providers.daraja.urls import callback_token, stk_callback_url
 from .notify.outbox import take_pending
 from .ingest.tasks import Tasks
+from .payments.transitions import TransitionHooks, bind_hooks
+
+if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
+    from .jobs.scheduler import JobScheduler
+    from .notify.dispatcher import Dispatcher
+    from .providers.daraja.client import DarajaClient
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -23,15 +30,19 @@ MAX_BODY_BYTES = 64 * 1024
 
 @dataclass
 class Services:
-    """What the blueprints and services need, reachable as app.extensions['lipa'] (tests replace parts)."""
+    """What the blueprints and services need, reachable as app.extensions['lipa'] (tests replace parts).
+
+    Everything an app wires is held here, nothing in module globals: two apps in one process (tests build
+    many) never see each other's listeners. ``hooks`` is bound to every request, background task and job."""
 
     config: Config
-    daraja: object
+    daraja: DarajaClient
     tasks: Tasks
     callback_token: str
     public_url: str
-    dispatcher: object = None
-    scheduler: object = None  # the jobs' JobScheduler when create_app(start_scheduler=True)
+    hooks: TransitionHooks
+    dispatcher: Dispatcher | None = None
+    scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
 
     def wake_dispatcher(self) -> None:
         """Called once a transaction that queued notifications has committed (the fast path)."""
@@ -67,12 +78,13 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     public_url = config.public_url or "http://127.0.0.1:8000"
     services = Services(
         config=config, daraja=daraja or _daraja(config), tasks=tasks or Tasks(),
-        callback_token=token, public_url=public_url,
+        callback_token=token, public_url=public_url, hooks=_hooks(config),
     )
     services.dispatcher = dispatcher or _dispatcher(config)
     services.tasks.after_each = services.wake_dispatcher
-    _listen(config)
     app.extensions["lipa"] = services
+    bind_hooks(services.hooks)  # this thread (the CLI, a test); requests bind their own below
+    app.before_request(lambda: bind_hooks(services.hooks))
     _register(app)
     if start_background:
         services.dispatcher.start()
@@ -82,17 +94,18 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     return app
 
 
-def _listen(config: Config) -> None:
-    """Wire status changes to their side effects, inside the same transaction."""
+def _hooks(config: Config) -> TransitionHooks:
+    """Status changes wired to their side effects, run inside the same transaction."""
     from .notify.events import PaymentNotifier
-    from .payments import flags, unexpected
+    from .payments import flags
     from .payments.requests import on_payment_change
-    from .payments.transitions import on_transition
+    from .refunds.service import request_refund
 
-    unexpected.configure(config)
-    on_transition("requests", on_payment_change)
-    on_transition("flags", flags.listener(config))
-    on_transition("notify", PaymentNotifier(config))
+    hooks = TransitionHooks(config=config, request_refund=request_refund)
+    hooks.add("requests", on_payment_change)
+    hooks.add("flags", flags.listener(config))
+    hooks.add("notify", PaymentNotifier(config))
+    return hooks
 
 
 def _dispatcher(config: Config):

@@ -10,7 +10,6 @@ from gateway.providers.daraja.c2b_register import REGISTER_PATH, c2b_urls, regis
 from gateway.providers.daraja.client import DarajaClient
 from gateway.providers.daraja.errors import DarajaBadResponse
 from gateway.providers.daraja.token_store import MemoryTokenStore
-from gateway.payments import unexpected
 from gateway.payments.requests import create_request, set_request_status
 from shared.db import db, write_tx
 from shared.errors import InvalidInput
@@ -41,7 +40,6 @@ def build(make_app):
         return app
 
     yield factory
-    unexpected.configure(None)
     if not db.is_closed():
         db.close()
 

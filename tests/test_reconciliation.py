@@ -123,7 +123,7 @@ def test_an_unknown_listener_still_sees_each_settlement(lipa):
         payment = pay(receipt="RC00000001")
         import_statement(statement(row("RC00000001")))
     finally:
-        transitions._listeners.pop("test-spy", None)
+        transitions.current_hooks().listeners.pop("test-spy", None)
     assert seen == [(payment.id, "COMPLETED", "SETTLED")]
 
 

@@ -1,7 +1,4 @@
 """Money for a closed bill or an unknown account is kept, flagged, alerted, audited, then refunded or held."""
-import sys
-import types
-
 import pytest
 
 from gateway.payments import unexpected
@@ -15,7 +12,7 @@ from tests.test_stk_callback import make_payment, paid_body, post
 
 build, lipa = test_c2b.build, test_c2b.lipa  # the wired-app fixtures, shared
 
-REFUND_MODULE = "gateway.refunds.service"
+REFUND_SERVICE = "gateway.refunds.service.request_refund"
 
 
 def closed_request(status: str) -> PaymentRequest:
@@ -34,15 +31,13 @@ def closed_request(status: str) -> PaymentRequest:
 def fake_refunds(monkeypatch):
     """A stand-in for the refund service, so these tests do not depend on it being written yet."""
     calls = []
-    module = types.ModuleType(REFUND_MODULE)
 
     def request_refund(payment, amount, reason, *, requested_by):
         calls.append((payment.id, amount, reason, requested_by))
         fresh = Payment.get_by_id(payment.id)  # a service that re-reads the row, as real ones do
         transition(fresh, "REFUND_PENDING", actor=requested_by, reason=reason)
 
-    module.request_refund = request_refund
-    monkeypatch.setitem(sys.modules, REFUND_MODULE, module)
+    monkeypatch.setattr(REFUND_SERVICE, request_refund)  # what create_app wires into the payment hooks
     return calls
 
 
@@ -83,9 +78,9 @@ def test_auto_refund_requests_the_refund(build, fake_refunds):
     assert AuditLog.get().details["outcome"] == "refund_requested"
 
 
-def test_auto_refund_without_the_refund_module_holds_with_a_note(build, monkeypatch):
-    monkeypatch.setitem(sys.modules, REFUND_MODULE, None)  # as if gateway.refunds were not written yet
+def test_auto_refund_without_a_refund_service_holds_with_a_note(build):
     app = build(auto_refund=True)
+    app.extensions["lipa"].hooks.request_refund = None  # an app that wired no refund service
     confirm(app, c2b_body(BillRefNumber="bad account!"))
     payment = Payment.get()
     assert payment.status == "COMPLETED" and "auto-refund unavailable" in payment.flag_reason
@@ -93,14 +88,11 @@ def test_auto_refund_without_the_refund_module_holds_with_a_note(build, monkeypa
 
 
 def test_auto_refund_failure_keeps_the_money_held(build, monkeypatch):
-    module = types.ModuleType(REFUND_MODULE)
-
     def request_refund(payment, amount, reason, *, requested_by):
         Payment.update(status="REFUNDED").where(Payment.id == payment.id).execute()  # undone by the savepoint
         raise RuntimeError("reversal service down")
 
-    module.request_refund = request_refund
-    monkeypatch.setitem(sys.modules, REFUND_MODULE, module)
+    monkeypatch.setattr(REFUND_SERVICE, request_refund)
     app = build(auto_refund=True)
     confirm(app, c2b_body(BillRefNumber="bad account!"))
     payment = Payment.get()
@@ -117,7 +109,7 @@ def test_auto_refund_off_holds_even_with_the_module(build, fake_refunds):
 
 
 def test_unconfigured_handler_holds(lipa):
-    unexpected.configure(None)
+    lipa.extensions["lipa"].hooks.config = None
     payment = make_payment(status="COMPLETED", mpesa_receipt="R1")
     with write_tx():
         assert unexpected.handle_unexpected(payment, "test") == "held"

@@ -1,6 +1,7 @@
 """Background work that must not run inside a provider's request (the STK push after a USSD END)."""
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,7 +22,8 @@ class Tasks:
 
     def submit(self, fn, *args, **kwargs) -> Future:
         """Run fn in the background; failures are logged (the sweeps heal what they leave undone)."""
-        future = self._pool.submit(self._run, fn, *args, **kwargs)
+        context = contextvars.copy_context()  # the submitter's bindings (its app's payment hooks) go along
+        future = self._pool.submit(context.run, self._run, fn, *args, **kwargs)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)

@@ -21,6 +21,7 @@ from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
 from shared.models import JobRun, JobState
 from shared.timeutil import utcnow
 
+from ..payments.transitions import bind_hooks
 from . import registry
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def run_job(name: str, ctx, *, trigger: str = "schedule", worker: str | None = N
 
     A manual run (trigger ``manual:<staff>``) ignores the pause and the gap, not the lease."""
     func = registry.get(name)
+    if getattr(ctx, "hooks", None) is not None:
+        bind_hooks(ctx.hooks)  # the scheduler's thread: changes made by the job run this app's listeners
     lease_s = lease_s or lease_for(registry.interval(name, getattr(ctx, "config", None)))
     worker = (worker or default_worker())[:64]
     lock = _local_lock(worker, name)

@@ -19,7 +19,7 @@ NOT_NEW_FROM = (PaymentStatus.SETTLED.value, PaymentStatus.REFUND_PENDING.value)
 
 
 def listener(config):
-    """The transition listener for app.py: ``on_transition("flags", flags.listener(config))``."""
+    """The transition listener for app.py: ``hooks.add("flags", flags.listener(config))``."""
     return functools.partial(on_payment_change, config=config)
 
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 from shared.errors import InvalidTransition
 from shared.models import Payment, PaymentEvent
@@ -12,13 +15,51 @@ from ..notify.alerts import raise_alert  # noqa: F401 - flag() raises one; calle
 
 log = logging.getLogger(__name__)
 
-# Listeners called inside the same transaction as the change, by name (a new app replaces its own).
-_listeners: dict[str, object] = {}
+Listener = Callable[[Payment, str, str, PaymentEvent], None]
 
 
-def on_transition(name: str, listener) -> None:
-    """Register listener(payment, from_status, to_status, event), run inside the change's transaction."""
-    _listeners[name] = listener
+@dataclass
+class TransitionHooks:
+    """An app's side effects of a status change (queue the SMS, update the request, flag), run inside the
+    change's transaction. create_app builds one and holds it on its Services; it is bound to each request,
+    background task and job (bind_hooks), so two apps in one process never run each other's listeners."""
+
+    listeners: dict[str, Listener] = field(default_factory=dict)
+    config: object = None  # the app's Config, for rules that run inside a change (unexpected money)
+    request_refund: Callable | None = None  # refunds.service.request_refund, wired by create_app
+
+    def add(self, name: str, listener: Listener) -> None:
+        """listener(payment, from_status, to_status, event); a name added again replaces the first."""
+        self.listeners[name] = listener
+
+    def run(self, payment: Payment, from_status: str, to_status: str, event: PaymentEvent) -> None:
+        for listener in list(self.listeners.values()):
+            listener(payment, from_status, to_status, event)
+
+
+# Which app's hooks the running code belongs to: a context variable (per thread, per request), set by
+# bind_hooks for each request, task and job. A thread the app did not start (a test's own) has no binding:
+# it gets the newest app's hooks, never none, because a change that skipped its listeners would lose an SMS.
+_bound: ContextVar[TransitionHooks] = ContextVar("lipa_transition_hooks")
+_newest: list[TransitionHooks] = []
+
+
+def bind_hooks(hooks: TransitionHooks) -> None:
+    """Make ``hooks`` the ones transition() runs in this context (the current thread or request)."""
+    _bound.set(hooks)
+    _newest[:] = [hooks]
+
+
+def current_hooks() -> TransitionHooks:
+    hooks = _bound.get(None) or (_newest[0] if _newest else None)
+    if hooks is None:
+        raise RuntimeError("a status changed before any app was built: call create_app() first")
+    return hooks
+
+
+def on_transition(name: str, listener: Listener) -> None:
+    """Add a listener to the hooks bound here (tests spy on changes this way)."""
+    current_hooks().add(name, listener)
 
 
 def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason: str = "",
@@ -44,8 +85,7 @@ def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason:
         actor=actor, reason=reason[:255], payload=payload, created_at=now,
     )
     log.info("payment %s %s -> %s by %s", payment.reference, current, to.value, actor)
-    for listener in list(_listeners.values()):
-        listener(payment, current, to.value, event)
+    current_hooks().run(payment, current, to.value, event)
     return event
 
 

@@ -2,58 +2,47 @@
 and audited, then refunded automatically (config.auto_refund) or held for staff. No Flask here."""
 from __future__ import annotations
 
-import importlib
 import logging
 
 from shared.db import db
 from shared.models import AuditLog, Payment
 
-from .transitions import flag, record
+from .transitions import current_hooks, flag, record
 
 log = logging.getLogger(__name__)
 ALERT_KIND = "unexpected_money"
-REFUND_MODULE = "gateway.refunds.service"
 HELD = "held for staff"
-_state: dict = {"config": None}
-
-
-def configure(config) -> None:
-    """Called by the app factory: the handler runs inside transitions, where no app is at hand."""
-    _state["config"] = config
 
 
 def handle_unexpected(payment: Payment, reason: str, *, config=None) -> str:
     """Keep the money and make it visible; returns "refund_requested" or "held". Caller holds the transaction."""
-    config = config if config is not None else _state["config"]
-    service, why_held = _refund_service(config)
-    plan = "automatic refund requested" if service else why_held
+    hooks = current_hooks()  # the app's: this runs inside a change, where no app is at hand
+    config = config if config is not None else hooks.config
+    refund, why_held = _refund_service(config, hooks.request_refund)
+    plan = "automatic refund requested" if refund else why_held
     flag(payment, f"{reason}; {plan}", actor="system", alert_kind=ALERT_KIND)
     outcome = "held"
-    if service is not None:
-        outcome, plan = _request_refund(service, payment, reason)
+    if refund is not None:
+        outcome, plan = _request_refund(refund, payment, reason)
     _audit(payment, reason, outcome, plan)
     return outcome
 
 
-def _refund_service(config):
-    """The refund module when auto-refund is on and it can be imported, else (None, why it is held)."""
+def _refund_service(config, request_refund):
+    """The refund call when auto-refund is on and the app wired one, else (None, why it is held)."""
     if config is None or not getattr(config, "auto_refund", False):
         return None, HELD
-    try:
-        module = importlib.import_module(REFUND_MODULE)
-    except ImportError:
-        log.warning("auto-refund is on but %s cannot be imported; money held for staff", REFUND_MODULE)
+    if request_refund is None:
+        log.warning("auto-refund is on but no refund service is wired; money held for staff")
         return None, f"{HELD} (auto-refund unavailable)"
-    if not hasattr(module, "request_refund"):
-        return None, f"{HELD} (auto-refund unavailable)"
-    return module, ""
+    return request_refund, ""
 
 
-def _request_refund(service, payment: Payment, reason: str) -> tuple[str, str]:
+def _request_refund(request_refund, payment: Payment, reason: str) -> tuple[str, str]:
     """Ask for the refund in a savepoint: if it fails, the money is still kept and held for staff."""
     try:
         with db.atomic():
-            service.request_refund(payment, payment.amount, reason, requested_by="auto-refund")
+            request_refund(payment, payment.amount, reason, requested_by="auto-refund")
     except Exception as exc:  # the refund is optional; keeping the money is not
         log.exception("auto-refund of %s failed; held for staff", payment.reference)
         note = f"{HELD} (auto-refund failed: {type(exc).__name__})"

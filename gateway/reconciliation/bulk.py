@@ -45,7 +45,7 @@ def settle_many(items: list[tuple[int, str]], *, config=None) -> int:
     outbox.enqueue, with the notifier's dedupe key. A listener this does not know sends every payment
     through transition() instead, so it is never bypassed.
     """
-    if set(transitions._listeners) - BULK_SAFE_LISTENERS:
+    if set(transitions.current_hooks().listeners) - BULK_SAFE_LISTENERS:
         return sum(_settle_one(payment_id, reason) for payment_id, reason in items)
     sms = _settled_sms_wanted(config)
     now, total = utcnow(), 0
@@ -84,7 +84,7 @@ def _mark_settled(ids: list[int], now) -> set[int]:
 def _settled_sms_wanted(config) -> bool:
     """The config given, else the one the app's notifier was built with (no notifier: no SMS, as transition)."""
     if config is None:
-        config = getattr(transitions._listeners.get("notify"), "config", None)
+        config = getattr(transitions.current_hooks().listeners.get("notify"), "config", None)
     return bool(getattr(config, "sms_on_settled", False))
 
 

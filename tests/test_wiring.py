@@ -1,0 +1,33 @@
+"""What create_app wires is held on its Services: two apps in one process never see each other's listeners."""
+from gateway.payments.transitions import TransitionHooks
+from tests.test_stk_callback import make_payment, paid_body, post, reload
+
+
+def _spy(app, seen: list, label: str) -> None:
+    app.extensions["lipa"].hooks.add("spy", lambda payment, old, new, event: seen.append((label, payment.reference, new)))
+
+
+def test_two_apps_run_only_their_own_listeners(make_app, sim, conn):
+    urls = {"mpesa_base_url": sim.daraja_url, "at_base_url": sim.at_url}
+    first = make_app(config_overrides={**urls, "flag_amount_over": 100})
+    second = make_app(config_overrides={**urls, "flag_amount_over": 1_000_000})
+    seen: list = []
+    _spy(first, seen, "first")
+    _spy(second, seen, "second")
+    one = make_payment(ref="LPWIRE001", checkout="ws_CO_wire1")
+    two = make_payment(ref="LPWIRE002", checkout="ws_CO_wire2", phone="254700000002")
+
+    post(first.test_client(), first, paid_body(checkout="ws_CO_wire1", receipt="WIRE000001"))
+    post(second.test_client(), second, paid_body(checkout="ws_CO_wire2", receipt="WIRE000002", phone=254700000002))
+
+    assert seen == [("first", "LPWIRE001", "COMPLETED"), ("second", "LPWIRE002", "COMPLETED")]
+    # each app's flag rule ran with its own config: 500 is over the first one's limit only
+    assert reload(one).flagged and not reload(two).flagged
+
+
+def test_hooks_are_the_apps_own_objects(make_app):
+    first, second = make_app(), make_app()
+    hooks = [app.extensions["lipa"].hooks for app in (first, second)]
+    assert all(isinstance(h, TransitionHooks) for h in hooks) and hooks[0] is not hooks[1]
+    assert set(hooks[0].listeners) == {"requests", "flags", "notify"}
+    assert hooks[0].listeners["flags"] is not hooks[1].listeners["flags"]
