@@ -4,7 +4,6 @@ import io
 import pytest
 
 from shared.db import db
-from shared.errors import LipaError
 from shared.models import Alert, AuditLog, Notification, Payment
 from tests.conftest import fixture_text
 
@@ -153,18 +152,6 @@ def test_pause_and_resume_are_for_admins(client, as_, runner):
 
 
 # --- reconciliation ---------------------------------------------------------------------------------------
-
-def test_a_missing_service_is_501_but_a_broken_one_is_not_hidden(app, tmp_path, monkeypatch):
-    from gateway.api.routes_ops import _service
-
-    with pytest.raises(LipaError) as info:
-        _service("gateway.no_such_service")
-    assert info.value.http_status == 501 and info.value.code == "not_implemented"
-    (tmp_path / "lipa_broken_service.py").write_text("import lipa_no_such_dependency\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        _service("lipa_broken_service")
-
 
 def test_statement_upload_limits_and_roles(client, as_):
     url = f"{API}/reconciliation/statements"

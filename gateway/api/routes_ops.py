@@ -1,22 +1,21 @@
 """Operations: alerts, the notification outbox, scheduled jobs and statement reconciliation.
 
-Jobs and reconciliation are services of their own (gateway.jobs.runner, gateway.reconciliation.service),
-imported when first used; without them these routes answer 501.
+Thin routes over the services: gateway.jobs (runner, registry) and gateway.reconciliation.service.
 """
 from __future__ import annotations
 
-import importlib
 from datetime import datetime
 
 from flask import current_app, jsonify, request
 from peewee import Case
 
-from shared.config import JOB_NAMES
 from shared.db import write_tx
-from shared.errors import InvalidInput, LipaError, NotAllowed, NotFound
+from shared.errors import InvalidInput, NotAllowed, NotFound
 from shared.models import Alert, AuditLog, Notification, ReconException
 from shared.timeutil import iso
 
+from ..jobs import registry, runner
+from ..reconciliation import service as recon_service
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
 from ..backoffice.feed import ranked_page
 from ..backoffice.serialize import notification_json, reveals
@@ -128,25 +127,9 @@ def list_notifications():
 
 # --- jobs -------------------------------------------------------------------------------------------------
 
-def _service(module: str):
-    """A service module written separately; 501 while it is not there (a broken one is not hidden)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            raise LipaError("This is not available in this build.", code="not_implemented",
-                            http_status=501) from None
-        raise
-
-
 def _job(name: str):
     """The runner, once the name is known to be a job (404 otherwise)."""
-    runner = _service("gateway.jobs.runner")
-    registry = getattr(runner, "registry", None)
-    if registry is not None:
-        registry.get(name)
-    elif name not in JOB_NAMES:
-        raise NotFound(f"No job called {name!r}.", code="unknown_job")
+    registry.get(name)
     return runner
 
 
@@ -167,7 +150,6 @@ def _plain(value):
 def list_jobs():
     """Every scheduled job: runs, success rate, last run, paused, interval, next run (viewer+)."""
     principal().require("viewer")
-    runner = _service("gateway.jobs.runner")
     stats = runner.job_stats(current_app.extensions["lipa"].config)
     return jsonify({"items": _plain(stats), "next_cursor": None})
 
@@ -232,11 +214,10 @@ def upload_statement():
     who = principal()
     who.require("operator")
     data, filename = _statement_upload()
-    service = _service("gateway.reconciliation.service")
     if not data.strip():
         raise InvalidInput("The statement is empty.", code="empty_statement")
-    result = service.import_statement(data, filename=filename, uploaded_by=who.actor)
-    return jsonify(_plain(service.run_summary(_run_id(result)))), 201
+    result = recon_service.import_statement(data, filename=filename, uploaded_by=who.actor)
+    return jsonify(_plain(recon_service.run_summary(_run_id(result)))), 201
 
 
 def exception_json(e: ReconException) -> dict:
@@ -250,8 +231,7 @@ def get_run(run_id: int):
     """A run's summary and a page of its exceptions, open ones first (viewer+)."""
     principal().require("viewer")
     args = _args("status")
-    service = _service("gateway.reconciliation.service")
-    summary = _plain(service.run_summary(run_id))
+    summary = _plain(recon_service.run_summary(run_id))
     query = ReconException.select().where(ReconException.statement == run_id)
     status = _choice(args, "status", ("OPEN", "RESOLVED"), upper=True)
     if status:
@@ -267,6 +247,5 @@ def resolve_exception(exception_id: int):
     who = principal()
     who.require("operator")
     note = str(json_body(required=("note",))["note"]).strip()
-    service = _service("gateway.reconciliation.service")
-    row = service.resolve_exception(exception_id, staff=who.actor, note=note[:500])
+    row = recon_service.resolve_exception(exception_id, staff=who.actor, note=note[:500])
     return jsonify(exception_json(row))

@@ -55,17 +55,10 @@ def process_inbox(ctx) -> dict:
 
 
 def reconcile(ctx) -> dict:
-    """Re-match open reconciliation exceptions, when the reconciliation module is installed."""
-    try:
-        from ..reconciliation import service
-        rematch = service.rematch_open
-    except ImportError as exc:
-        if exc.name and not exc.name.startswith("gateway.reconciliation"):
-            raise  # reconciliation exists but is broken: the run must show it
-        return {"skipped": "reconciliation not available"}
-    except AttributeError:
-        return {"skipped": "reconciliation not available"}
-    result = rematch()
+    """Re-match open reconciliation exceptions against the statements imported since."""
+    from ..reconciliation import service
+
+    result = service.rematch_open()
     return result if isinstance(result, dict) else {"matched": result}
 
 
