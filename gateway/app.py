@@ -14,7 +14,7 @@ from shared.db import db, init_db
 from shared.models.migrations import migrate
 
 from .http.guard import BodyLimit, SafeJSONProvider
-from .providers.daraja.urls import callback_token, stk_callback_url
+from .providers.daraja.urls import callback_token, result_url, stk_callback_url, timeout_url
 from .notify.outbox import take_pending
 from .ingest.tasks import Tasks
 from .payments.transitions import TransitionHooks, bind_hooks
@@ -52,6 +52,14 @@ class Services:
     @property
     def stk_callback_url(self) -> str:
         return stk_callback_url(self.public_url, self.callback_token)
+
+    @property
+    def result_url(self) -> str:
+        return result_url(self.public_url, self.callback_token)
+
+    @property
+    def timeout_url(self) -> str:
+        return timeout_url(self.public_url, self.callback_token)
 
 
 def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None = None,

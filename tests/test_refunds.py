@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.providers.daraja.b2c import result_url, timeout_url
+from gateway.providers.daraja.urls import result_url, timeout_url
 from gateway.mpesa.results_views import bp_results
 from gateway.refunds import cancel_refund, request_refund, send_refund
 from gateway.providers.daraja import credential as cred

@@ -220,10 +220,8 @@ def refund_payment(payment_id: int):
                                             method=lipa.config.refund_method)
     with write_tx():
         audit("refund", payment.id, reason=reason, details={"refund_id": refund.id, "amount": refund.amount})
-    base = f"{lipa.public_url.rstrip('/')}/mpesa"
     lipa.tasks.submit(refunds_service.send_refund, refund.id, daraja=lipa.daraja, config=lipa.config,
-                      result_url=f"{base}/result/{lipa.callback_token}",
-                      timeout_url=f"{base}/timeout/{lipa.callback_token}")
+                      result_url=lipa.result_url, timeout_url=lipa.timeout_url)
     return refund_json(refund), 201
 
 

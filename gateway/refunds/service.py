@@ -216,8 +216,7 @@ def send_unsent_refunds(services, *, older_than_s: float = 5.0, limit: int = 20)
     ids = [r.id for r in Refund.select(Refund.id).where(
         Refund.status == INITIATED, Refund.result_code.is_null(), Refund.conversation_id.is_null(),
         Refund.result_desc == "", Refund.created_at <= cutoff).order_by(Refund.id).limit(limit)]
-    base, token = services.public_url.rstrip("/"), services.callback_token
     for refund_id in ids:
         send_refund(refund_id, daraja=services.daraja, config=services.config,
-                    result_url=f"{base}/mpesa/result/{token}", timeout_url=f"{base}/mpesa/timeout/{token}")
+                    result_url=services.result_url, timeout_url=services.timeout_url)
     return len(ids)

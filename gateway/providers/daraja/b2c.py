@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from shared.errors import InvalidInput
+from shared.money import MAX_AMOUNT
 from shared.phone import mask_phone
 
 from .errors import DarajaBadResponse, DarajaError
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 REVERSAL_PATH = "/mpesa/reversal/v1/request"
 B2C_PATH = "/mpesa/b2c/v3/paymentrequest"
 STATUS_PATH = "/mpesa/transactionstatus/v1/query"
-B2C_MIN, MAX_AMOUNT = 10, 250_000
+B2C_MIN = 10  # Daraja refuses B2C below this; the upper limit is shared.money.MAX_AMOUNT
 TEXT_MAX = 100
 PHONE_RE = re.compile(r"254[71][0-9]{8}")
 
@@ -32,14 +33,6 @@ class AsyncAccepted:
     conversation_id: str
     description: str
     raw: dict
-
-
-def result_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/mpesa/result/{token}"
-
-
-def timeout_url(public_url: str, token: str) -> str:
-    return f"{public_url.rstrip('/')}/mpesa/timeout/{token}"
 
 
 def _text(name: str, value: str, *, required: bool = True) -> str:

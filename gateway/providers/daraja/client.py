@@ -21,6 +21,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from shared.errors import InvalidInput
+from shared.money import MAX_AMOUNT, MIN_AMOUNT
 from shared.phone import mask_phone
 from shared.timeutil import nairobi_timestamp
 
@@ -38,7 +39,6 @@ STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
 REFRESH_MARGIN = timedelta(seconds=60)
 FALLBACK_EXPIRES_IN = 600  # used only when Daraja sends an unreadable expires_in
-MIN_AMOUNT, MAX_AMOUNT = 1, 250_000
 PHONE_RE = re.compile(r"254[71][0-9]{8}")
 TEXT_RE = re.compile(r"[A-Za-z0-9 -]+")
 

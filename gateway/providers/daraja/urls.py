@@ -34,3 +34,13 @@ def token_matches(given: str, expected: str) -> bool:
 
 def stk_callback_url(public_url: str, token: str) -> str:
     return f"{public_url.rstrip('/')}/mpesa/stk/callback/{token}"
+
+
+def result_url(public_url: str, token: str) -> str:
+    """Where Daraja posts asynchronous results (reversal, B2C, transaction status)."""
+    return f"{public_url.rstrip('/')}/mpesa/result/{token}"
+
+
+def timeout_url(public_url: str, token: str) -> str:
+    """Where Daraja posts a queue time-out of an asynchronous request."""
+    return f"{public_url.rstrip('/')}/mpesa/timeout/{token}"
