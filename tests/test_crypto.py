@@ -11,14 +11,13 @@ import peewee
 import pytest
 from cryptography.fernet import Fernet
 
-from gateway.notify.outbox import opted_out
+from gateway.notify.preferences import opted_out
 from gateway.payments.service import initiate
 from gateway.reconciliation.service import import_statement
-from shared.models import keystore
-from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite, write_tx
 from shared.errors import NotAllowed
-from shared.models import Notification, Payment, PhonePreference, Setting, StatementLine
+from shared.models import Notification, Payment, PhonePreference, Setting, StatementLine, keystore
+from shared.privacy import crypto
 from shared.privacy.sealed import Digest
 from tests.conftest import CALLBACK_TOKEN, DATA_KEY, QuietDispatcher, fixture_json, fixture_text
 

@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
-from gateway.notify.outbox import opted_out
+from gateway.notify.preferences import opted_out
 from gateway.sms.ratelimit import replies_sent
-from shared.models.keystore import install_keys
-from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite
-from shared.models.migrations import MIGRATIONS, migrate
 from shared.models import (
     IdempotencyRecord,
     InboxMessage,
@@ -29,6 +26,9 @@ from shared.models import (
     StatementLine,
     UssdSession,
 )
+from shared.models.keystore import install_keys
+from shared.models.migrations import MIGRATIONS, migrate
+from shared.privacy import crypto
 from shared.timeutil import utcnow
 from tests.child_env import child_env
 from tests.conftest import DATA_KEY, LOOKUP_KEY

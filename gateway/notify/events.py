@@ -5,8 +5,8 @@ import logging
 
 from shared.states import PaymentStatus
 
-from . import outbox
 from ..texts.notify import reason_for, render
+from . import outbox, preferences
 
 log = logging.getLogger(__name__)
 S = PaymentStatus
@@ -56,5 +56,4 @@ class PaymentNotifier:
 
 def _language(payment) -> str:
     """The phone's chosen language, else the one the payment was made in."""
-    pref = outbox.preference(payment.phone)
-    return pref.language if pref else (payment.language or "en")
+    return preferences.language_for(payment.phone, payment.language)

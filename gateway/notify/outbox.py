@@ -6,16 +6,15 @@ import threading
 import peewee
 
 from shared.db import db
-from shared.models import Notification, PhonePreference
-
 from shared.db.prepared import Prepared
+from shared.models import Notification
+
+from .preferences import opted_out
 
 _local = threading.local()
 # Run for every message queued (built once: see shared.db.prepared).
 _QUEUED_AS = Prepared(lambda p: Notification.select(Notification.id).where(Notification.dedupe_key == p[0]),
                       Notification.dedupe_key)
-_PREFERENCE = Prepared(lambda p: PhonePreference.select(PhonePreference.language, PhonePreference.notifications)
-                       .where(PhonePreference.phone_hash == p[0]), PhonePreference.phone_hash)
 
 
 def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None, request=None,
@@ -39,16 +38,6 @@ def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None,
     if status == "QUEUED":
         _local.pending = True
     return row
-
-
-def opted_out(phone: str) -> bool:
-    pref = preference(phone)
-    return pref is not None and not pref.notifications
-
-
-def preference(phone: str) -> PhonePreference | None:
-    """The phone's language and opt-out (only those columns), or None."""
-    return _PREFERENCE.first(phone)
 
 
 def take_pending() -> bool:

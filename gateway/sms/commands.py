@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
-import peewee
-
-from shared.db import db, for_update, retry_locked, write_tx
+from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed
-from shared.models import InboxMessage, Payment, PaymentRequest, PhonePreference
+from shared.models import InboxMessage, Payment, PaymentRequest
 from shared.money import parse_amount
 from shared.phone import mask_phone, normalize_phone
 from shared.states import RequestStatus
@@ -25,11 +23,11 @@ from shared.timeutil import utcnow
 
 from ..ingest import inbox
 from ..notify.outbox import enqueue
+from ..notify.preferences import language_for, set_notifications
 from ..payments.service import active_payment, initiate, resolve_target, send_push
-from ..ussd.sessions import language_for
+from ..texts import sms as replies
 from ..texts.ussd import ERROR_KEYS
 from . import ratelimit
-from ..texts import sms as replies
 
 log = logging.getLogger(__name__)
 SOURCE = "at.sms"
@@ -246,12 +244,12 @@ def _start_payment(message: Inbound, lang: str, target, amount: int) -> Answer:
 
 def _stop(message: Inbound, command: Command, lang: str) -> Answer:
     """No more notifications; replies to the phone's own commands still go out."""
-    _set_notifications(message.phone, False)
+    set_notifications(message.phone, False)
     return Answer(replies.message(lang, "stopped"))
 
 
 def _start(message: Inbound, command: Command, lang: str) -> Answer:
-    _set_notifications(message.phone, True)
+    set_notifications(message.phone, True)
     return Answer(replies.message(lang, "started"))
 
 
@@ -265,15 +263,3 @@ def _unknown(message: Inbound, command: Command, lang: str) -> Answer:
 
 _HANDLERS = {"status": _status, "history": _history, "pay": _pay, "stop": _stop, "start": _start,
              "help": _help, "unknown": _unknown}
-
-
-def _set_notifications(phone: str, enabled: bool) -> None:
-    """Update the preference or create it; a concurrent create by another process becomes an update."""
-    fields = {"notifications": enabled, "updated_at": utcnow()}
-    if PhonePreference.update(**fields).where(PhonePreference.phone_hash == phone).execute():
-        return
-    try:
-        with db.atomic():  # a savepoint: a lost race rolls back only the insert
-            PhonePreference.create(phone=phone, notifications=enabled)
-    except peewee.IntegrityError:
-        PhonePreference.update(**fields).where(PhonePreference.phone_hash == phone).execute()

@@ -10,16 +10,17 @@ import logging
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from shared.db.prepared import Prepared
 from shared.errors import InvalidInput, NotAllowed
 from shared.models import Payment, PaymentRequest
 from shared.money import parse_amount
 from shared.phone import mask_phone
 from shared.states import RequestStatus
 
+from ..notify import preferences
 from ..payments.service import PayTarget, active_payment, initiate, resolve_target
-from shared.db.prepared import Prepared
-from . import sessions
 from ..texts import ussd as texts
+from . import sessions
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def handle(hop: Hop) -> Reply:
         return Reply(texts.message("en", "failure"))
     if row is not None and row.last_text == hop.text and row.last_response:
         return Reply(row.last_response)
-    lang = sessions.language_for(hop.phone)
+    lang = preferences.language_for(hop.phone)
     if len(hop.text) > MAX_TEXT:
         return Reply(texts.message(lang, "too_many_steps"))
     inputs = sessions.inputs_for(row, hop.text)
@@ -118,7 +119,7 @@ def respond(inputs: list[str], caller: Caller, session_id: str) -> tuple[str, Pa
     if state.step == PAY:
         return pay(state, caller, session_id)
     if state.step == SET_LANGUAGE:
-        sessions.set_language(caller.phone, state.language)
+        preferences.set_language(caller.phone, state.language)
     return render(state, caller), None, False
 
 

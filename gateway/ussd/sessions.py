@@ -1,21 +1,17 @@
-"""USSD sessions and language preferences in the database, so any gateway process can answer any hop."""
+"""USSD sessions in the database, so any gateway process can answer any hop."""
 from __future__ import annotations
 
 import peewee
 
 from shared.db import db, is_sqlite, retry_locked, write_tx
-from shared.models import Payment, PhonePreference, UssdSession
-from shared.timeutil import utcnow
-
 from shared.db.prepared import Prepared
-from ..texts.ussd import LANGUAGES
+from shared.models import Payment, UssdSession
+from shared.timeutil import utcnow
 
 # Every hop runs these (built once: see shared.db.prepared).
 US = UssdSession
 _LOAD = Prepared(lambda p: US.select(US.id, US.phone, US.inputs, US.last_text, US.last_response)
                  .where(US.session_id == p[0]), US.session_id)
-_LANGUAGE = Prepared(lambda p: PhonePreference.select(PhonePreference.language)
-                     .where(PhonePreference.phone_hash == p[0]), PhonePreference.phone_hash)
 _HOP = (US.inputs, US.last_text, US.last_response, US.service_code, US.updated_at)
 _UPDATE = Prepared(lambda p: US.update(dict(zip(_HOP, p[:5], strict=True))).where(US.session_id == p[5]),
                    *_HOP, US.session_id)
@@ -81,29 +77,3 @@ def _update(hop: tuple, payment: Payment | None, session_id: str) -> int:
         return _UPDATE.execute(*hop, session_id)
     return _UPDATE_PAID.execute(*hop, payment, session_id)
 
-
-def language_for(phone: str) -> str:
-    """The phone's language, English until the caller chooses otherwise."""
-    pref = _LANGUAGE.first(phone)
-    return pref.language if pref and pref.language in LANGUAGES else "en"
-
-
-@retry_locked
-def set_language(phone: str, language: str) -> None:
-    """Remember the choice for every later screen, SMS and payment of this phone."""
-    if language not in LANGUAGES:
-        raise ValueError(f"unsupported language {language!r}")
-    _upsert(PhonePreference, PhonePreference.phone_hash == phone, {"phone": phone},
-            {"language": language, "updated_at": utcnow()})
-
-
-def _upsert(model, where, key: dict, fields: dict) -> None:
-    """Update the row, or create it; a concurrent create by another process becomes an update."""
-    with write_tx():
-        if model.update(**fields).where(where).execute():
-            return
-        try:
-            with write_tx():  # a savepoint: a lost race rolls back only the insert
-                model.create(**key, **fields)
-        except peewee.IntegrityError:
-            model.update(**fields).where(where).execute()
