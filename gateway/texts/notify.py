@@ -4,10 +4,9 @@ tests/test_notify_templates.py renders every template with the longest values it
 """
 from __future__ import annotations
 
-from shared.gsm import gsm7_length, is_gsm7, to_gsm7
 from shared.money import format_kes
 
-SMS_MAX = 160
+from .common import SMS_MAX, fits_sms, language_of, shown  # noqa: F401 - SMS_MAX, language_of: part of this catalogue
 REASON_MAX = 64
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -55,17 +54,13 @@ REASONS_SW = {
 }
 
 
-def language_of(lang: str | None) -> str:
-    return lang if lang in TEMPLATES else "en"
-
-
 def reason_for(lang: str, result_code: str | None, status_message: str) -> str:
     """The failure reason in the customer's language, cut to fit."""
     if lang == "sw":
         text = REASONS_SW.get(str(result_code or ""), TEMPLATES["sw"]["reason.generic"])
     else:
         text = status_message or TEMPLATES["en"]["reason.generic"]
-    return to_gsm7(text)[:REASON_MAX]
+    return shown(text, REASON_MAX)
 
 
 def render(kind: str, lang: str, *, amount: int, account: str, ref: str, receipt: str = "",
@@ -73,10 +68,10 @@ def render(kind: str, lang: str, *, amount: int, account: str, ref: str, receipt
     """One SMS; raises ValueError if it would not fit one GSM-7 segment (a bug, caught by the tests)."""
     lang = language_of(lang)
     text = TEMPLATES[lang][kind].format(
-        amount=format_kes(amount), n=amount, account=to_gsm7(account)[:12], ref=ref,
-        receipt=to_gsm7(receipt)[:12], reason=reason,
+        amount=format_kes(amount), n=amount, account=shown(account, 12), ref=ref,
+        receipt=shown(receipt, 12), reason=reason,
     )
-    if not is_gsm7(text) or gsm7_length(text) > SMS_MAX:
+    if not fits_sms(text):
         raise ValueError(f"SMS template {lang}/{kind} does not fit one GSM-7 segment ({len(text)} chars)")
     return text
 

@@ -5,12 +5,10 @@ every template with the longest values it can hold. Status words and refusal rea
 """
 from __future__ import annotations
 
-from shared.gsm import gsm7_length, is_gsm7, to_gsm7
 from shared.money import format_kes
 
 from . import ussd as texts
-
-SMS_MAX = 160
+from .common import SMS_MAX, fit_sms, template  # noqa: F401 - SMS_MAX: part of this catalogue
 HISTORY_MAX = 4  # four lines at their longest still fit one segment with the title
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -57,16 +55,10 @@ TEMPLATES: dict[str, dict[str, str]] = {
 
 def t(lang: str, key: str, **values) -> str:
     """One template in the reply's language (English when the language is unknown)."""
-    table = TEMPLATES.get(lang) or TEMPLATES["en"]
-    return table[key].format(**values)
+    return template(TEMPLATES, lang, key, **values)
 
 
-def fit(text: str) -> str:
-    """Last guard before a reply is queued: GSM-7 and one segment, whatever the data did."""
-    text = text if is_gsm7(text) else to_gsm7(text)
-    while gsm7_length(text) > SMS_MAX:
-        text = text[:-1]
-    return text
+fit = fit_sms  # the last guard before a reply is queued
 
 
 def shown(value) -> str:

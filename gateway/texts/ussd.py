@@ -5,11 +5,10 @@ renders every template here with the longest values it can hold.
 """
 from __future__ import annotations
 
-from shared.gsm import is_gsm7, to_gsm7
 from shared.money import format_kes
 
-LANGUAGES = ("en", "sw")
-SCREEN_MAX = 160
+from . import common
+from .common import LANGUAGES, SCREEN_MAX, template  # noqa: F401 - LANGUAGES, SCREEN_MAX: part of this catalogue
 SHOWN_MAX = 12  # account, receipt: longer provider data is cut so a screen never overflows
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -126,13 +125,12 @@ ERROR_KEYS = {
 
 def t(lang: str, key: str, **values) -> str:
     """One template in the caller's language (English when the language is unknown)."""
-    table = TEMPLATES.get(lang) or TEMPLATES["en"]
-    return table[key].format(**values)
+    return template(TEMPLATES, lang, key, **values)
 
 
 def shown(value, limit: int = SHOWN_MAX) -> str:
-    """Data put on a screen: GSM-7 only, and cut so it can never push a screen past 160."""
-    return to_gsm7(str(value or ""))[:limit]
+    """Data put on a screen, cut so it can never push a screen past 160."""
+    return common.shown(value, limit)
 
 
 def status_word(lang: str, status: str, *, short: bool = False) -> str:
@@ -151,10 +149,7 @@ def end(*lines: str | None) -> str:
     return "END " + "\n".join(line for line in lines if line)
 
 
-def fit(screen: str) -> str:
-    """Last guard before a screen leaves: GSM-7 and at most 160 characters, whatever the data."""
-    screen = screen if is_gsm7(screen) else to_gsm7(screen)
-    return screen[:SCREEN_MAX]
+fit = common.fit_screen  # the last guard before a screen leaves
 
 
 def main_menu(lang: str, *, resume: tuple[str, int] | None = None, note: str | None = None) -> str:
