@@ -15,7 +15,7 @@ from admin_app.core.dashboard_data import (
 )
 from gateway.backoffice import stats
 from shared.timeutil import utcnow
-from tests.test_admin_client import seed
+from tests.factories import seed
 
 
 def summary_now() -> dict:

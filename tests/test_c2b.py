@@ -6,28 +6,23 @@ from datetime import timedelta
 import pytest
 
 from gateway.mpesa.c2b import apply_c2b
+from gateway.payments.requests import create_request, set_request_status
 from gateway.providers.daraja.c2b_register import REGISTER_PATH, c2b_urls, register_c2b_urls
 from gateway.providers.daraja.client import DarajaClient
 from gateway.providers.daraja.errors import DarajaBadResponse
 from gateway.providers.daraja.token_store import MemoryTokenStore
-from gateway.payments.requests import create_request, set_request_status
 from shared.db import db, write_tx
 from shared.errors import InvalidInput
 from shared.models import Alert, AuditLog, InboxMessage, Notification, Payment, PaymentEvent, PaymentRequest
 from shared.timeutil import utcnow
-from tests.conftest import CALLBACK_TOKEN, fixture_json
+from tests.conftest import fixture_json
 from tests.daraja_fake import FakeDaraja
-from tests.test_stk_callback import PHONE, make_payment, paid_body, post
+from tests.factories import CONFIRMATION, VALIDATION, c2b_body, confirm  # noqa: F401 - builders shared
+from tests.factories import PHONE, make_payment, paid_body, post
 
-VALIDATION = f"/mpesa/c2b/validation/{CALLBACK_TOKEN}"
-CONFIRMATION = f"/mpesa/c2b/confirmation/{CALLBACK_TOKEN}"
 FIXTURE_HASH = fixture_json("c2b_confirmation.json")["MSISDN"]
 
 
-def c2b_body(**changes) -> dict:
-    body = fixture_json("c2b_confirmation.json")
-    body.update(changes)
-    return body
 
 
 @pytest.fixture
@@ -49,8 +44,6 @@ def lipa(build):
     return build()
 
 
-def confirm(app, body, **kwargs):
-    return post(app.test_client(), app, body, url=CONFIRMATION, **kwargs)
 
 
 def validate(app, body):

@@ -11,8 +11,8 @@ from shared.db import write_tx
 from shared.models import Alert, Payment, PaymentEvent
 from shared.timeutil import utcnow
 from tests import test_c2b
-from tests.test_c2b import c2b_body, confirm
-from tests.test_stk_callback import PHONE, make_payment, paid_body, post
+from tests.factories import c2b_body, confirm
+from tests.factories import PHONE, make_payment, paid_body, post
 
 build = test_c2b.build  # the wired-app fixture, shared
 

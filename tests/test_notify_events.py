@@ -9,7 +9,7 @@ from gateway.payments.transitions import transition
 from shared.db import write_tx
 from shared.errors import InvalidInput, InvalidTransition
 from shared.models import Alert, Notification, Payment, PaymentRequest, PhonePreference
-from tests.test_stk_callback import PHONE, make_payment, paid_body, post
+from tests.factories import PHONE, make_payment, paid_body, post
 
 
 def sms_rows(**where):

@@ -7,46 +7,8 @@ import pytest
 from gateway.jobs.healing import process_inbox
 from gateway.mpesa.callbacks import apply_stk_callback
 from shared.models import Alert, InboxMessage, Payment, PaymentEvent
-from shared.states import ACTIVE
-from tests.conftest import CALLBACK_TOKEN, fixture_json
-
-URL = f"/mpesa/stk/callback/{CALLBACK_TOKEN}"
-CHECKOUT = "ws_CO_191220191020363925"
-PHONE = "254708374149"
-
-
-def paid_body(amount=500.0, receipt="NLJ7RT61SV", phone=int(PHONE), checkout=CHECKOUT):
-    body = fixture_json("stk_callback_paid.json")
-    cb = body["Body"]["stkCallback"]
-    cb["CheckoutRequestID"] = checkout
-    values = {"Amount": amount, "MpesaReceiptNumber": receipt, "PhoneNumber": phone}
-    for item in cb["CallbackMetadata"]["Item"]:
-        if item["Name"] in values:
-            item["Value"] = values[item["Name"]]
-    return body
-
-
-def failed_body(code, desc="failed", checkout=CHECKOUT):
-    body = fixture_json("stk_callback_cancelled.json")
-    body["Body"]["stkCallback"].update(CheckoutRequestID=checkout, ResultCode=code, ResultDesc=desc)
-    return body
-
-
-def make_payment(status="PROCESSING", checkout=CHECKOUT, amount=500, ref="LPTEST001", phone=PHONE, **kw):
-    return Payment.create(reference=ref, phone=phone, amount=amount, account="ACC42", channel="ussd",
-                          status=status, checkout_request_id=checkout,
-                          active_phone=phone if status in {s.value for s in ACTIVE} else None, **kw)
-
-
-def post(client, app, body, url=URL):
-    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    response = client.post(url, data=data, content_type="application/json")
-    app.extensions["lipa"].tasks.drain()
-    return response
-
-
-def reload(payment):
-    return Payment.get_by_id(payment.id)
+from tests.conftest import fixture_json
+from tests.factories import CHECKOUT, PHONE, URL, failed_body, make_payment, paid_body, post, reload  # noqa: F401 - builders shared
 
 
 def test_paid_completes_with_receipt_and_event(client, app, conn):

@@ -25,7 +25,7 @@ from shared.models import (
 )
 from shared.timeutil import utcnow
 from tests.conftest import QuietDispatcher
-from tests.test_stk_callback import paid_body, post
+from tests.factories import paid_body, post
 
 PHONE = "254708374149"
 DEAD_URL = "http://127.0.0.1:9"

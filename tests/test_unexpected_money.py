@@ -7,8 +7,8 @@ from gateway.payments.transitions import transition
 from shared.db import write_tx
 from shared.models import Alert, AuditLog, Payment, PaymentEvent, PaymentRequest
 from tests import test_c2b
-from tests.test_c2b import c2b_body, confirm
-from tests.test_stk_callback import make_payment, paid_body, post
+from tests.factories import c2b_body, confirm
+from tests.factories import make_payment, paid_body, post
 
 build, lipa = test_c2b.build, test_c2b.lipa  # the wired-app fixtures, shared
 

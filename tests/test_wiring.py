@@ -1,6 +1,6 @@
 """What create_app wires is held on its Services: two apps in one process never see each other's listeners."""
 from gateway.payments.transitions import TransitionHooks
-from tests.test_stk_callback import make_payment, paid_body, post, reload
+from tests.factories import make_payment, paid_body, post, reload
 
 
 def _spy(app, seen: list, label: str) -> None:

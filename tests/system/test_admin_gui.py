@@ -34,10 +34,10 @@ from admin_app.gui.payments_view import PaymentsView  # noqa: E402
 from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.timeutil import utcnow  # noqa: E402
 from tests.helpers import free_port, pdf_text  # noqa: E402
-from tests.test_admin_client import add_events, add_staff, seed  # noqa: E402
+from tests.factories import add_events, add_staff, seed  # noqa: E402
 
 pytestmark = pytest.mark.server
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MAX_GAP_S = 0.100
 WAIT_MS = 15_000
 

@@ -12,51 +12,18 @@ from admin_app.core.client import ApiClient, ApiError, ConnectionLost
 from admin_app.core.export import export_payments, write_csv
 from admin_app.core.models import Page, Payment, PaymentDetail, PaymentFilters, TimelineEntry
 from admin_app.core.settings import DEFAULT_GATEWAY_URL, AppSettings, JsonFileStore, MemoryStore
-from gateway.backoffice import auth
-from shared.db import db
-from shared.models import Payment as PaymentRow
-from shared.models import PaymentEvent
 from shared.timeutil import utcnow
+from tests.factories import PASSWORDS, add_events, add_staff, seed  # noqa: F401 - builders shared
 from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.server
 PHONE = "254712345678"
-PASSWORDS = {role: f"{role}-password" for role in auth.ROLES}
 
 
-def seed(n=1, *, start=None, **kw) -> list[int]:
-    """n payments a minute apart, oldest first, written straight to the database; their ids."""
-    start = start or utcnow() - timedelta(days=1)
-    ids = []
-    with db.connection_context():
-        for i in range(n):
-            values = dict(reference=f"LPT{PaymentRow.select().count() + 1:06d}", phone=PHONE, amount=100 + i,
-                          account="ACC1", channel="ussd", status="COMPLETED", created_at=start + timedelta(minutes=i))
-            values.update(kw)
-            if values["status"] in ("PENDING", "PROCESSING"):
-                values.setdefault("active_phone", values["phone"])
-            ids.append(PaymentRow.create(**values).id)
-    return ids
 
 
-def add_events(payment_id: int) -> None:
-    """A small event log with payloads, as the state machine writes it."""
-    with db.connection_context():
-        row = PaymentRow.get_by_id(payment_id)
-        t0 = row.created_at
-        for second, kind, frm, to, payload in ((0, "created", "PENDING", "PENDING", None),
-                                                (1, "transition", "PENDING", "PROCESSING", {"ResponseCode": "0"}),
-                                                (9, "transition", "PROCESSING", row.status, {"ResultCode": 0})):
-            PaymentEvent.create(payment=row, kind=kind, from_status=frm, to_status=to, actor="test", payload=payload,
-                                created_at=t0 + timedelta(seconds=second))
 
 
-def add_staff() -> dict[str, str]:
-    """One staff member per role, written straight to the database; their passwords by role."""
-    with db.connection_context():
-        for role in auth.ROLES:
-            auth.create_staff(role, PASSWORDS[role], role)
-    return PASSWORDS
 
 
 @pytest.fixture

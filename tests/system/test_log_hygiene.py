@@ -26,7 +26,7 @@ import requests
 
 from shared.config import SANDBOX_PASSKEY, SANDBOX_SHORTCODE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
     "callback token": "cbtok-7Hq2LmZ9xR4vW1sK8pN3",
     "consumer key": "ck-9Fh3JqT6mV2xL8rD5wB1",

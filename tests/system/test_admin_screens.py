@@ -19,11 +19,11 @@ from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Alert, Notification  # noqa: E402
 from shared.timeutil import utcnow  # noqa: E402
-from tests import test_admin_gui as shared_fixtures  # noqa: E402
+from tests.system import test_admin_gui as shared_fixtures  # noqa: E402
 from tests.conftest import CALLBACK_TOKEN, FIXTURES  # noqa: E402
 from tests.helpers import pdf_text  # noqa: E402
-from tests.test_admin_client import seed  # noqa: E402
-from tests.test_stk_callback import CHECKOUT, PHONE, paid_body  # noqa: E402
+from tests.factories import seed  # noqa: E402
+from tests.factories import CHECKOUT, PHONE, paid_body  # noqa: E402
 
 pytestmark = pytest.mark.server
 WAIT_MS = shared_fixtures.WAIT_MS
