@@ -148,6 +148,7 @@ def _register(app: Flask) -> None:
     from .mpesa.c2b_views import bp_c2b
     from .mpesa.results_views import bp_results
     from .mpesa.views import bp as mpesa_bp
+    from .paypage.views import bp as paypage_bp
     from .sms.views import bp as sms_bp
     from .ussd.views import bp as ussd_bp
 
@@ -160,6 +161,7 @@ def _register(app: Flask) -> None:
     app.register_blueprint(sms_bp)
     app.register_blueprint(bp_c2b)
     app.register_blueprint(bp_results)
+    app.register_blueprint(paypage_bp)
     if app.extensions["lipa"].config.bench_endpoints:  # LIPA_BENCH_ENDPOINTS=1, never in production
         from .devtools.bench_routes import bp as bench_bp
 

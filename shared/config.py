@@ -1,6 +1,8 @@
 """Configuration from the environment (and a .env file): defaults, then environment, then test overrides."""
 from __future__ import annotations
 
+import re
+
 import os
 from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlparse
@@ -28,6 +30,7 @@ class Config:
     profile: str = "local"
     database_url: str = "sqlite:///lipa.db"
     public_url: str = ""
+    ussd_code: str = "*384*123#"  # LIPA_USSD_CODE: the service code customers dial (dial strings, links)
     stk_timeout_s: int = 120
     mpesa_base_url: str = ""
     mpesa_consumer_key: str = ""
@@ -148,6 +151,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         profile=profile,
         database_url=db_url,
         public_url=_url(env, "LIPA_PUBLIC_URL", ""),
+        ussd_code=_ussd_code(env),
         stk_timeout_s=_int(env, "LIPA_STK_TIMEOUT_S", 120),
         mpesa_base_url=_url(env, "MPESA_BASE_URL", "" if local else DARAJA_URLS[profile]),
         mpesa_consumer_key=env.get("MPESA_CONSUMER_KEY") or ("local-key" if local else ""),
@@ -246,3 +250,11 @@ def _check_keys(config: Config) -> None:
         raise ConfigError("LIPA_LOOKUP_KEY", f"must be at least {MIN_LOOKUP_KEY} characters")
     if config.lookup_key and config.lookup_key in config.data_keys:
         raise ConfigError("LIPA_LOOKUP_KEY", "must differ from every LIPA_DATA_KEY key")
+
+
+def _ussd_code(env) -> str:
+    """LIPA_USSD_CODE: a USSD service code such as *384*123#."""
+    code = (env.get("LIPA_USSD_CODE") or "*384*123#").strip()
+    if not re.fullmatch(r"\*\d+(\*\d+)*#", code):
+        raise ConfigError("LIPA_USSD_CODE", f"must look like *384*123#, got {code!r}")
+    return code

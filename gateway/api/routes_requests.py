@@ -1,7 +1,7 @@
 """Payment requests (bills with a code a customer types): create, read, cancel, list."""
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 
 from shared.db import for_update, write_tx
 from shared.errors import InvalidInput, NotFound
@@ -39,7 +39,7 @@ def create_payment_request():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
                              phone=data.get("phone"), expires_in=data.get("expires_in"),
                              callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant)
-        return request_json(row, reveal=reveals(who)), 201
+        return _json(row, who), 201
 
     return idempotent(create)
 
@@ -50,7 +50,7 @@ def get_payment_request(request_id: int):
     who = principal()
     if who.kind != "merchant":
         who.require("viewer")
-    return request_json(_visible(request_id), reveal=reveals(who))
+    return _json(_visible(request_id), who)
 
 
 @bp.post("/payment-requests/<int:request_id>/cancel")
@@ -65,7 +65,7 @@ def cancel_payment_request(request_id: int):
         set_request_status(row, RequestStatus.CANCELLED)
         audit("cancel", row.id, reason=reason, target_type="payment_request",
               details={"from": previous, "to": row.status, "by": who.kind})
-    return request_json(row, reveal=reveals(who))
+    return _json(row, who)
 
 
 @bp.get("/payment-requests")
@@ -89,5 +89,11 @@ def list_payment_requests():
     rows = list(query.limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [request_json(r, reveal=reveals(who)) for r in rows],
+    return {"items": [_json(r, who) for r in rows],
             "next_cursor": encode_cursor(rows[-1].id) if more else None}
+
+
+def _json(row, who) -> dict:
+    """A request as its caller may see it, with its pay link and dial string."""
+    lipa = current_app.extensions["lipa"]
+    return request_json(row, reveal=reveals(who), public_url=lipa.public_url, ussd_code=lipa.config.ussd_code)

@@ -15,7 +15,7 @@ from shared.phone import normalize_phone
 from shared.states import PaymentStatus
 
 FILTERS = ("status", "phone", "account", "q", "from", "to", "channel", "flagged")
-CHANNELS = ("ussd", "sms", "api", "c2b", "staff")
+CHANNELS = ("ussd", "sms", "api", "c2b", "staff", "web")
 MAX_TEXT = 64
 
 

@@ -14,6 +14,8 @@ from shared.phone import mask_phone
 from shared.states import REQUEST_TRANSITIONS, RequestStatus, allowed_next
 from shared.timeutil import iso, utcnow
 
+from ..payments.requests import pay_url, ussd_string
+
 REQUEST_MESSAGES = {
     RequestStatus.DRAFT.value: "Draft: not open for payment yet.",
     RequestStatus.OPEN.value: "Waiting for the customer to pay.",
@@ -79,13 +81,15 @@ def payment_json(p: Payment, *, reveal: bool) -> dict:
     }
 
 
-def request_json(r: PaymentRequest, *, reveal: bool) -> dict:
-    """A payment request (bill) with the code a customer types."""
+def request_json(r: PaymentRequest, *, reveal: bool, public_url: str = "", ussd_code: str = "") -> dict:
+    """A payment request (bill) with the code a customer types, its link and its dial string."""
     expired = r.status == RequestStatus.OPEN.value and r.expires_at is not None and r.expires_at <= utcnow()
     return {
         "id": r.id, "code": r.code, "status": r.status, "amount": None if r.amount is None else int(r.amount),
         "account": r.account, "description": r.description, "phone": shown_phone(r.phone, reveal),
         "expires_at": iso(r.expires_at),
+        "pay_url": pay_url(r.code, public_url) if public_url else None,
+        "ussd_string": ussd_string(r.code, ussd_code) if ussd_code else None,
         "callback_url": r.callback_url, "merchant_id": r.merchant_id,
         "status_message": "Expired; closing shortly." if expired else REQUEST_MESSAGES.get(r.status, ""),
         "allowed_transitions": sorted(s.value for s in REQUEST_TRANSITIONS[RequestStatus(r.status)]),

@@ -46,6 +46,16 @@ def create_request(*, amount=None, account, description: str = "", phone=None, e
     raise RuntimeError("could not find a free request code")
 
 
+def pay_url(code: str, public_url: str) -> str:
+    """The link a merchant shares: the request's public pay page."""
+    return f"{public_url.rstrip('/')}/pay/{code}"
+
+
+def ussd_string(code: str, service_code: str) -> str:
+    """What a customer dials to go straight to the request: *384*123# -> *384*123*<code>#."""
+    return f"{service_code.rstrip('#')}*{code}#"
+
+
 def _expiry(expires_in):
     if expires_in is None:
         return None

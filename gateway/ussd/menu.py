@@ -92,6 +92,9 @@ class Caller:
         return (len(self.recent) + PAGE_SIZE - 1) // PAGE_SIZE
 
 
+REQUEST_CODE_LEN = 6  # shared.refs.request_code
+
+
 def handle(hop: Hop) -> Reply:
     """Answer one hop: a duplicate gets the stored answer, anything else is replayed and stored."""
     row = sessions.load(hop.session_id)
@@ -146,7 +149,19 @@ def _invalid(state: State) -> State:
 
 def _main(state: State, value: str, caller: Caller) -> State:
     step = MAIN_OPTIONS.get(value)
-    return State(step=step) if step else _invalid(state)
+    if step:
+        return State(step=step)
+    if value.isdigit() and len(value) == REQUEST_CODE_LEN:  # dialled straight to a request: *384*123*<code>#
+        return _direct(state, value, caller)
+    return _invalid(state)
+
+
+def _direct(state: State, code: str, caller: Caller) -> State:
+    """A first input that is a payment request's code goes to that request's confirm screen (or its amount
+    question when the customer chooses the amount); a code that is no request is an invalid choice."""
+    if not PaymentRequest.select().where(PaymentRequest.code == code).exists():
+        return _invalid(state)
+    return _account(State(step=ACCOUNT), code, caller)
 
 
 def _account(state: State, value: str, caller: Caller) -> State:

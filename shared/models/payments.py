@@ -60,7 +60,7 @@ class Payment(KeepsLookups, TimestampedModel):
     description = pw.CharField(max_length=13, default="Payment")
     status = pw.CharField(max_length=16, default=PaymentStatus.PENDING.value, index=True)
     status_message = pw.CharField(max_length=200, default="")
-    channel = pw.CharField(max_length=8, index=True)  # ussd, sms, api, c2b, staff
+    channel = pw.CharField(max_length=8, index=True)  # ussd, sms, api, c2b, staff, web (the pay page)
     request = pw.ForeignKeyField(PaymentRequest, null=True, backref="payments")
     retry_of = pw.ForeignKeyField("self", null=True, backref="retries")
     # The phone's look-up hash while PENDING/PROCESSING, NULL otherwise: the unique index makes "one active
