@@ -46,19 +46,20 @@ def refunds(payment: Payment) -> list[dict]:
 
 def _ussd(payment: Payment, _reveal: bool):
     """The hops of the USSD session(s) linked to the payment: the dial, then one per input. Not the sealed
-    phone (the payment's own), so nothing is unsealed for nothing."""
+    phone (the payment's own), so nothing is unsealed for nothing. Only the hop that created the payment is
+    stored (the others write nothing), so every hop is shown at the payment's creation, before it."""
     fields = (UssdSession.id, UssdSession.session_id, UssdSession.service_code, UssdSession.inputs,
               UssdSession.created_at)
     for session in UssdSession.select(*fields).where(UssdSession.payment == payment).order_by(UssdSession.id):
-        yield from _hops(session)
+        yield from _hops(session, min(session.created_at, payment.created_at))
 
 
-def _hops(session: UssdSession):
+def _hops(session: UssdSession, at: datetime):
     inputs = [str(value) for value in (session.inputs or [])]
-    yield session.created_at, {"type": "ussd", "actor": "ussd", "summary": f"dialled {session.service_code}",
+    yield at, {"type": "ussd", "actor": "ussd", "summary": f"dialled {session.service_code}",
                                "session_id": session.session_id, "hop": 0, "input": None, "text": ""}
     for hop, value in enumerate(inputs, start=1):
-        yield session.created_at, {"type": "ussd", "actor": "ussd", "summary": f"entered {value!r}",
+        yield at, {"type": "ussd", "actor": "ussd", "summary": f"entered {value!r}",
                                    "session_id": session.session_id, "hop": hop, "input": value,
                                    "text": "*".join(inputs[:hop])}
 

@@ -96,21 +96,19 @@ REQUEST_CODE_LEN = 6  # shared.refs.request_code
 
 
 def handle(hop: Hop) -> Reply:
-    """Answer one hop: a duplicate gets the stored answer, anything else is replayed and stored."""
-    row = sessions.load(hop.session_id)
-    if row is not None and row.phone != hop.phone:
-        log.warning("USSD session reused by another phone %s", mask_phone(hop.phone))
-        return Reply(texts.message("en", "failure"))
-    if row is not None and row.last_text == hop.text and row.last_response:
-        return Reply(row.last_response)
+    """Answer one hop from Africa's Talking's ``text`` alone (it carries every input of the session): a hop
+    that creates nothing writes nothing. Only the hop that creates the payment stores its session (the hop
+    log its timeline shows); a duplicate of that hop finds the payment by the session's idempotency key, so
+    it answers the same END and never pushes twice."""
     lang = preferences.language_for(hop.phone)
     if len(hop.text) > MAX_TEXT:
         return Reply(texts.message(lang, "too_many_steps"))
-    inputs = sessions.inputs_for(row, hop.text)
+    inputs = sessions.split(hop.text)
     screen, payment, fresh = respond(inputs, Caller(hop.phone, lang), hop.session_id)
     screen = texts.fit(screen)
-    sessions.save(session_id=hop.session_id, phone=hop.phone, service_code=hop.service_code,
-                  inputs=inputs, text=hop.text, response=screen, payment=payment, stored=row is not None)
+    if payment is not None and fresh:
+        sessions.save(session_id=hop.session_id, phone=hop.phone, service_code=hop.service_code,
+                      inputs=inputs, text=hop.text, response=screen, payment=payment, stored=False)
     return Reply(screen, payment.id if payment is not None and fresh else None)
 
 
@@ -290,6 +288,9 @@ def pay(state: State, caller: Caller, session_id: str) -> tuple[str, Payment | N
         return texts.end(_note_line(caller.lang, _refusal(exc, caller))), None, False
     except InvalidInput as exc:
         return texts.end(_note_line(caller.lang, _error_note(exc))), None, False
+    if payment.phone != caller.phone:  # a session id another phone already paid in: never its payment
+        log.warning("USSD session reused by another phone %s", mask_phone(caller.phone))
+        return texts.message(caller.lang, "failure"), None, False
     return texts.pay_started(caller.lang, payment.amount, payment.reference), payment, fresh
 
 
