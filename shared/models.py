@@ -32,13 +32,14 @@ from .payment_models import (
     Refund,
     TimestampedModel,
     UssdSession,
+    Verification,
 )
 
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
-    IdempotencyRecord, RateLimitBucket, Receipt,
+    IdempotencyRecord, RateLimitBucket, Receipt, Verification,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

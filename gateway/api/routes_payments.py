@@ -18,8 +18,9 @@ from shared.timeutil import utcnow
 
 from ..notify import outbox
 from ..notify.templates import language_of, render
-from ..payments import service
-from ..payments.transitions import record, transition
+from ..payments import resolution, service, verification
+from ..payments.transitions import record
+from ..payments.verification import verification_json
 from . import timeline
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .payments_query import list_payments, parse_filters
@@ -236,18 +237,24 @@ def _reason(data: dict) -> str:
 
 @bp.post("/payments/<int:payment_id>/resolve")
 def resolve(payment_id: int):
-    """Set a status by hand (admin), through the state machine; a refused change is a 409."""
+    """Resolve by hand (admin) with evidence: COMPLETED answers 202 with the receipt's verification."""
     who = principal()
     who.require("admin")
-    data = json_body(("status", "reason"))
+    data = json_body(("status", "reason"), optional=("receipt",))
     reason = _reason(data)
-    target = str(data["status"]).strip().upper()
-    if target not in {s.value for s in S}:
-        raise InvalidInput(f"status must be one of {', '.join(s.value for s in S)}.", code="invalid_status")
     load_payment(payment_id)
-    with write_tx():
-        payment = locked_payment(payment_id)
-        previous = payment.status
-        transition(payment, target, actor=who.actor, reason=reason, message=f"Resolved by staff as {target}.")
-        audit("resolve", payment.id, reason=reason, details={"from": previous, "to": target})
-    return payment_json(payment, reveal=reveals(who))
+    kind, result = resolution.resolve(payment_id, status=data["status"], reason=reason,
+                                      receipt=data.get("receipt"), actor=who.actor)
+    if kind == "verification":
+        send_verification_later(result.id)
+        return {"verification": verification_json(result)}, 202
+    return payment_json(result, reveal=reveals(who))
+
+
+def send_verification_later(verification_id: int) -> None:
+    """Ask Daraja's Transaction Status in the background (process-inbox asks again if it fails)."""
+    lipa = services()
+    base = f"{lipa.public_url.rstrip('/')}/mpesa"
+    lipa.tasks.submit(verification.send_verification, verification_id, daraja=lipa.daraja, config=lipa.config,
+                      result_url=f"{base}/result/{lipa.callback_token}",
+                      timeout_url=f"{base}/timeout/{lipa.callback_token}")

@@ -1,0 +1,142 @@
+"""Manual resolution with evidence: a receipt is checked with M-Pesa's Transaction Status (the simulator
+answers it asynchronously, like Daraja) before a payment completes by hand."""
+from __future__ import annotations
+
+import requests
+
+from gateway.jobs.registry import process_inbox
+from shared.db import db
+from shared.models import AuditLog, InboxMessage, Payment, PaymentEvent, Verification
+from tests.helpers import staff_headers, wait_for
+
+PHONE = "254708374149"
+
+
+def paid_in_simulator(sim, amount: int) -> str:
+    """A receipt M-Pesa (the simulator) issued for ``amount`` whose callback never reached the gateway."""
+    sim.daraja.set_outcome(PHONE, "no_callback")
+    push = sim.daraja.start_push({"PhoneNumber": PHONE, "Amount": amount, "AccountReference": "ACC42",
+                                  "CallBackURL": "http://127.0.0.1:9/never"})
+    sim.daraja.set_outcome(PHONE, None)
+    return push.receipt
+
+
+def failed_payment(amount=1500, ref="LPVER0001") -> Payment:
+    with db.connection_context():
+        return Payment.create(reference=ref, phone=PHONE, amount=amount, account="ACC42", channel="ussd",
+                              status="FAILED", result_code="1037", result_desc="No response from user")
+
+
+def heads():
+    with db.connection_context():
+        return staff_headers()
+
+
+def resolve(live, payment, headers, **body):
+    body = {"status": "COMPLETED", "reason": "customer showed the M-Pesa SMS", **body}
+    return requests.post(f"{live.url}/api/v1/payments/{payment.id}/resolve", json=body, headers=headers, timeout=10)
+
+
+def decided(verification_id: int) -> Verification:
+    def done():
+        with db.connection_context():
+            v = Verification.get_by_id(verification_id)
+            return v if v.state != "requested" else None
+    return wait_for(done)
+
+
+def fresh(payment) -> Payment:
+    with db.connection_context():
+        return Payment.get_by_id(payment.id)
+
+
+def test_completed_by_hand_needs_a_receipt(live, sim):
+    payment, staff = failed_payment(), heads()
+    answer = resolve(live, payment, staff["admin"])
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "receipt_required"
+    assert fresh(payment).status == "FAILED"
+
+
+def test_refund_states_by_hand_refused(live, sim):
+    staff = heads()
+    with db.connection_context():
+        paid = Payment.create(reference="LPVER0002", phone=PHONE, amount=100, account="ACC42", channel="ussd",
+                              status="COMPLETED", mpesa_receipt="QKV0000001")
+    for status in ("REFUND_PENDING", "REFUNDED"):
+        answer = resolve(live, paid, staff["admin"], status=status)
+        assert answer.status_code == 409 and answer.json()["error"]["code"] == "refund_only"
+    assert fresh(paid).status == "COMPLETED"
+
+
+def test_unknown_receipt_refused_after_verification(live, sim):
+    payment, staff = failed_payment(), heads()
+    answer = resolve(live, payment, staff["admin"], receipt="QKX1234567")
+    assert answer.status_code == 202, answer.text
+    verification = answer.json()["verification"]
+    assert (verification["state"], verification["receipt"], verification["amount"]) == ("requested", "QKX1234567",
+                                                                                         1500)
+    v = decided(verification["id"])
+    assert v.state == "refused" and "does not confirm receipt QKX1234567" in v.message and "2001" in v.message
+    with db.connection_context():
+        assert Payment.get_by_id(payment.id).status == "FAILED"
+        assert Payment.get_by_id(payment.id).mpesa_receipt is None
+        assert PaymentEvent.select().where(PaymentEvent.payment == payment.id,
+                                           PaymentEvent.kind == "verification").count() == 1
+        assert AuditLog.get(AuditLog.action == "verification_refused").target_id == str(v.id)
+
+
+def test_known_receipt_for_another_amount_refused(live, sim):
+    receipt = paid_in_simulator(sim, 900)
+    payment, staff = failed_payment(amount=1500), heads()
+    v = decided(resolve(live, payment, staff["admin"], receipt=receipt).json()["verification"]["id"])
+    assert v.state == "refused" and "KES 900" in v.message
+    assert fresh(payment).status == "FAILED"
+
+
+def test_known_receipt_completes_once(live, sim):
+    receipt = paid_in_simulator(sim, 1500)
+    payment, staff = failed_payment(amount=1500), heads()
+    assert resolve(live, payment, staff["operator"], receipt=receipt).status_code == 403
+    answer = resolve(live, payment, staff["admin"], receipt=receipt.lower())
+    assert answer.status_code == 202
+    again = resolve(live, payment, staff["admin"], receipt=receipt)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "verification_open"
+    v = decided(answer.json()["verification"]["id"])
+    assert v.state == "confirmed" and v.conversation_id
+    done = fresh(payment)
+    assert (done.status, done.mpesa_receipt, done.completed_at is not None) == ("COMPLETED", receipt, True)
+    sim.daraja.fire_async_now()  # nothing more to post; a replayed Result is a duplicate
+    with db.connection_context():
+        row = InboxMessage.select().where(InboxMessage.source == "daraja.result").get()
+        assert row.status == "APPLIED"
+        events = list(PaymentEvent.select().where(PaymentEvent.payment == payment.id,
+                                                  PaymentEvent.to_status == "COMPLETED"))
+        assert len(events) == 1 and events[0].payload["receipt"] == receipt
+        assert events[0].payload["requested_by"] == "staff:admin"
+        requested = AuditLog.get(AuditLog.action == "resolve_requested")
+        assert (requested.actor, requested.details["receipt"]) == ("staff:admin", receipt)
+    replay = requests.post(f"{live.url}/mpesa/result/{live.app.extensions['lipa'].callback_token}",
+                           data=row.body if isinstance(row.body, str) else row.body, timeout=10,
+                           headers={"Content-Type": "application/json"})
+    assert replay.status_code == 200
+    assert fresh(payment).status == "COMPLETED"
+    with db.connection_context():
+        assert PaymentEvent.select().where(PaymentEvent.payment == payment.id,
+                                           PaymentEvent.to_status == "COMPLETED").count() == 1
+
+
+def test_daraja_unreachable_stays_requested_and_process_inbox_asks_again(live, sim):
+    receipt = paid_in_simulator(sim, 1500)
+    payment, staff = failed_payment(amount=1500), heads()
+    sim.daraja.set_fault("transaction_status", "internal")
+    answer = resolve(live, payment, staff["admin"], receipt=receipt)
+    vid = answer.json()["verification"]["id"]
+    lipa = live.app.extensions["lipa"]
+    lipa.tasks.drain()
+    with db.connection_context():
+        v = Verification.get_by_id(vid)
+        assert (v.state, v.conversation_id, v.attempts) == ("requested", None, 1)
+        Verification.update(updated_at=v.updated_at.replace(year=2000)).where(Verification.id == vid).execute()
+        assert process_inbox(lipa)["verifications_sent"] == 1
+    assert decided(vid).state == "confirmed"
+    assert fresh(payment).status == "COMPLETED"
