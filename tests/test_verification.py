@@ -140,3 +140,25 @@ def test_daraja_unreachable_stays_requested_and_process_inbox_asks_again(live, s
         assert process_inbox(lipa)["verifications_sent"] == 1
     assert decided(vid).state == "confirmed"
     assert fresh(payment).status == "COMPLETED"
+
+
+def test_flag_review_clear_and_confirm_in_the_timeline(client, conn):
+    staff = staff_headers()
+    payment = Payment.create(reference="LPVER0003", phone=PHONE, amount=100, account="ACC42", channel="ussd",
+                             status="COMPLETED", mpesa_receipt="QKV0000003", flagged=True,
+                             flag_reason="rule amount: too much")
+    url = f"/api/v1/payments/{payment.id}/flag"
+    assert client.post(url, headers=staff["viewer"], json={"action": "clear", "reason": "x"}).status_code == 403
+    bad = client.post(url, headers=staff["operator"], json={"action": "ignore", "reason": "x"})
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_action"
+    assert client.post(url, headers=staff["operator"], json={"action": "clear"}).status_code == 400
+    cleared = client.post(url, headers=staff["operator"], json={"action": "clear", "reason": "regular customer"})
+    assert cleared.status_code == 200 and cleared.get_json()["flagged"] is False
+    assert Payment.get_by_id(payment.id).flagged is False
+    confirmed = client.post(url, headers=staff["admin"], json={"action": "confirm", "reason": "stolen phone"})
+    assert confirmed.status_code == 200 and confirmed.get_json()["flagged"] is True
+    detail = client.get(f"/api/v1/payments/{payment.id}", headers=staff["viewer"]).get_json()
+    summaries = [item["summary"] for item in detail["events"]]
+    assert "flag cleared: regular customer" in summaries and "flag confirmed: stolen phone" in summaries
+    assert [a.action for a in AuditLog.select().where(AuditLog.action.startswith("flag_"))] == [
+        "flag_clear", "flag_confirm"]

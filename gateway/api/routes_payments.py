@@ -18,7 +18,7 @@ from shared.timeutil import utcnow
 
 from ..notify import outbox
 from ..notify.templates import language_of, render
-from ..payments import resolution, service, verification
+from ..payments import flags, resolution, service, verification
 from ..payments.transitions import record
 from ..payments.verification import verification_json
 from . import timeline
@@ -249,6 +249,17 @@ def resolve(payment_id: int):
         send_verification_later(result.id)
         return {"verification": verification_json(result)}, 202
     return payment_json(result, reveal=reveals(who))
+
+
+@bp.post("/payments/<int:payment_id>/flag")
+def review_flag(payment_id: int):
+    """Review a fraud flag (operator or admin): clear it or confirm it, shown in the timeline."""
+    who = principal()
+    who.require("operator")
+    data = json_body(("action", "reason"))
+    load_payment(payment_id)
+    payment = flags.review_flag(payment_id, action=data["action"], reason=_reason(data), actor=who.actor)
+    return payment_json(payment, reveal=reveals(who))
 
 
 def send_verification_later(verification_id: int) -> None:
