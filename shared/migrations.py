@@ -68,8 +68,9 @@ def _v8_read_paths(database) -> None:
 
 
 def _v11_verifications(database) -> None:
-    """Issue 12: receipts checked with M-Pesa's Transaction Status before a manual completion."""
-    database.create_tables([m.Verification], safe=True)
+    """Issue 12: receipts checked with M-Pesa's Transaction Status before a manual completion, and
+    manual money changes waiting for a second admin (four eyes)."""
+    database.create_tables([m.Verification, m.Approval], safe=True)
 
 
 # Tables with sealed columns, and the clear-text indexes migration 9 replaces by look-up hash ones.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .ops_models import (
     Alert,
     ApiKey,
+    Approval,
     AuditLog,
     IdempotencyRecord,
     JobRun,
@@ -39,7 +40,7 @@ ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
-    IdempotencyRecord, RateLimitBucket, Receipt, Verification,
+    IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

@@ -162,3 +162,57 @@ def test_flag_review_clear_and_confirm_in_the_timeline(client, conn):
     assert "flag cleared: regular customer" in summaries and "flag confirmed: stolen phone" in summaries
     assert [a.action for a in AuditLog.select().where(AuditLog.action.startswith("flag_"))] == [
         "flag_clear", "flag_confirm"]
+
+
+def second_admin() -> dict:
+    from gateway.api import auth
+
+    with db.connection_context():
+        auth.create_staff("admin2", "admin2-password", "admin")
+        return {"Authorization": f"Bearer {auth.login('admin2', 'admin2-password')[0]}"}
+
+
+def test_over_the_four_eyes_limit_waits_for_a_second_admin(live, sim):
+    receipt = paid_in_simulator(sim, 25_000)
+    payment, staff, other = failed_payment(amount=25_000), heads(), second_admin()
+    assert resolve(live, payment, staff["admin"]).json()["error"]["code"] == "receipt_required"
+    answer = resolve(live, payment, staff["admin"], receipt=receipt)
+    assert answer.status_code == 202, answer.text
+    approval = answer.json()["approval"]
+    assert (approval["state"], approval["action"], approval["amount"]) == ("pending", "resolve", 25_000)
+    listed = requests.get(f"{live.url}/api/v1/approvals", headers=other, timeout=10).json()["items"]
+    assert [a["id"] for a in listed] == [approval["id"]]
+    assert requests.get(f"{live.url}/api/v1/approvals", headers=staff["operator"], timeout=10).status_code == 403
+    url = f"{live.url}/api/v1/approvals/{approval['id']}"
+    same = requests.post(url, json={"decision": "approve", "reason": "ok"}, headers=staff["admin"], timeout=10)
+    assert same.status_code == 403 and same.json()["error"]["code"] == "same_admin"
+    assert "another admin" in same.json()["error"]["message"]
+    with db.connection_context():
+        assert Verification.select().count() == 0 and Payment.get_by_id(payment.id).status == "FAILED"
+    approved = requests.post(url, json={"decision": "approve", "reason": "checked the SMS"}, headers=other,
+                             timeout=10)
+    assert approved.status_code == 200, approved.text
+    body = approved.json()["approval"]
+    assert (body["state"], body["decided_by"]) == ("approved", "staff:admin2")
+    assert decided(body["outcome"]["verification_id"]).state == "confirmed"
+    assert fresh(payment).status == "COMPLETED"
+    again = requests.post(url, json={"decision": "approve", "reason": "x"}, headers=other, timeout=10)
+    assert again.status_code == 409
+    with db.connection_context():
+        actions = [a.action for a in AuditLog.select().where(AuditLog.action.startswith("approval_"))]
+        assert actions == ["approval_requested", "approval_approved"]
+
+
+def test_a_large_refund_waits_and_can_be_rejected(live, sim):
+    staff, other = heads(), second_admin()
+    with db.connection_context():
+        paid = Payment.create(reference="LPVER0004", phone=PHONE, amount=20_000, account="ACC42", channel="ussd",
+                              status="COMPLETED", mpesa_receipt="QKV0000004")
+    answer = requests.post(f"{live.url}/api/v1/payments/{paid.id}/refund", headers=staff["admin"], timeout=10,
+                           json={"amount": 15_000, "reason": "customer asked"})
+    assert answer.status_code == 202 and answer.json()["approval"]["action"] == "refund"
+    url = f"{live.url}/api/v1/approvals/{answer.json()['approval']['id']}"
+    rejected = requests.post(url, json={"decision": "reject", "reason": "no proof"}, headers=other, timeout=10)
+    assert rejected.status_code == 200 and rejected.json()["approval"]["state"] == "rejected"
+    with db.connection_context():
+        assert Payment.get_by_id(paid.id).status == "COMPLETED" and not list(Payment.get_by_id(paid.id).refunds)

@@ -18,7 +18,7 @@ from shared.timeutil import utcnow
 
 from ..notify import outbox
 from ..notify.templates import language_of, render
-from ..payments import flags, resolution, service, verification
+from ..payments import approvals, flags, resolution, service, verification
 from ..payments.transitions import record
 from ..payments.verification import verification_json
 from . import timeline
@@ -217,6 +217,9 @@ def refund_payment(payment_id: int):
     reason = _reason(data)
     payment = load_payment(payment_id)
     lipa = services()
+    if isinstance(data["amount"], int) and approvals.over_limit(lipa.config, data["amount"]):
+        return _four_eyes("refund", payment, data["amount"], reason, who,
+                          {"amount": data["amount"], "method": lipa.config.refund_method})
     refund = refunds_service.request_refund(payment, data["amount"], reason, requested_by=who.actor,
                                             method=lipa.config.refund_method)
     with write_tx():
@@ -242,11 +245,14 @@ def resolve(payment_id: int):
     who.require("admin")
     data = json_body(("status", "reason"), optional=("receipt",))
     reason = _reason(data)
-    load_payment(payment_id)
+    payment = load_payment(payment_id)
+    if approvals.over_limit(services().config, payment.amount) and resolution.moves_money(payment, data):
+        return _four_eyes("resolve", payment, payment.amount, reason, who,
+                          {"status": resolution.target_status(data["status"]), "receipt": data.get("receipt")})
     kind, result = resolution.resolve(payment_id, status=data["status"], reason=reason,
                                       receipt=data.get("receipt"), actor=who.actor)
     if kind == "verification":
-        send_verification_later(result.id)
+        verification.submit_verification(services(), result.id)
         return {"verification": verification_json(result)}, 202
     return payment_json(result, reveal=reveals(who))
 
@@ -262,10 +268,26 @@ def review_flag(payment_id: int):
     return payment_json(payment, reveal=reveals(who))
 
 
-def send_verification_later(verification_id: int) -> None:
-    """Ask Daraja's Transaction Status in the background (process-inbox asks again if it fails)."""
-    lipa = services()
-    base = f"{lipa.public_url.rstrip('/')}/mpesa"
-    lipa.tasks.submit(verification.send_verification, verification_id, daraja=lipa.daraja, config=lipa.config,
-                      result_url=f"{base}/result/{lipa.callback_token}",
-                      timeout_url=f"{base}/timeout/{lipa.callback_token}")
+def _four_eyes(action: str, payment: Payment, amount: int, reason: str, who, params: dict):
+    """Over LIPA_FOUR_EYES_OVER: park the change for a second admin; 202 with the approval."""
+    approval = approvals.request_approval(action=action, payment=payment, amount=amount, params=params,
+                                          reason=reason, requested_by=who.actor)
+    return {"approval": approvals.approval_json(approval)}, 202
+
+
+@bp.get("/approvals")
+def list_approvals():
+    """Money changes waiting for a second admin (admin)."""
+    principal().require("admin")
+    return {"items": [approvals.approval_json(a) for a in approvals.pending()]}
+
+
+@bp.post("/approvals/<int:approval_id>")
+def decide_approval(approval_id: int):
+    """A different admin approves (carries it out) or rejects a pending change."""
+    who = principal()
+    who.require("admin")
+    data = json_body(("decision", "reason"))
+    approval = approvals.decide(approval_id, decision=data["decision"], reason=_reason(data), actor=who.actor,
+                                services=services())
+    return {"approval": approvals.approval_json(approval)}

@@ -11,13 +11,15 @@ from __future__ import annotations
 from shared.db import for_update, write_tx
 from shared.errors import InvalidInput, InvalidTransition, NotAllowed, NotFound
 from shared.models import AuditLog, Payment, Verification
-from shared.states import PaymentStatus, can_transition
+from shared.states import PAID, PaymentStatus, can_transition
 
 from .transitions import record, transition
 from .verification import COMPLETE_PAYMENT, REQUESTED, check_receipt, request_verification
 
 S = PaymentStatus
 REFUND_STATES = (S.REFUND_PENDING.value, S.REFUNDED.value)
+PAID_STATES = {s.value for s in PAID}
+NO_RECEIPT = "Resolving to COMPLETED needs the M-Pesa receipt, which is then checked with M-Pesa."
 
 
 def target_status(value) -> str:
@@ -29,6 +31,17 @@ def target_status(value) -> str:
         raise NotAllowed(f"{target} is reached only through a refund (POST /api/v1/payments/<id>/refund).",
                          code="refund_only")
     return target
+
+
+def moves_money(payment: Payment, data: dict) -> bool:
+    """A resolution that makes a payment paid or takes a paid one away (checked first: bad input is a 400)."""
+    target = target_status(data.get("status"))
+    if target == S.COMPLETED.value:
+        if data.get("receipt") in (None, ""):
+            raise InvalidInput(NO_RECEIPT, code="receipt_required")
+        check_receipt(data["receipt"])
+        return True
+    return payment.status in PAID_STATES
 
 
 def resolve(payment_id: int, *, status, reason: str, receipt=None, actor: str):
@@ -49,8 +62,7 @@ def resolve(payment_id: int, *, status, reason: str, receipt=None, actor: str):
 
 def _ask_completion(payment_id: int, *, reason: str, receipt, actor: str) -> Verification:
     if receipt in (None, ""):
-        raise InvalidInput("Resolving to COMPLETED needs the M-Pesa receipt, which is then checked with M-Pesa.",
-                           code="receipt_required")
+        raise InvalidInput(NO_RECEIPT, code="receipt_required")
     receipt = check_receipt(receipt)
     with write_tx():
         payment = _locked(payment_id)

@@ -83,16 +83,26 @@ def _save(verification_id: int, **fields) -> Verification:
     return v
 
 
+def result_urls(services) -> dict:
+    """The ResultURL and QueueTimeOutURL Daraja posts asynchronous answers to."""
+    base, token = services.public_url.rstrip("/"), services.callback_token
+    return {"result_url": f"{base}/mpesa/result/{token}", "timeout_url": f"{base}/mpesa/timeout/{token}"}
+
+
+def submit_verification(services, verification_id: int) -> None:
+    """Ask Daraja in the background, after the request's transaction committed (process-inbox retries)."""
+    services.tasks.submit(send_verification, verification_id, daraja=services.daraja, config=services.config,
+                          **result_urls(services))
+
+
 def send_unsent_verifications(services, *, older_than_s: float = 5.0, limit: int = 20) -> int:
     """Ask again for requests Daraja never acknowledged (it was unreachable): run by process-inbox."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)
     ids = [v.id for v in Verification.select(Verification.id).where(
         Verification.state == REQUESTED, Verification.conversation_id.is_null(),
         Verification.updated_at <= cutoff).order_by(Verification.id).limit(limit)]
-    base, token = services.public_url.rstrip("/"), services.callback_token
     for verification_id in ids:
-        send_verification(verification_id, daraja=services.daraja, config=services.config,
-                          result_url=f"{base}/mpesa/result/{token}", timeout_url=f"{base}/mpesa/timeout/{token}")
+        send_verification(verification_id, daraja=services.daraja, config=services.config, **result_urls(services))
     return len(ids)
 
 
