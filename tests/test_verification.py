@@ -216,3 +216,64 @@ def test_a_large_refund_waits_and_can_be_rejected(live, sim):
     assert rejected.status_code == 200 and rejected.json()["approval"]["state"] == "rejected"
     with db.connection_context():
         assert Payment.get_by_id(paid.id).status == "COMPLETED" and not list(Payment.get_by_id(paid.id).refunds)
+
+
+def exception_for(receipt: str, amount: int, payment=None, n=1):
+    """A statement line that matched no paid payment, open for review (as the statement import leaves it)."""
+    from shared.models import ReconException, StatementImport, StatementLine
+
+    with db.connection_context():
+        imp = StatementImport.create(sha256=f"{n:064d}", filename="nov.csv", uploaded_by="staff:operator")
+        line = StatementLine.create(statement=imp, line_no=n, receipt=receipt, amount=amount, account="ACC42",
+                                    details="Customer Payment", other_party="2547****149 - MARY")
+        return ReconException.create(statement=imp, kind="missing_in_lipa", line=line, payment=payment,
+                                      details=f"{amount} KES not in Lipa")
+
+
+def confirm(live, exc, headers, **body):
+    return requests.post(f"{live.url}/api/v1/reconciliation/exceptions/{exc.id}/confirm", headers=headers,
+                         json={"reason": "checked the statement", **body}, timeout=10)
+
+
+def test_exception_confirm_with_an_unknown_receipt_is_refused(live, sim):
+    from shared.models import ReconException
+
+    payment, staff = failed_payment(amount=700), heads()
+    exc = exception_for("FAKEREC001", 700, payment=payment.id)
+    assert confirm(live, exc, staff["operator"]).status_code == 403
+    answer = confirm(live, exc, staff["admin"])
+    assert answer.status_code == 202, answer.text
+    v = decided(answer.json()["verification"]["id"])
+    assert v.state == "refused" and "FAKEREC001" in v.message
+    assert fresh(payment).status == "FAILED"
+    with db.connection_context():
+        assert ReconException.get_by_id(exc.id).status == "OPEN"
+
+
+def test_exception_confirm_with_a_known_receipt_completes_once(live, sim):
+    from shared.models import ReconException
+
+    receipt = paid_in_simulator(sim, 700)
+    payment, staff = failed_payment(amount=700), heads()
+    exc = exception_for(receipt, 700, payment=payment.id)
+    answer = confirm(live, exc, staff["admin"])
+    assert confirm(live, exc, staff["admin"]).json()["error"]["code"] == "verification_open"
+    assert decided(answer.json()["verification"]["id"]).state == "confirmed"
+    done = fresh(payment)
+    assert (done.status, done.mpesa_receipt) == ("COMPLETED", receipt)
+    with db.connection_context():
+        row = ReconException.get_by_id(exc.id)
+        assert (row.status, row.resolved_by) == ("RESOLVED", "staff:admin")
+        assert PaymentEvent.select().where(PaymentEvent.payment == payment.id,
+                                           PaymentEvent.to_status == "COMPLETED").count() == 1
+    assert confirm(live, exc, staff["admin"]).json()["error"]["code"] == "already_resolved"
+
+
+def test_exception_confirm_of_money_no_payment_holds_records_it(live, sim):
+    receipt = paid_in_simulator(sim, 450)
+    staff = heads()
+    exc = exception_for(receipt, 450, n=2)
+    assert decided(confirm(live, exc, staff["admin"]).json()["verification"]["id"]).state == "confirmed"
+    with db.connection_context():
+        payment = Payment.get(Payment.mpesa_receipt == receipt)
+        assert (payment.status, payment.amount, payment.flagged) == ("COMPLETED", 450, True)

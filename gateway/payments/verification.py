@@ -22,7 +22,7 @@ from .transitions import raise_alert, record, transition
 
 log = logging.getLogger(__name__)
 REQUESTED, CONFIRMED, REFUSED, ERROR = "requested", "confirmed", "refused", "error"
-COMPLETE_PAYMENT = "complete_payment"
+COMPLETE_PAYMENT, CONFIRM_EXCEPTION = "complete_payment", "confirm_exception"
 ACTOR = "transaction-status"
 
 
@@ -194,5 +194,12 @@ def _complete_payment(v: Verification, payload) -> str | None:
     return None
 
 
-PURPOSES = {COMPLETE_PAYMENT: _complete_payment}
+def _confirm_exception(v: Verification, payload) -> str | None:
+    """A reconciliation exception confirmed by M-Pesa (reconciliation/confirm.py)."""
+    from ..reconciliation.confirm import on_confirmed
+
+    return on_confirmed(v, payload, _complete_payment)
+
+
+PURPOSES = {COMPLETE_PAYMENT: _complete_payment, CONFIRM_EXCEPTION: _confirm_exception}
 
