@@ -277,3 +277,16 @@ def test_exception_confirm_of_money_no_payment_holds_records_it(live, sim):
     with db.connection_context():
         payment = Payment.get(Payment.mpesa_receipt == receipt)
         assert (payment.status, payment.amount, payment.flagged) == ("COMPLETED", 450, True)
+
+
+def test_a_queue_timeout_ends_the_check_in_error_and_a_new_one_may_be_asked(live, sim):
+    receipt = paid_in_simulator(sim, 1500)
+    sim.daraja.set_reversal_outcome(receipt, "timeout")
+    payment, staff = failed_payment(amount=1500), heads()
+    v = decided(resolve(live, payment, staff["admin"], receipt=receipt).json()["verification"]["id"])
+    assert v.state == "error" and "timed out" in v.message
+    assert fresh(payment).status == "FAILED"
+    sim.daraja.set_reversal_outcome(receipt, None)
+    again = resolve(live, payment, staff["admin"], receipt=receipt)
+    assert decided(again.json()["verification"]["id"]).state == "confirmed"
+    assert fresh(payment).status == "COMPLETED"

@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 from shared.db import for_update, retry_locked, write_tx
-from shared.errors import InvalidInput, LipaError
+from shared.errors import InvalidInput, LipaError, ProviderError
 from shared.models import AuditLog, Payment, Verification
 from shared.states import PaymentStatus, can_transition
 from shared.timeutil import utcnow
@@ -64,9 +64,11 @@ def send_verification(verification_id: int, *, daraja, config, result_url: str, 
         answer = daraja.transaction_status(initiator=initiator_for(config), transaction_id=v.receipt,
                                            result_url=result_url, timeout_url=timeout_url,
                                            remarks=f"Verify {v.purpose}"[:100])
-    except LipaError as exc:
+    except ProviderError as exc:  # Daraja unreachable, throttled or failing: process-inbox asks again
         log.warning("transaction status for verification %s not sent: %s", v.id, exc.code)
         return _save(verification_id, attempts=v.attempts + 1, message=f"not sent yet: {exc.message}"[:255])
+    except LipaError as exc:  # not configured, or a receipt Daraja's rules refuse: asking again cannot help
+        return _save(verification_id, attempts=v.attempts + 1, state=ERROR, message=exc.message[:255])
     return _save(verification_id, attempts=v.attempts + 1, conversation_id=answer.conversation_id,
                  originator_conversation_id=answer.originator_conversation_id or None,
                  message="asked M-Pesa; waiting for its Result")
