@@ -165,7 +165,7 @@ def test_flag_review_clear_and_confirm_in_the_timeline(client, conn):
 
 
 def second_admin() -> dict:
-    from gateway.api import auth
+    from gateway.backoffice import auth
 
     with db.connection_context():
         auth.create_staff("admin2", "admin2-password", "admin")

@@ -20,8 +20,8 @@ from shared.timeutil import iso
 from ..payments import verification
 from ..reconciliation import confirm as recon_confirm
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
-from .feed import ranked_page
-from .serialize import notification_json, reveals
+from ..backoffice.feed import ranked_page
+from ..backoffice.serialize import notification_json, reveals
 
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")

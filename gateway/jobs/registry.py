@@ -47,7 +47,7 @@ def process_inbox(ctx) -> dict:
     """Apply provider messages stored but never applied (a crash between storing and applying), and send
     refunds that were requested inside another transaction (automatic refunds) but never sent, and
     Transaction Status checks Daraja never acknowledged."""
-    from ..healing import process_inbox as heal
+    from .healing import process_inbox as heal
     from ..payments.verification import send_unsent_verifications
     from ..refunds.service import send_unsent_refunds
 

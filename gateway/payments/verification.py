@@ -55,7 +55,7 @@ def verification_json(v: Verification) -> dict:
 
 def send_verification(verification_id: int, *, daraja, config, result_url: str, timeout_url: str) -> Verification:
     """Ask Daraja's Transaction Status; unreachable or ambiguous leaves it requested for process-inbox."""
-    from ..refunds.credential import initiator_for
+    from ..providers.daraja.credential import initiator_for
 
     v = Verification.get_by_id(verification_id)
     if v.state != REQUESTED or v.conversation_id:

@@ -16,7 +16,7 @@ from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
 from shared.models import Payment, Refund
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert
 from ..payments.verification import apply_result as apply_verification
 from ..payments.verification import find_verification
