@@ -107,9 +107,12 @@ def _hooks(config: Config) -> TransitionHooks:
     from .notify.events import PaymentNotifier
     from .payments import flags
     from .payments.requests import on_payment_change
+    from .payments.verification import CONFIRM_EXCEPTION
+    from .reconciliation.confirm import on_verified
     from .refunds.service import request_refund
 
     hooks = TransitionHooks(config=config, request_refund=request_refund)
+    hooks.verification_purposes[CONFIRM_EXCEPTION] = on_verified
     hooks.add("requests", on_payment_change)
     hooks.add("flags", flags.listener(config))
     hooks.add("notify", PaymentNotifier(config))

@@ -58,6 +58,7 @@ class Config:
     auto_refund: bool = False
     refund_method: str = "reversal"
     flag_amount_over: int = 100_000
+    four_eyes_over: int = 10_000
     flag_attempts_per_hour: int = 10
     flag_failed_pins: int = 3
     retention_days: int = 30
@@ -178,6 +179,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         auto_refund=_bool(env, "LIPA_AUTO_REFUND", False),
         refund_method=env.get("LIPA_REFUND_METHOD") or "reversal",
         flag_amount_over=_int(env, "LIPA_FLAG_AMOUNT_OVER", 100_000),
+        four_eyes_over=_int(env, "LIPA_FOUR_EYES_OVER", 10_000),
         flag_attempts_per_hour=_int(env, "LIPA_FLAG_ATTEMPTS_PER_HOUR", 10),
         flag_failed_pins=_int(env, "LIPA_FLAG_FAILED_PINS", 3),
         retention_days=_int(env, "LIPA_RETENTION_DAYS", 30),

@@ -308,7 +308,7 @@ def test_resolve_goes_through_the_state_machine(client, heads):
     assert (event.kind, event.actor, event.reason) == ("transition", "staff:admin", "Customer phone off")
     assert Payment.get_by_id(payment.id).active_phone is None
     refused = client.post(url, headers=heads["admin"], json={"status": "REFUNDED", "reason": "no"})
-    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "invalid_transition"
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "refund_only"
     assert Payment.get_by_id(payment.id).status == "EXPIRED"
     assert [a.details for a in AuditLog.select().where(AuditLog.action == "resolve")] == [
         {"from": "PROCESSING", "to": "EXPIRED"}]

@@ -103,4 +103,6 @@ def test_migrate_command(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "schema version 9" in proc.stdout
+    from shared.models.migrations import MIGRATIONS
+
+    assert f"schema version {MIGRATIONS[-1][0]}" in proc.stdout

@@ -98,9 +98,24 @@ def _payments() -> dict:
             "Refund (part of) a paid payment (admin)", tag="payments", ok="201", schema=ref("Refund"),
             params=(pid,), body=obj({"amount": INT, "reason": STR}), errors="400 401 403 404 409 415 501")},
         "/payments/{payment_id}/resolve": {"post": op(
-            "Set a status by hand through the state machine (admin)", tag="payments", schema=ref("Payment"),
-            params=(pid,), body=obj({"status": {"enum": PAYMENT_STATUSES}, "reason": STR}),
+            "Set a status by hand through the state machine (admin). COMPLETED needs a receipt and answers "
+            "202 {verification} until M-Pesa's Transaction Status confirms it for the amount; REFUND_PENDING "
+            "and REFUNDED are refused (refunds only); over LIPA_FOUR_EYES_OVER it answers 202 {approval}",
+            tag="payments", schema=ref("Payment"), params=(pid,),
+            body=obj({"status": {"enum": PAYMENT_STATUSES}, "reason": STR}, {"receipt": STR}),
             errors="400 401 403 404 409 415")},
+        "/payments/{payment_id}/flag": {"post": op(
+            "Review a fraud flag: clear (flagged false) or confirm; shown in the timeline (operator+)",
+            tag="payments", schema=ref("Payment"), params=(pid,),
+            body=obj({"action": {"enum": ["clear", "confirm"]}, "reason": STR}), errors="400 401 403 404 415")},
+        "/approvals": {"get": op("Manual money changes waiting for a second admin (admin)", tag="payments",
+                                 schema=obj({"items": {"type": "array", "items": ref("Approval")}}),
+                                 errors="401 403")},
+        "/approvals/{approval_id}": {"post": op(
+            "Approve (carry out) or reject a pending change; the admin who asked gets 403 (admin)",
+            tag="payments", schema=obj({"approval": ref("Approval")}), params=(path_id("approval_id"),),
+            body=obj({"decision": {"enum": ["approve", "reject"]}, "reason": STR}),
+            errors="400 401 403 404 409 415 502")},
     }
 
 
@@ -165,6 +180,12 @@ def _ops() -> dict:
             "A reconciliation run with a page of its exceptions, open ones first", tag="reconciliation",
             schema={"type": "object"}, params=(path_id("run_id"), query("status", {"enum": ["OPEN", "RESOLVED"]}),
                                                CURSOR, LIMIT), errors="400 401 403 404 501")},
+        "/reconciliation/exceptions/{exception_id}/confirm": {"post": op(
+            "Confirm an exception (admin): 202 {verification}; its receipt (or the one given) is checked with "
+            "M-Pesa's Transaction Status before the payment completes or the money is recorded",
+            tag="reconciliation", ok="202", schema=obj({"verification": ref("Verification")}),
+            params=(path_id("exception_id"),), body=obj({"reason": STR}, {"receipt": STR}),
+            errors="400 401 403 404 409 415")},
         "/reconciliation/exceptions/{exception_id}/resolve": {"post": op(
             "Resolve a reconciliation exception with a note (operator+)", tag="reconciliation",
             schema=ref("ReconException"), params=(path_id("exception_id"),), body=obj({"note": STR}),
@@ -190,6 +211,12 @@ def _schemas() -> dict:
                         closed=False),
         "JobRun": obj({"id": INT, "job": STR, "trigger": STR, "outcome": STR}, closed=False),
         "ReconException": obj({"id": INT, "kind": STR, "status": STR}, closed=False),
+        "Verification": obj({"id": INT, "receipt": STR, "amount": INT, "purpose": STR,
+                             "state": {"enum": ["requested", "confirmed", "refused", "error"]}, "message": STR},
+                            closed=False),
+        "Approval": obj({"id": INT, "action": {"enum": ["resolve", "refund"]}, "payment_id": INT, "amount": INT,
+                         "state": {"enum": ["pending", "deciding", "approved", "rejected"]}, "requested_by": STR},
+                        closed=False),
         "Stats": obj({"payments": loose, "success_rate": {"type": ["number", "null"]},
                       "failure_rate": {"type": ["number", "null"]}, "failures_by_result_code": {"type": "array"},
                       "callback_lag_s": loose, "notifications": loose, "pending": INT, "stuck": INT,

@@ -16,6 +16,8 @@ from shared.timeutil import iso
 
 from ..jobs import registry, runner
 from ..reconciliation import service as recon_service
+from ..payments import verification
+from ..reconciliation import confirm as recon_confirm
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
 from ..backoffice.feed import ranked_page
 from ..backoffice.serialize import notification_json, reveals
@@ -239,6 +241,19 @@ def get_run(run_id: int):
     rank = Case(None, [(ReconException.status == "OPEN", 0)], 1)
     rows, cursor = ranked_page(query, rank, ReconException.id, args.get("cursor"), page_limit())
     return jsonify({"run": summary, "items": [exception_json(e) for e in rows], "next_cursor": cursor})
+
+
+@bp.post(f"/reconciliation/exceptions/<{ID}:exception_id>/confirm")
+def confirm_exception(exception_id: int):
+    """Confirm an exception (admin): 202 with the verification of its receipt by Transaction Status;
+    money moves only once M-Pesa confirms it."""
+    who = principal()
+    who.require("admin")
+    data = json_body(("reason",), optional=("receipt",))
+    v = recon_confirm.confirm_exception(exception_id, staff=who.actor, reason=data["reason"],
+                                        receipt=data.get("receipt"))
+    verification.submit_verification(current_app.extensions["lipa"], v.id)
+    return jsonify({"verification": verification.verification_json(v)}), 202
 
 
 @bp.post(f"/reconciliation/exceptions/<{ID}:exception_id>/resolve")

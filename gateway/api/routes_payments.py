@@ -18,8 +18,10 @@ from shared.timeutil import utcnow
 
 from ..notify import outbox
 from ..texts.notify import language_of, render
-from ..payments import service
-from ..payments.transitions import record, transition
+from ..backoffice import approvals
+from ..payments import flags, resolution, service, verification
+from ..payments.transitions import record
+from ..payments.verification import verification_json
 from ..backoffice import timeline
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from ..backoffice.payments_query import list_payments, parse_filters
@@ -216,6 +218,9 @@ def refund_payment(payment_id: int):
     reason = _reason(data)
     payment = load_payment(payment_id)
     lipa = services()
+    if isinstance(data["amount"], int) and approvals.over_limit(lipa.config, data["amount"]):
+        return _four_eyes("refund", payment, data["amount"], reason, who,
+                          {"amount": data["amount"], "method": lipa.config.refund_method})
     refund = refunds_service.request_refund(payment, data["amount"], reason, requested_by=who.actor,
                                             method=lipa.config.refund_method)
     with write_tx():
@@ -234,18 +239,54 @@ def _reason(data: dict) -> str:
 
 @bp.post("/payments/<int:payment_id>/resolve")
 def resolve(payment_id: int):
-    """Set a status by hand (admin), through the state machine; a refused change is a 409."""
+    """Resolve by hand (admin) with evidence: COMPLETED answers 202 with the receipt's verification."""
     who = principal()
     who.require("admin")
-    data = json_body(("status", "reason"))
+    data = json_body(("status", "reason"), optional=("receipt",))
     reason = _reason(data)
-    target = str(data["status"]).strip().upper()
-    if target not in {s.value for s in S}:
-        raise InvalidInput(f"status must be one of {', '.join(s.value for s in S)}.", code="invalid_status")
+    payment = load_payment(payment_id)
+    if approvals.over_limit(services().config, payment.amount) and resolution.moves_money(payment, data):
+        return _four_eyes("resolve", payment, payment.amount, reason, who,
+                          {"status": resolution.target_status(data["status"]), "receipt": data.get("receipt")})
+    kind, result = resolution.resolve(payment_id, status=data["status"], reason=reason,
+                                      receipt=data.get("receipt"), actor=who.actor)
+    if kind == "verification":
+        verification.submit_verification(services(), result.id)
+        return {"verification": verification_json(result)}, 202
+    return payment_json(result, reveal=reveals(who))
+
+
+@bp.post("/payments/<int:payment_id>/flag")
+def review_flag(payment_id: int):
+    """Review a fraud flag (operator or admin): clear it or confirm it, shown in the timeline."""
+    who = principal()
+    who.require("operator")
+    data = json_body(("action", "reason"))
     load_payment(payment_id)
-    with write_tx():
-        payment = locked_payment(payment_id)
-        previous = payment.status
-        transition(payment, target, actor=who.actor, reason=reason, message=f"Resolved by staff as {target}.")
-        audit("resolve", payment.id, reason=reason, details={"from": previous, "to": target})
+    payment = flags.review_flag(payment_id, action=data["action"], reason=_reason(data), actor=who.actor)
     return payment_json(payment, reveal=reveals(who))
+
+
+def _four_eyes(action: str, payment: Payment, amount: int, reason: str, who, params: dict):
+    """Over LIPA_FOUR_EYES_OVER: park the change for a second admin; 202 with the approval."""
+    approval = approvals.request_approval(action=action, payment=payment, amount=amount, params=params,
+                                          reason=reason, requested_by=who.actor)
+    return {"approval": approvals.approval_json(approval)}, 202
+
+
+@bp.get("/approvals")
+def list_approvals():
+    """Money changes waiting for a second admin (admin)."""
+    principal().require("admin")
+    return {"items": [approvals.approval_json(a) for a in approvals.pending()]}
+
+
+@bp.post("/approvals/<int:approval_id>")
+def decide_approval(approval_id: int):
+    """A different admin approves (carries it out) or rejects a pending change."""
+    who = principal()
+    who.require("admin")
+    data = json_body(("decision", "reason"))
+    approval = approvals.decide(approval_id, decision=data["decision"], reason=_reason(data), actor=who.actor,
+                                services=services())
+    return {"approval": approvals.approval_json(approval)}

@@ -68,6 +68,8 @@ def _events(payment: Payment, reveal: bool):
     for row in PaymentEvent.select().where(PaymentEvent.payment == payment).order_by(PaymentEvent.id):
         if row.kind == "transition":
             summary = f"{row.from_status} -> {row.to_status}"
+        elif row.kind == "flag_review":
+            summary = row.reason
         else:
             summary = row.kind.replace("_", " ")
         yield row.created_at, {"type": "event", "summary": summary, **event_json(row, reveal=reveal)}

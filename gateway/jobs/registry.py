@@ -45,13 +45,16 @@ def dispatch_notifications(ctx) -> dict:
 
 def process_inbox(ctx) -> dict:
     """Apply provider messages stored but never applied (a crash between storing and applying), and send
-    refunds that were requested inside another transaction (automatic refunds) but never sent."""
+    refunds that were requested inside another transaction (automatic refunds) but never sent, and
+    Transaction Status checks Daraja never acknowledged."""
     from .healing import process_inbox as heal
+    from ..payments.verification import send_unsent_verifications
     from ..refunds.service import send_unsent_refunds
 
     applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url,
                    older_than_s=min(HEAL_AFTER_S, interval("process-inbox", ctx.config)))
-    return {"applied": applied, "refunds_sent": send_unsent_refunds(ctx)}
+    return {"applied": applied, "refunds_sent": send_unsent_refunds(ctx),
+            "verifications_sent": send_unsent_verifications(ctx)}
 
 
 def reconcile(ctx) -> dict:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
-from shared.models import Payment, PaymentEvent
+from shared.db import for_update, write_tx
+from shared.errors import InvalidInput, NotFound
+from shared.models import AuditLog, Payment, PaymentEvent
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
-from .transitions import flag
+from .transitions import flag, record
 
 ACTOR = "rules"
 ALERT_KIND = "fraud_rule"
@@ -69,3 +71,30 @@ def _already(payment: Payment, rule: str) -> bool:
     return PaymentEvent.select().where(
         PaymentEvent.payment == payment, PaymentEvent.kind == "flag",
         PaymentEvent.reason.startswith(f"rule {rule}:")).exists()
+
+
+REVIEW_ACTIONS = ("clear", "confirm")
+
+
+def review_flag(payment_id: int, *, action, reason: str, actor: str) -> Payment:
+    """Staff review a fraud flag: ``clear`` (a false alarm: flagged 0) or ``confirm`` (it stays flagged,
+    marked confirmed). Both leave a ``flag_review`` event in the timeline and an audit row."""
+    if action not in REVIEW_ACTIONS:
+        raise InvalidInput("action must be clear or confirm.", code="invalid_action")
+    with write_tx():
+        payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
+        if payment is None:
+            raise NotFound(f"There is no payment {payment_id}.")
+        was = {"flagged": bool(payment.flagged), "flag_reason": payment.flag_reason}
+        if action == "clear":
+            payment.flagged, payment.flag_reason = False, ""
+        else:
+            payment.flagged = True
+            payment.flag_reason = f"confirmed: {reason}"[:255]
+        payment.updated_at = utcnow()
+        payment.save()
+        evidence = {"action": action, "by": actor, "reason": reason, "was": was}
+        record(payment, "flag_review", actor=actor, reason=f"flag {action}ed: {reason}"[:255], payload=evidence)
+        AuditLog.create(actor=actor, action=f"flag_{action}", target_type="payment", target_id=str(payment.id),
+                        reason=reason[:500], details=evidence)
+    return payment

@@ -27,6 +27,7 @@ class TransitionHooks:
     listeners: dict[str, Listener] = field(default_factory=dict)
     config: object = None  # the app's Config, for rules that run inside a change (unexpected money)
     request_refund: Callable | None = None  # refunds.service.request_refund, wired by create_app
+    verification_purposes: dict[str, Callable] = field(default_factory=dict)  # purpose -> action on a receipt
 
     def add(self, name: str, listener: Listener) -> None:
         """listener(payment, from_status, to_status, event); a name added again replaces the first."""

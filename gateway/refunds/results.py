@@ -1,4 +1,5 @@
-"""Daraja's asynchronous Results (reversal, B2C) and queue timeouts: parse strictly, apply idempotently.
+"""Daraja's asynchronous Results (reversal, B2C, transaction status) and queue timeouts: parse strictly,
+apply idempotently. A Transaction Status Result goes to its verification (payments/verification.py).
 
 A Result is matched to its refund by ConversationID, else OriginatorConversationID (B2C echoes ours),
 else, for a reversal whose acceptance we never heard, by OriginalTransactionID (the payment's receipt).
@@ -17,6 +18,8 @@ from shared.models import Payment, Refund
 
 from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert
+from ..payments.verification import apply_result as apply_verification
+from ..payments.verification import find_verification
 from .steps import COMPLETED, IN_FLIGHT, complete, fail, save
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,11 @@ def _apply(inbox_id: int, *, timeout: bool) -> str:
         row, result, done = inbox.open_row(inbox_id, lambda body: parse_result(body, timeout=timeout))
         if done:
             return done
+        verification = find_verification(result)
+        if verification is not None:
+            status, note = apply_verification(verification, result, json.loads(row.body), timeout=timeout)
+            inbox.mark(row, status, note, payment=Payment.get_or_none(Payment.id == verification.payment_id))
+            return status
         refund = _find_refund(result)
         if refund is None:
             inbox.mark(row, "FLAGGED", "unknown ConversationID")

@@ -3,19 +3,19 @@ gathered here so ``from shared.models import Payment`` and ``ALL_MODELS`` work e
 from __future__ import annotations
 
 from .operations import (
-    Alert, ApiKey, AuditLog, IdempotencyRecord, JobRun, JobState, ProviderToken, RateLimitBucket, ReconException,
-    SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
+    Alert, ApiKey, Approval, AuditLog, IdempotencyRecord, JobRun, JobState, ProviderToken, RateLimitBucket,
+    ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
 )
 from .payments import (
     InboxMessage, JSONText, Merchant, Notification, Payment, PaymentEvent, PaymentRequest, PhonePreference, Receipt,
-    Refund, TimestampedModel, UssdSession,
+    Refund, TimestampedModel, UssdSession, Verification,
 )
 
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
-    IdempotencyRecord, RateLimitBucket, Receipt,
+    IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

@@ -67,6 +67,12 @@ def _v8_read_paths(database) -> None:
     refresh_planner_stats()
 
 
+def _v11_verifications(database) -> None:
+    """Issue 12: receipts checked with M-Pesa's Transaction Status before a manual completion, and
+    manual money changes waiting for a second admin (four eyes)."""
+    database.create_tables([m.Verification, m.Approval], safe=True)
+
+
 # Tables with sealed columns, and the clear-text indexes migration 9 replaces by look-up hash ones.
 SEALED_MODELS = (m.Payment, m.PaymentRequest, m.Notification, m.PaymentEvent, m.InboxMessage, m.UssdSession,
                  m.PhonePreference, m.StatementLine, m.IdempotencyRecord)
@@ -169,6 +175,7 @@ def _add_columns(database, model, names: list[str]) -> None:
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
+    (11, _v11_verifications),
 ]
 
 

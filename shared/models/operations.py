@@ -95,6 +95,21 @@ class ReconException(TimestampedModel):
     resolved_at = pw.DateTimeField(null=True)
 
 
+class Approval(TimestampedModel):
+    """A manual money change over LIPA_FOUR_EYES_OVER waiting for a second admin (four eyes)."""
+
+    action = pw.CharField(max_length=16)  # resolve, refund
+    payment = pw.ForeignKeyField(Payment, backref="approvals")
+    amount = pw.IntegerField()
+    params = JSONText()  # what to carry out: {"status", "receipt"} or {"amount", "method"}
+    reason = pw.CharField(max_length=255)
+    requested_by = pw.CharField(max_length=64)
+    state = pw.CharField(max_length=10, default="pending", index=True)  # pending, approved, rejected
+    decided_by = pw.CharField(max_length=64, null=True)
+    decision_reason = pw.CharField(max_length=255, default="")
+    outcome = JSONText(null=True)  # what carrying it out produced (verification or refund id)
+
+
 class AuditLog(BaseModel):
     """Who did what, when and why: every staff action and automatic money decision."""
 

@@ -184,6 +184,27 @@ class Refund(TimestampedModel):
     result_desc = pw.CharField(max_length=255, default="")
 
 
+class Verification(TimestampedModel):
+    """A receipt being checked with M-Pesa's Transaction Status before anything moves money on it.
+
+    ``purpose`` says what to do once confirmed (``complete_payment``); state requested → confirmed,
+    refused (M-Pesa does not know it, or another amount) or error."""
+
+    receipt = pw.CharField(max_length=32, index=True)
+    amount = pw.IntegerField()
+    purpose = pw.CharField(max_length=24)
+    payment = pw.ForeignKeyField(Payment, null=True, backref="verifications")
+    target_id = pw.CharField(max_length=40, default="")  # e.g. the reconciliation exception confirmed
+    state = pw.CharField(max_length=12, default="requested", index=True)
+    requested_by = pw.CharField(max_length=64)
+    reason = pw.CharField(max_length=255, default="")
+    originator_conversation_id = pw.CharField(max_length=64, null=True, unique=True)
+    conversation_id = pw.CharField(max_length=64, null=True, unique=True)
+    result_code = pw.CharField(max_length=32, null=True)
+    message = pw.CharField(max_length=255, default="")
+    attempts = pw.IntegerField(default=0)
+
+
 class Receipt(BaseModel):
     """A customer receipt: its id is the sequential receipt number; reprints are counted."""
 

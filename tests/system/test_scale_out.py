@@ -16,16 +16,7 @@ from shared.db import db, init_db
 from shared.models import InboxMessage, JobRun, JobState, Notification, Payment, ProviderToken
 from tests.helpers import wait_for
 from tests.scale_support import (
-    AT_SEND,
-    OAUTH,
-    STK_QUERY,
-    GatewayProcess,
-    Simulators,
-    dial,
-    fresh_database,
-    pid_of,
-    start_gateways,
-    text_in,
+    AT_SEND, OAUTH, STK_QUERY, GatewayProcess, Simulators, dial, fresh_database, pid_of, start_gateways, text_in,
 )
 
 pytestmark = pytest.mark.server

@@ -204,13 +204,27 @@ def test_b2c_outcome_by_originator_id(sim, api, receiver):
     assert result_of(receiver, body)["ResultCode"] == 21
 
 
-def test_transaction_status(api, receiver):
+def test_transaction_status(sim, api, receiver):
+    sim.daraja.set_outcome("254708374149", "no_callback")
+    receipt = sim.daraja.start_push({"PhoneNumber": "254708374149", "Amount": 250, "AccountReference": "ACC1",
+                                     "CallBackURL": f"{receiver.base}/stk"}).receipt
+    body = {"Initiator": "testapi", "SecurityCredential": CREDENTIAL, "CommandID": "TransactionStatusQuery",
+            "TransactionID": receipt, "PartyA": "174379", "IdentifierType": "4", **urls(receiver),
+            "Remarks": "Status", "Occasion": ""}
+    assert api(STATUS, body).status_code == 200
+    result = result_of(receiver, body)
+    params = {p["Key"]: p["Value"] for p in result["ResultParameters"]["ResultParameter"]}
+    assert (result["ResultCode"], params["ReceiptNo"], params["Amount"], params["TransactionStatus"]) == (
+        0, receipt, 250, "Completed")
+
+
+def test_transaction_status_of_an_unknown_receipt_fails(api, receiver):
     body = {"Initiator": "testapi", "SecurityCredential": CREDENTIAL, "CommandID": "TransactionStatusQuery",
             "TransactionID": "NLJ7RT61SV", "PartyA": "174379", "IdentifierType": "4", **urls(receiver),
             "Remarks": "Status", "Occasion": ""}
     assert api(STATUS, body).status_code == 200
-    params = {p["Key"]: p["Value"] for p in result_of(receiver, body)["ResultParameters"]["ResultParameter"]}
-    assert params["ReceiptNo"] == "NLJ7RT61SV"
+    result = result_of(receiver, body)
+    assert result["ResultCode"] == 2001 and "ResultParameters" not in result
     assert api(STATUS, {**body, "IdentifierType": "9"}).json()["errorMessage"] == "Bad Request - Invalid IdentifierType"
 
 

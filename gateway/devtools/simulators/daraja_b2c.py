@@ -16,6 +16,9 @@ otherwise chosen by the whole Amount:
 | 65     | no_result        | never posts                                                      |
 | other  | completed        | Result ResultCode 0 with ResultParameters                        |
 
+Transaction Status answers by receipt: one this simulator issued → ResultCode 0 with its ReceiptNo and
+Amount; any other → ResultCode 2001 "The transaction receipt number does not exist."
+
 A reversal of a receipt this simulator issued is answered R000001 once its whole amount has been
 reversed (the same reversal sent twice). A B2C request repeating an OriginatorConversationID gets the
 first acceptance again and is paid once. ``GET /simulator/results`` lists the requests; faults use the
@@ -46,6 +49,7 @@ RESULT_OUTCOMES: dict[str, tuple[int | str, str]] = {
     "no_role": (21, "The initiator is not allowed to initiate this request."),
     "timeout": (1, "The request timed out in the M-Pesa queue."),
     "no_result": (0, DONE_DESC),
+    "unknown_receipt": (2001, "The transaction receipt number does not exist."),
 }
 ASYNC_AMOUNT_OUTCOMES = {61: "already_reversed", 62: "invalid_id", 63: "no_role", 64: "timeout", 65: "no_result"}
 PATHS = {"reversal": "/mpesa/reversal/v1/request", "b2c": "/mpesa/b2c/v3/paymentrequest",
@@ -136,7 +140,8 @@ def _parameters(req: AsyncRequest) -> list[dict]:
         values = {"Amount": float(req.amount or 0), "OriginalTransactionID": req.original, "Charge": 0.0,
                   "TransCompletedTime": now, "DebitPartyPublicName": "Lipa Simulator"}
     else:
-        values = {"ReceiptNo": req.original, "TransactionStatus": "Completed", "FinalisedTime": now}
+        values = {"ReceiptNo": req.original, "Amount": req.amount, "TransactionStatus": "Completed",
+                  "DebitPartyName": "254700000000 - Simulated Customer", "FinalisedTime": now}
     return [{"Key": key, "Value": value} for key, value in values.items()]
 
 
@@ -176,14 +181,21 @@ class AsyncResultsMixin:
     def _async_outcome(self, kind: str, body: dict, amount: int | None) -> str:
         keys = (body.get("OriginatorConversationID"), body.get("PartyB")) if kind == "b2c" else (body["TransactionID"],)
         forced = next((self.result_outcomes[str(k)] for k in keys if str(k) in self.result_outcomes), None)
+        if kind == "transaction_status":
+            return forced or ("completed" if self._paid_amount(str(body["TransactionID"])) is not None
+                              else "unknown_receipt")
         outcome = forced or ASYNC_AMOUNT_OUTCOMES.get(amount, "completed")
         if kind == "reversal" and outcome == "completed" and self._over_reversed(str(body["TransactionID"]), amount):
             return "already_reversed"
         return outcome
 
+    def _paid_amount(self, receipt: str) -> int | None:
+        """What the simulator's own push paid under this receipt, None for a receipt it never issued."""
+        return next((p.amount for p in self.pushes.values() if p.receipt == receipt), None)
+
     def _over_reversed(self, receipt: str, amount: int) -> bool:
         """True when this reversal would take back more than the simulator's push paid; else counts it."""
-        paid = next((p.amount for p in self.pushes.values() if p.receipt == receipt), None)
+        paid = self._paid_amount(receipt)
         total = self.reversed_amounts.get(receipt, 0) + amount
         if paid is not None and total > paid:
             return True
@@ -194,6 +206,8 @@ class AsyncResultsMixin:
         """Accept a valid request and schedule its Result (a repeated B2C id returns the first one)."""
         amount = as_amount(body.get("Amount"))
         with self.lock:
+            if kind == "transaction_status":
+                amount = self._paid_amount(str(body["TransactionID"]))
             if kind == "b2c":
                 first = next((r for r in self.async_requests.values()
                               if r.kind == "b2c" and r.originator_id == body["OriginatorConversationID"]), None)

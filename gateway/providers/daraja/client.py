@@ -296,6 +296,15 @@ class DarajaClient:
             raw=answer,
         )
 
+    def transaction_status(self, *, initiator, transaction_id: str, result_url: str, timeout_url: str,
+                           remarks: str = "Status check", occasion: str = ""):
+        """Ask Daraja what became of an M-Pesa receipt (Transaction Status); only an acknowledgement
+        comes back here, the verdict is POSTed to result_url later. Raises the typed Daraja errors."""
+        from .b2c import transaction_status  # b2c builds every asynchronous body; it imports nothing of ours
+
+        return transaction_status(self, initiator=initiator, transaction_id=transaction_id, party_a=self.shortcode,
+                                  result=result_url, timeout=timeout_url, remarks=remarks, occasion=occasion)
+
     def stk_query(self, checkout_request_id: str) -> StkQueryResult:
         """Ask how a push ended; "being processed" is an answer (pending), not a failure."""
         body = {**self._signed(), "CheckoutRequestID": checkout_request_id}
