@@ -22,6 +22,7 @@ from .ops_models import (
 from .payment_models import (
     InboxMessage,
     JSONText,
+    LateCallback,
     Merchant,
     Notification,
     Payment,
@@ -38,7 +39,7 @@ ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
-    IdempotencyRecord, RateLimitBucket, Receipt,
+    IdempotencyRecord, RateLimitBucket, Receipt, LateCallback,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]
