@@ -144,7 +144,8 @@ def test_late_success_is_kept_flagged_and_never_completes_on_its_own(client, app
     assert post(client, app, paid_body(receipt="FORGED0001")).status_code == 200
     fresh = reload(payment)
     assert (fresh.status, fresh.mpesa_receipt, fresh.flagged) == (previous, None, True)
-    assert (InboxMessage.get().status, InboxMessage.get().body) == ("FLAGGED", json.dumps(paid_body(receipt="FORGED0001")))
+    stored = InboxMessage.get()
+    assert (stored.status, stored.body) == ("FLAGGED", json.dumps(paid_body(receipt="FORGED0001")))
     late = LateCallback.get()
     assert (late.payment_id, late.receipt, late.status) == (payment.id, "FORGED0001", "CONTRADICTED")
     assert [a.kind for a in Alert.select().order_by(Alert.id)] == ["late_callback", "late_callback_contradicted"]
