@@ -166,7 +166,7 @@ def _settle_unpushed(config, now, counts: dict, limit: int) -> None:
 
 @retry_locked
 def _settle_one(payment_id: int, cutoff) -> str:
-    """EXPIRED when a push went out (its outcome is unknown; a late callback still completes it),
+    """EXPIRED when a push went out (its outcome is unknown; a late callback is verified by STK query),
     FAILED when none did (never pushed late: the customer has left the USSD session)."""
     with write_tx():
         payment = _locked(payment_id)
