@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from gateway.jobs import sweeps
-from gateway.mpesa.result_codes import CODES, lookup
+from gateway.providers.daraja.result_codes import CODES, lookup
 from shared.models import Alert, Notification, Payment
 from shared.timeutil import utcnow
 from tests.conftest import QuietDispatcher

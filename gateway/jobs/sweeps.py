@@ -34,9 +34,11 @@ from shared.states import ACTIVE, PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
 
 from ..mpesa import late_success
-from ..mpesa.client import StkQueryResult
-from ..mpesa.errors import STOP_POLLING, THROTTLED_HTTP, DarajaError, QuotaExceeded, SpikeArrest, stops_polling
-from ..mpesa.result_codes import UNKNOWN_KIND, is_success, lookup
+from ..providers.daraja.client import StkQueryResult
+from ..providers.daraja.errors import (
+    STOP_POLLING, THROTTLED_HTTP, DarajaError, QuotaExceeded, SpikeArrest, stops_polling,
+)
+from ..providers.daraja.result_codes import UNKNOWN_KIND, is_success, lookup
 from ..payments.requests import set_request_status
 from ..payments.transitions import raise_alert, transition
 

@@ -14,17 +14,17 @@ from shared.phone import mask_phone, normalize_phone
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
 from shared.timeutil import parse_nairobi_timestamp, utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
-from ..prepared import Prepared
-from .result_codes import UNKNOWN_KIND, is_success, lookup
+from shared.db.prepared import Prepared
+from ..providers.daraja.result_codes import UNKNOWN_KIND, is_success, lookup
 
 log = logging.getLogger(__name__)
 ACTOR = "daraja-callback"
 LATE_KIND = "late_callback"  # the alert (and flag) of a success callback held to verify
 TO_VERIFY = "late success callback: to verify by STK query"
 S = PaymentStatus
-# Run for every callback (built once: see gateway.prepared).
+# Run for every callback (built once: see shared.db.prepared).
 _BY_CHECKOUT = Prepared(lambda p: for_update(Payment.select().where(Payment.checkout_request_id == p[0])),
                         Payment.checkout_request_id)
 _BY_RECEIPT = Prepared(lambda p: Payment.select(Payment.id, Payment.reference).where(Payment.mpesa_receipt == p[0]),

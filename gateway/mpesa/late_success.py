@@ -18,11 +18,11 @@ from shared.models import InboxMessage, LateCallback, Payment
 from shared.states import PAID, PaymentStatus
 from shared.timeutil import utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
 from .callbacks import credited_elsewhere, mismatch, parse_stk_callback
-from .errors import DarajaError, InvalidRequest, stops_polling
-from .result_codes import is_success, lookup
+from ..providers.daraja.errors import DarajaError, InvalidRequest, stops_polling
+from ..providers.daraja.result_codes import is_success, lookup
 
 log = logging.getLogger(__name__)
 ACTOR = "late-callback-check"
