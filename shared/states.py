@@ -19,7 +19,8 @@ class PaymentStatus(str, Enum):
 S = PaymentStatus
 
 # COMPLETED is also reachable from FAILED, CANCELLED and EXPIRED: a success that arrives after we
-# gave up is money received, and money received is never dropped (the change raises an alert).
+# gave up is money received, and money received is never dropped (the change raises an alert). It takes
+# M-Pesa's own word (an STK query, a C2B confirmation, Transaction Status), never a callback alone.
 # PENDING -> EXPIRED covers a push whose outcome Daraja never told us (timeout, no CheckoutRequestID).
 TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     S.PENDING: frozenset({S.PROCESSING, S.FAILED, S.CANCELLED, S.COMPLETED, S.EXPIRED}),

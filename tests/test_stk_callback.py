@@ -6,7 +6,7 @@ import pytest
 
 from gateway.jobs.healing import process_inbox
 from gateway.mpesa.callbacks import apply_stk_callback
-from shared.models import Alert, InboxMessage, Payment, PaymentEvent
+from shared.models import Alert, InboxMessage, LateCallback, Notification, Payment, PaymentEvent
 from tests.conftest import fixture_json
 from tests.factories import CHECKOUT, PHONE, URL, failed_body, make_payment, paid_body, post, reload  # noqa: F401 - builders shared
 
@@ -36,7 +36,7 @@ def test_duplicates_are_absorbed(client, app, conn):
 
 @pytest.mark.parametrize("code,status,words", [
     (1032, "CANCELLED", "cancelled"), (1, "FAILED", "Not enough money"), ("2001", "FAILED", "Wrong M-Pesa PIN"),
-    (1037, "FAILED", "could not be reached"), ("SFC_IC0003", "FAILED", "not set up"), (4242, "FAILED", "code 4242"),
+    (1037, "FAILED", "could not be reached"), ("SFC_IC0003", "FAILED", "not set up"), (1019, "EXPIRED", "expired"),
 ])
 def test_failures_map_to_status_and_plain_words(client, app, conn, code, status, words):
     payment = make_payment()
@@ -44,6 +44,18 @@ def test_failures_map_to_status_and_plain_words(client, app, conn, code, status,
     fresh = reload(payment)
     assert fresh.status == status and words in fresh.status_message and fresh.result_code == str(code)
     assert fresh.active_phone is None
+
+
+@pytest.mark.parametrize("code,alerted", [("4999", False), (4242, True), ("E3008", True)])
+def test_undecided_callback_leaves_the_payment_waiting(client, app, conn, code, alerted):
+    payment = make_payment()
+    assert post(client, app, failed_body(code, "The transaction is still under processing")).status_code == 200
+    fresh = reload(payment)
+    assert fresh.status == "PROCESSING" and fresh.active_phone is not None
+    assert Notification.select().count() == 0  # nobody tells the customer "failed" while the prompt is live
+    assert (InboxMessage.get().status, InboxMessage.get().note) == ("APPLIED", "undecided")
+    assert PaymentEvent.get(PaymentEvent.kind == "callback_undecided").payment_id == payment.id
+    assert [a.kind for a in Alert.select()] == (["unknown_result_code"] if alerted else [])
 
 
 def test_string_result_code_fixture(client, app, conn):
@@ -86,12 +98,23 @@ def test_amount_as_string_and_missing_phone_still_credit(client, app, conn):
 
 
 @pytest.mark.parametrize("previous", ["EXPIRED", "FAILED", "CANCELLED"])
-def test_late_success_is_money_received(client, app, conn, previous):
+def test_late_success_is_kept_flagged_and_never_completes_on_its_own(client, app, conn, previous):
+    """The callback token alone is no proof: a forged "paid" for a payment we gave up on completes nothing.
+    (The simulator never saw this CheckoutRequestID, so the STK query contradicts it; tests/test_late_callback.py
+    has the verified paths.)"""
     payment = make_payment(status=previous)
-    post(client, app, paid_body())
+    assert post(client, app, paid_body(receipt="FORGED0001")).status_code == 200
     fresh = reload(payment)
-    assert fresh.status == "COMPLETED" and fresh.mpesa_receipt == "NLJ7RT61SV"
-    assert Alert.get(Alert.payment == payment).kind == "late_payment"
+    assert (fresh.status, fresh.mpesa_receipt, fresh.flagged) == (previous, None, True)
+    stored = InboxMessage.get()
+    assert (stored.status, stored.body) == ("FLAGGED", json.dumps(paid_body(receipt="FORGED0001")))
+    late = LateCallback.get()
+    assert (late.payment_id, late.receipt, late.status) == (payment.id, "FORGED0001", "CONTRADICTED")
+    assert [a.kind for a in Alert.select().order_by(Alert.id)] == ["late_callback", "late_callback_contradicted"]
+    assert Notification.select().count() == 0
+    post(client, app, paid_body(receipt="FORGED0001"))  # sent again: absorbed
+    assert InboxMessage.select().order_by(InboxMessage.id.desc()).get().status == "DUPLICATE"
+    assert reload(payment).status == previous
 
 
 def test_failure_after_success_never_downgrades(client, app, conn):

@@ -119,14 +119,20 @@ def test_young_payments_are_not_queried(services, sim):
     assert fresh(payment).status == "PROCESSING"
 
 
-def test_late_callback_after_expiry_completes_it(gw, services, sim):
+def test_late_callback_after_expiry_completes_it_once_the_query_says_paid(gw, services, sim):
     payment = pushed(services, sim, amount=55, decided=False, ago=services.config.stk_hard_limit_s + 10)
     assert sweep(services)["expired"] == 1
     body = paid_body(amount=55, receipt="LATE123456", checkout=payment.checkout_request_id)
     assert post(gw.test_client(), gw, body).status_code == 200
+    held = fresh(payment)  # the query right after the callback still says "being processed"
+    assert (held.status, held.mpesa_receipt, held.flagged) == ("EXPIRED", None, True)
+    sim.daraja.find(payment.checkout_request_id).decided_at = float("-inf")
+    assert sweep(services)["late_confirmed"] == 1
     done = fresh(payment)
     assert (done.status, done.mpesa_receipt) == ("COMPLETED", "LATE123456")
-    assert Alert.get(Alert.payment == payment.id).kind == "late_payment"
+    assert transitions(payment)[-1][:2] == ("COMPLETED", "late-callback-check")
+    assert [a.kind for a in Alert.select().where(Alert.payment == payment.id).order_by(Alert.id)] == [
+        "late_callback", "late_payment"]
 
 
 def test_callback_after_query_completion_fills_the_receipt(gw, services, sim):
@@ -200,7 +206,7 @@ def test_callback_between_select_and_update_is_never_downgraded(gw, services, si
     assert (done.status, done.mpesa_receipt) == ("COMPLETED", "CB00000001")
 
 
-def test_pending_ambiguous_push_expires_and_a_late_callback_still_completes(gw, services, sim):
+def test_pending_ambiguous_push_expires_and_a_late_callback_is_matched_then_verified(gw, services, sim):
     sim.daraja.set_fault("stk_push", "garbage")
     payment = initiate(phone=PHONE, amount=77, account="ACC42", channel="ussd")
     send_push(payment.id, daraja=services.daraja, callback_url=services.stk_callback_url)
@@ -209,7 +215,10 @@ def test_pending_ambiguous_push_expires_and_a_late_callback_still_completes(gw, 
     assert sweep(services)["unconfirmed"] == 1
     assert (fresh(payment).status, transitions(payment)[-1][2]) == ("EXPIRED", sweeps.NEVER_CONFIRMED)
     post(gw.test_client(), gw, paid_body(amount=77, receipt="AMB0000001", checkout="ws_CO_unseen"))
-    assert (fresh(payment).status, fresh(payment).mpesa_receipt) == ("COMPLETED", "AMB0000001")
+    done = fresh(payment)  # matched by phone and amount, but M-Pesa never saw that CheckoutRequestID
+    assert (done.status, done.checkout_request_id, done.mpesa_receipt, done.flagged) == (
+        "EXPIRED", "ws_CO_unseen", None, True)
+    assert Alert.select().where(Alert.kind == "late_callback_contradicted").count() == 1
 
 
 def test_pending_never_pushed_fails_without_a_late_push(services, sim):

@@ -20,14 +20,25 @@ from datetime import timedelta
 from peewee import fn
 
 from shared.db import for_update, refresh_planner_stats, retry_locked, write_tx
-from shared.models import Alert, InboxMessage, JobRun, Payment, PaymentEvent, PaymentRequest, UssdSession
+from shared.models import (
+    Alert,
+    InboxMessage,
+    JobRun,
+    LateCallback,
+    Payment,
+    PaymentEvent,
+    PaymentRequest,
+    UssdSession,
+)
 from shared.states import ACTIVE, PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
 
+from ..mpesa import late_success
+from ..providers.daraja.client import StkQueryResult
 from ..providers.daraja.errors import (
-    DarajaAuthError, DarajaError, DarajaTimeout, DarajaUnavailable, QuotaExceeded, SpikeArrest,
+    STOP_POLLING, THROTTLED_HTTP, DarajaError, QuotaExceeded, SpikeArrest, stops_polling,
 )
-from ..providers.daraja.result_codes import is_success, outcome
+from ..providers.daraja.result_codes import UNKNOWN_KIND, is_success, lookup
 from ..payments.requests import set_request_status
 from ..payments.transitions import raise_alert, transition
 
@@ -35,14 +46,16 @@ log = logging.getLogger(__name__)
 S = PaymentStatus
 ACTOR = "sweep"
 # Daraja as a whole is throttling us, slow or unreachable: stop this run, the next one carries on.
-STOP_RUN = (SpikeArrest, DarajaUnavailable, DarajaTimeout, QuotaExceeded, DarajaAuthError)
+STOP_RUN = STOP_POLLING
+# Daraja answered, but only "not now" (a throttle or an overload): as undecided as "still processing".
+THROTTLED = (SpikeArrest, QuotaExceeded)
 RECEIPT_PENDING = "confirmed by STK query; receipt pending"
 NEVER_CONFIRMED = "M-Pesa never confirmed the request"
 NEVER_SENT = "the M-Pesa prompt was never sent"
 STUCK_KIND = "stuck_payment"
 JOB_RUN_DAYS = 90
 EXPIRE_COUNTS = ("queried", "completed", "cancelled", "failed", "expired", "left", "decided",
-                 "unconfirmed", "never_sent")
+                 "unconfirmed", "never_sent") + late_success.COUNTS
 
 
 def expire_pending(*, daraja, config, now=None, sleep=time.sleep, pause_s: float = 0.25,
@@ -53,13 +66,16 @@ def expire_pending(*, daraja, config, now=None, sleep=time.sleep, pause_s: float
     lease) or a throttled/unreachable Daraja, the rest are left for the next run."""
     now = now or utcnow()
     counts = dict.fromkeys(EXPIRE_COUNTS, 0)
-    _query_processing(daraja, config, now, counts, sleep, pause_s, limit, time.monotonic() + budget_s)
+    deadline = time.monotonic() + budget_s
+    if _query_processing(daraja, config, now, counts, sleep, pause_s, limit, deadline):
+        late_success.verify_due(daraja, counts, sleep=sleep, pause_s=pause_s, limit=limit, deadline=deadline)
     _settle_unpushed(config, now, counts, limit)
     return counts
 
 
-def _query_processing(daraja, config, now, counts: dict, sleep, pause_s: float, limit: int, deadline) -> None:
-    """STK query each PROCESSING payment past the timeout, one at a time with a pause between."""
+def _query_processing(daraja, config, now, counts: dict, sleep, pause_s: float, limit: int, deadline) -> bool:
+    """STK query each PROCESSING payment past the timeout, one at a time with a pause between; False when
+    Daraja stopped the run (throttled, unreachable)."""
     cutoff = now - timedelta(seconds=config.stk_timeout_s)
     rows = list(Payment.select(Payment.id, Payment.checkout_request_id).where(
         Payment.status == S.PROCESSING.value, Payment.updated_at <= cutoff,
@@ -68,45 +84,76 @@ def _query_processing(daraja, config, now, counts: dict, sleep, pause_s: float, 
         if index:
             if time.monotonic() > deadline:
                 counts["left"] += len(rows) - index
-                return
+                return False
             sleep(pause_s)
         counts["queried"] += 1
         try:
             answer = daraja.stk_query(row.checkout_request_id)
-        except STOP_RUN as exc:
-            log.warning("expire-pending: %s; %d payment(s) left for the next run", exc.message, len(rows) - index)
-            counts["left"] += len(rows) - index
-            return
         except DarajaError as exc:
-            log.warning("expire-pending: query for payment %d failed (%s); left for the next run", row.id, exc.code)
-            counts["left"] += 1
+            if not _query_failed(row.id, exc, config, now, counts):
+                log.warning("expire-pending: %s; %d payment(s) left for the next run", exc.message,
+                            len(rows) - index - 1)
+                counts["left"] += len(rows) - index - 1
+                return False
             continue
         counts[apply_query(row.id, answer, config.stk_hard_limit_s, now)] += 1
+    return True
+
+
+def _query_failed(payment_id: int, exc: DarajaError, config, now, counts: dict) -> bool:
+    """A throttled query is an undecided answer (EXPIRED past the hard limit); any other error leaves the
+    payment for the next run. False when the run must stop."""
+    undecided = undecided_answer(exc)
+    if undecided is not None:
+        counts[apply_query(payment_id, undecided, config.stk_hard_limit_s, now)] += 1
+    else:
+        log.warning("expire-pending: query for payment %d failed (%s); left for the next run", payment_id, exc.code)
+        counts["left"] += 1
+    return not stops_polling(exc)
+
+
+def undecided_answer(exc: DarajaError) -> StkQueryResult | None:
+    """The pending answer a throttle or overload stands for (HTTP 429, 503, spike arrest, quota), else None."""
+    if not isinstance(exc, THROTTLED) and exc.daraja_status not in THROTTLED_HTTP:
+        return None
+    raw = {"error": exc.code, "errorCode": exc.error_code, "http_status": exc.daraja_status}
+    return StkQueryResult(None, exc.message[:255], True, raw)
 
 
 @retry_locked
 def apply_query(payment_id: int, answer, hard_limit_s: int, now) -> str:
-    """Apply one STK query answer to a PROCESSING payment; the counts key of what happened."""
+    """Apply one STK query answer to a PROCESSING payment; the counts key of what happened. An undecided
+    answer (pending, 4999, a code not in result_codes) leaves it PROCESSING until the hard limit."""
     with write_tx():
         payment = _locked(payment_id)
         if payment.status != S.PROCESSING.value:
             return "decided"  # a callback got there first: never overrule it
-        if answer.pending:
-            if payment.created_at > now - timedelta(seconds=hard_limit_s):
-                return "left"
-            transition(payment, S.EXPIRED, actor=ACTOR, payload=answer.raw,
-                       reason=f"no result within {hard_limit_s} s; the STK query still says processing",
-                       message="M-Pesa did not confirm the payment in time.")
-            return "expired"
-        code, desc = answer.result_code, answer.result_desc[:255]
+        row = lookup(answer.result_code) if answer.result_code is not None else None
+        if answer.pending or row is None or row.undecided:
+            return _undecided(payment, answer, row, hard_limit_s, now)
+        code, desc = row.code, answer.result_desc[:255]
         if is_success(code):
             transition(payment, S.COMPLETED, actor=ACTOR, reason=RECEIPT_PENDING, payload=answer.raw,
                        message="Paid. The M-Pesa receipt number will follow.", result_code=code, result_desc=desc)
             return "completed"
-        status, words = outcome(code)
-        transition(payment, status, actor=ACTOR, reason=f"STK query {code}: {desc}", payload=answer.raw,
-                   message=words, result_code=code, result_desc=desc)
-        return status.value.lower()
+        transition(payment, row.status, actor=ACTOR, reason=f"STK query {code}: {desc}", payload=answer.raw,
+                   message=row.words, result_code=code, result_desc=desc)
+        return row.status.value.lower()
+
+
+def _undecided(payment: Payment, answer, row, hard_limit_s: int, now) -> str:
+    """Still undecided: alert once about a code nobody documented; EXPIRED only past the hard limit."""
+    if row is not None and row.alert and not Alert.select().where(
+            Alert.payment == payment, Alert.kind == UNKNOWN_KIND).exists():
+        raise_alert(UNKNOWN_KIND, f"{payment.reference}: STK query ResultCode {row.code} ({answer.result_desc[:80]})"
+                    " is not a known decision; left PROCESSING", payment=payment)
+    if payment.created_at > now - timedelta(seconds=hard_limit_s):
+        return "left"
+    transition(payment, S.EXPIRED, actor=ACTOR, payload=answer.raw,
+               reason=f"no result within {hard_limit_s} s; the STK query still says processing"
+                      f" ({answer.result_code or answer.result_desc[:60]})",
+               message="M-Pesa did not confirm the payment in time.")
+    return "expired"
 
 
 def _settle_unpushed(config, now, counts: dict, limit: int) -> None:
@@ -121,7 +168,7 @@ def _settle_unpushed(config, now, counts: dict, limit: int) -> None:
 
 @retry_locked
 def _settle_one(payment_id: int, cutoff) -> str:
-    """EXPIRED when a push went out (its outcome is unknown; a late callback still completes it),
+    """EXPIRED when a push went out (its outcome is unknown; a late callback is verified by STK query),
     FAILED when none did (never pushed late: the customer has left the USSD session)."""
     with write_tx():
         payment = _locked(payment_id)
@@ -196,11 +243,12 @@ def retention(*, config, now=None, batch: int = 1000, max_batches: int = 100) ->
     now = now or utcnow()
     cutoff = now - timedelta(days=config.retention_days)
     alerted = Alert.select(Alert.inbox).where(Alert.inbox.is_null(False))
+    held = LateCallback.select(LateCallback.inbox)  # a late success callback is evidence: kept
     counts = {
         "ussd_sessions": _purge(UssdSession, UssdSession.updated_at < cutoff, batch, max_batches),
         "inbox_messages": _purge(InboxMessage, (InboxMessage.status != "RECEIVED")
-                                 & (InboxMessage.received_at < cutoff) & InboxMessage.id.not_in(alerted),
-                                 batch, max_batches),
+                                 & (InboxMessage.received_at < cutoff) & InboxMessage.id.not_in(alerted)
+                                 & InboxMessage.id.not_in(held), batch, max_batches),
         "job_runs": _purge(JobRun, JobRun.started_at < now - timedelta(days=JOB_RUN_DAYS), batch, max_batches),
     }
     refresh_planner_stats()  # the tables grew since yesterday: keep the SQLite planner's statistics current

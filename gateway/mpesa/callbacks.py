@@ -8,7 +8,7 @@ from datetime import timedelta
 from shared import safejson
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import Payment
+from shared.models import LateCallback, Payment
 from shared.money import provider_amount
 from shared.phone import mask_phone, normalize_phone
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
@@ -17,10 +17,12 @@ from shared.timeutil import parse_nairobi_timestamp, utcnow
 from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
 from shared.db.prepared import Prepared
-from ..providers.daraja.result_codes import is_success, outcome
+from ..providers.daraja.result_codes import UNKNOWN_KIND, is_success, lookup
 
 log = logging.getLogger(__name__)
 ACTOR = "daraja-callback"
+LATE_KIND = "late_callback"  # the alert (and flag) of a success callback held to verify
+TO_VERIFY = "late success callback: to verify by STK query"
 S = PaymentStatus
 # Run for every callback (built once: see shared.db.prepared).
 _BY_CHECKOUT = Prepared(lambda p: for_update(Payment.select().where(Payment.checkout_request_id == p[0])),
@@ -114,7 +116,7 @@ def apply_parsed(row, result: StkResult) -> str:
         raise_alert("unknown_callback",
                     f"Callback for unknown CheckoutRequestID {result.checkout_request_id}", inbox=row)
         return "FLAGGED"
-    status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result)
+    status, note = (_apply_success if is_success(result.result_code) else _apply_failure)(payment, result, row)
     inbox.mark(row, status, note, payment=payment)
     return status
 
@@ -139,9 +141,9 @@ def _find_payment(result: StkResult) -> Payment | None:
     return payment
 
 
-def _apply_success(payment: Payment, result: StkResult) -> tuple[str, str]:
+def _apply_success(payment: Payment, result: StkResult, row) -> tuple[str, str]:
     raw = result.raw
-    problem = _mismatch(payment, result)
+    problem = mismatch(payment, result)
     if problem:
         flag(payment, problem, actor=ACTOR, payload=raw, alert_kind="callback_mismatch")
         return "FLAGGED", problem
@@ -153,28 +155,41 @@ def _apply_success(payment: Payment, result: StkResult) -> tuple[str, str]:
         reason = f"second success callback with receipt {result.receipt}"
         flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="double_payment")
         return "FLAGGED", reason
-    other = _BY_RECEIPT.first(result.receipt)
-    if other is not None:
-        reason = f"receipt {result.receipt} already credited to {other.reference}"
-        flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
-        return "FLAGGED", reason
-    late = payment.status in {s.value for s in FINAL_UNPAID}
-    previous = payment.status
+    problem = credited_elsewhere(result)
+    if problem:
+        flag(payment, problem, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
+        return "FLAGGED", problem
+    if payment.status in {s.value for s in FINAL_UNPAID}:
+        return _hold_late(payment, result, row)
     transition(payment, S.COMPLETED, actor=ACTOR, reason=result.result_desc or "paid", payload=raw,
                message=f"Paid. M-Pesa receipt {result.receipt}.", mpesa_receipt=result.receipt,
                result_code=result.result_code, result_desc=result.result_desc)
-    if late:
-        raise_alert("late_payment", f"{payment.reference} was {previous} but M-Pesa says paid ({result.receipt})",
-                    payment=payment)
     log.info("payment %s paid by %s", payment.reference, mask_phone(payment.phone))
     return "APPLIED", "completed"
 
 
+def _hold_late(payment: Payment, result: StkResult, row) -> tuple[str, str]:
+    """A success for a payment we already gave up on is a claim, not yet M-Pesa's word (the token travels in a
+    URL): keep it to verify by STK query (mpesa.late_success), flag and alert; the money is never dropped."""
+    if LateCallback.select().where(LateCallback.payment == payment, LateCallback.receipt == result.receipt).exists():
+        return "DUPLICATE", "late success callback already held to verify"
+    LateCallback.create(payment=payment, inbox=row, checkout_request_id=result.checkout_request_id,
+                        receipt=result.receipt)
+    flag(payment, f"{TO_VERIFY} (payment was {payment.status}, receipt {result.receipt})", actor=ACTOR,
+         payload=result.raw, alert_kind=LATE_KIND)
+    return "FLAGGED", TO_VERIFY
+
+
+def credited_elsewhere(result: StkResult) -> str:
+    """Why the callback's receipt cannot be credited because another payment holds it, or ''."""
+    other = _BY_RECEIPT.first(result.receipt)
+    return f"receipt {result.receipt} already credited to {other.reference}" if other is not None else ""
+
+
 def _fill_receipt(payment: Payment, result: StkResult, raw: dict) -> tuple[str, str]:
     """An STK query already completed it (queries carry no receipt): the callback brings the number."""
-    other = _BY_RECEIPT.first(result.receipt)
-    if other is not None:
-        reason = f"receipt {result.receipt} already credited to {other.reference}"
+    reason = credited_elsewhere(result)
+    if reason:
         flag(payment, reason, actor=ACTOR, payload=raw, alert_kind="duplicate_receipt")
         return "FLAGGED", reason
     payment.mpesa_receipt = result.receipt
@@ -186,7 +201,7 @@ def _fill_receipt(payment: Payment, result: StkResult, raw: dict) -> tuple[str, 
     return "APPLIED", "receipt filled"
 
 
-def _mismatch(payment: Payment, result: StkResult) -> str:
+def mismatch(payment: Payment, result: StkResult) -> str:
     """Why a success callback must not be credited as it stands, or ''."""
     if not result.receipt:
         return "success callback without MpesaReceiptNumber"
@@ -197,16 +212,29 @@ def _mismatch(payment: Payment, result: StkResult) -> str:
     return ""
 
 
-def _apply_failure(payment: Payment, result: StkResult) -> tuple[str, str]:
+def _apply_failure(payment: Payment, result: StkResult, row) -> tuple[str, str]:
     raw = result.raw
+    code = lookup(result.result_code)
+    if payment.status in {s.value for s in ACTIVE} and code.undecided:
+        return _undecided(payment, result, code, row)
     if payment.status in {s.value for s in ACTIVE}:
-        status, words = outcome(result.result_code)
-        transition(payment, status, actor=ACTOR, reason=f"{result.result_code}: {result.result_desc}",
-                   payload=raw, message=words, result_code=result.result_code, result_desc=result.result_desc)
-        return "APPLIED", status.value.lower()
+        transition(payment, code.status, actor=ACTOR, reason=f"{result.result_code}: {result.result_desc}",
+                   payload=raw, message=code.words, result_code=result.result_code, result_desc=result.result_desc)
+        return "APPLIED", code.status.value.lower()
     if payment.status in {s.value for s in PAID}:
         record(payment, "callback_ignored", actor=ACTOR, payload=raw,
                reason=f"failure {result.result_code} after success: ignored, never downgraded")
         return "IGNORED", "failure after success"
     return "DUPLICATE", f"payment already {payment.status}"
 
+
+
+def _undecided(payment: Payment, result: StkResult, code, row) -> tuple[str, str]:
+    """A callback whose code decides nothing (4999, or one not in result_codes): the payment waits for the
+    STK query of expire-pending; an unknown code is alerted."""
+    record(payment, "callback_undecided", actor=ACTOR, payload=result.raw,
+           reason=f"{result.result_code}: {result.result_desc}"[:255] + " (undecided: left as it is)")
+    if code.alert:
+        raise_alert(UNKNOWN_KIND, f"{payment.reference}: callback ResultCode {code.code} is not a known decision;"
+                    f" left {payment.status}", payment=payment, inbox=row)
+    return "APPLIED", "undecided"

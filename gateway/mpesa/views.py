@@ -9,6 +9,7 @@ from shared.errors import InvalidInput
 
 from ..ingest import inbox
 from ..http.errors import error_json
+from . import late_success
 from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
 from ..providers.daraja.urls import token_matches
 
@@ -48,9 +49,13 @@ def stk_callback(token: str):
         return _malformed(body, remote, exc)
     row, status = inbox.store_and_apply("daraja.stk", body, lambda row: apply_parsed(row, result), remote_addr=remote)
     response = jsonify(ACCEPTED)
+    services = _services()
     if status is None:  # stored, but applying failed (logged): once more off the request, then process-inbox
-        tasks = _services().tasks
-        response.call_on_close(lambda: tasks.submit(apply_stk_callback, row.id))
+        response.call_on_close(lambda: services.tasks.submit(apply_stk_callback, row.id))
+    elif status == "FLAGGED" and (late := late_success.pending_for_inbox(row.id)) is not None:
+        # a late success held to verify: ask M-Pesa off the request (expire-pending retries)
+        response.call_on_close(lambda: services.tasks.submit(late_success.verify_soon, late.id,
+                                                              daraja=services.daraja))
     return response
 
 

@@ -7,15 +7,15 @@ from .operations import (
     ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
 )
 from .payments import (
-    InboxMessage, JSONText, Merchant, Notification, Payment, PaymentEvent, PaymentRequest, PhonePreference, Receipt,
-    Refund, TimestampedModel, UssdSession, Verification,
+    InboxMessage, JSONText, LateCallback, Merchant, Notification, Payment, PaymentEvent, PaymentRequest,
+    PhonePreference, Receipt, Refund, TimestampedModel, UssdSession, Verification,
 )
 
 ALL_MODELS = [
     Merchant, PaymentRequest, Payment, PaymentEvent, InboxMessage, UssdSession,
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
-    IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval,
+    IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval, LateCallback,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

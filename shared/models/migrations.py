@@ -170,12 +170,17 @@ def _add_columns(database, model, names: list[str]) -> None:
         migrate(*ops)
 
 
+def _v10_late_callbacks(database) -> None:
+    """Success callbacks that came after a payment was FAILED/CANCELLED/EXPIRED, kept to verify (issue 12)."""
+    database.create_tables([m.LateCallback], safe=True)
+
+
 # Append new steps; never edit or reorder a released one. Table creation uses the current model
 # classes, so a step that adds columns to an existing table must check before altering.
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
-    (11, _v11_verifications),
+    (10, _v10_late_callbacks), (11, _v11_verifications),
 ]
 
 

@@ -147,6 +147,21 @@ class InboxMessage(BaseModel):
     processed_at = pw.DateTimeField(null=True)
 
 
+class LateCallback(TimestampedModel):
+    """A success callback for a payment already FAILED, CANCELLED or EXPIRED: kept "to verify" until an STK
+    query for its CheckoutRequestID decides it (TO_VERIFY -> CONFIRMED, CONTRADICTED or DECIDED). The stored
+    callback (``inbox``) is never pruned while a row points at it."""
+
+    payment = pw.ForeignKeyField(Payment, backref="late_callbacks", on_delete="RESTRICT")
+    inbox = pw.ForeignKeyField(InboxMessage, unique=True, backref="late_callback", on_delete="RESTRICT")
+    checkout_request_id = pw.CharField(max_length=64)
+    receipt = pw.CharField(max_length=32)
+    status = pw.CharField(max_length=12, default="TO_VERIFY", index=True)
+    attempts = pw.IntegerField(default=0)
+    last_answer = pw.CharField(max_length=255, default="")
+    decided_at = pw.DateTimeField(null=True)
+
+
 class UssdSession(TimestampedModel):
     """A USSD session lives in the database so any gateway process can answer any hop."""
 

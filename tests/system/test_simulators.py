@@ -183,7 +183,8 @@ def test_push_accepted_then_paid_callback_in_documented_shape(sims, receiver, to
     assert meta["PhoneNumber"] == int(PHONE)
 
 
-FAILURES = [(a, o) for a, o in AMOUNT_OUTCOMES.items() if o not in ("no_callback", "duplicate", "late")]
+FAILURES = [(a, o) for a, o in AMOUNT_OUTCOMES.items()
+            if o not in ("no_callback", "duplicate", "late", "still_processing")]
 
 
 @pytest.mark.parametrize("amount, outcome", FAILURES + [(10, "paid")])
@@ -247,6 +248,23 @@ def test_no_callback_never_posts_but_the_query_answers(sims, receiver, token):
     assert decided.json()["ResultCode"] == "0"
     assert sims.daraja.fire_pending_now() == 0
     assert receiver.calls_to(url) == []
+
+
+@pytest.mark.parametrize("how", ["amount", "phone"])
+def test_still_processing_never_posts_and_the_query_answers_4999(sims, receiver, token, how):
+    sims.daraja.callback_delay = 60
+    if how == "phone":
+        requests.post(f"{sims.daraja_url}/simulator/outcomes", json={"phone": PHONE, "outcome": "still_processing"},
+                      timeout=5).raise_for_status()
+    url = receiver.new_url()
+    checkout_id = push(sims, token, push_body(url, amount=59 if how == "amount" else 10)).json()["CheckoutRequestID"]
+    assert query(sims, token, checkout_id).json()["errorCode"] == "500.001.1001"
+    sims.daraja.clock = lambda: time.monotonic() + 61
+    answer = query(sims, token, checkout_id)
+    assert answer.status_code == 200
+    assert (answer.json()["ResultCode"], answer.json()["ResultDesc"]) == (
+        "4999", "The transaction is still under processing")
+    assert sims.daraja.fire_pending_now() == 0 and receiver.calls_to(url) == []
 
 
 @pytest.mark.parametrize("overrides, field", [

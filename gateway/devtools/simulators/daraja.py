@@ -17,6 +17,7 @@ the WHOLE amount (``Amount`` 51 exactly, not "ends in 51"):
 | 56     | duplicate    | posts the same success callback twice                                      |
 | 57     | late         | success callback after late_delay (30 s); query says "0" after callback_delay |
 | 58     | string_code  | callback ResultCode "SFC_IC0003" (a string) "Operator does not exist"      |
+| 59     | still_processing | never posts; once callback_delay passed the STK query answers HTTP 200 ResultCode "4999" "The transaction is still under processing" (the customer has not answered yet) |
 | other  | paid         | callback ResultCode 0 "The service request is processed successfully." + CallbackMetadata |
 
 Callbacks go to the push's CallBackURL ``callback_delay`` seconds after acceptance; until then
@@ -43,9 +44,9 @@ from flask import Flask, Response, jsonify, request
 from . import FaultQueue, control_routes, daemon_timer, fault_response, json_body, safe_post
 from .daraja_b2c import AsyncResultsMixin, add_async_routes, set_outcome_from
 from .daraja_rules import (
-    ACCEPTED, AMOUNT_OUTCOMES, FAULT_TARGETS, FAULTS, LOCKED, OUTCOMES, PROCESSING, SANDBOX_PASSKEY, TOKEN_TTL, Push,
-    as_amount, expected_password, invalid_push_field, invalid_query_field, new_checkout_id, new_receipt, request_id,
-    stk_callback_body,
+    ACCEPTED, AMOUNT_OUTCOMES, FAULT_TARGETS, FAULTS, LOCKED, OUTCOMES, PROCESSING, SANDBOX_PASSKEY, SILENT,
+    TOKEN_TTL, Push, as_amount, expected_password, invalid_push_field, invalid_query_field, new_checkout_id,
+    new_receipt, request_id, stk_callback_body,
 )
 
 __all__ = ["AMOUNT_OUTCOMES", "OUTCOMES", "SANDBOX_PASSKEY", "DarajaSimState", "create_daraja_sim",
@@ -143,7 +144,7 @@ class DarajaSimState(AsyncResultsMixin):
                         self.clock() + self.callback_delay)
             push.receipt = new_receipt(self._receipts) if OUTCOMES[outcome][0] == 0 else None
             self.pushes[push.checkout_id] = push
-            if outcome != "no_callback":
+            if outcome not in SILENT:
                 delay = self.late_delay if outcome == "late" else self.callback_delay
                 push.timer = daemon_timer(delay, self._deliver, push)
         return push
@@ -151,7 +152,7 @@ class DarajaSimState(AsyncResultsMixin):
     def _deliver(self, push: Push) -> int:
         """Post the push's callback (twice for duplicate) unless already done; returns posts made."""
         with self.lock:
-            if push.done or push.outcome == "no_callback":
+            if push.done or push.outcome in SILENT:
                 return 0
             push.done = True
             if push.timer:

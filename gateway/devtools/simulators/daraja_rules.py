@@ -16,6 +16,7 @@ PAID_DESC = "The service request is processed successfully."
 ACCEPTED = "Success. Request accepted for processing"
 LOCKED = "Unable to lock subscriber, a transaction is already in process for the current subscriber"
 PROCESSING = "The transaction is being processed"
+STILL_PROCESSING = "The transaction is still under processing"
 TOKEN_TTL = 3599
 OUTCOMES: dict[str, tuple[int | str, str]] = {
     "paid": (0, PAID_DESC),
@@ -27,9 +28,12 @@ OUTCOMES: dict[str, tuple[int | str, str]] = {
     "duplicate": (0, PAID_DESC),
     "late": (0, PAID_DESC),
     "string_code": ("SFC_IC0003", "Operator does not exist"),
+    "still_processing": ("4999", STILL_PROCESSING),
 }
+# Outcomes that never post a callback: only the STK query tells.
+SILENT = ("no_callback", "still_processing")
 AMOUNT_OUTCOMES = {51: "insufficient", 52: "wrong_pin", 53: "cancelled", 54: "timeout",
-                   55: "no_callback", 56: "duplicate", 57: "late", 58: "string_code"}
+                   55: "no_callback", 56: "duplicate", 57: "late", 58: "string_code", 59: "still_processing"}
 FAULTS = {
     "spike_arrest": (500, "500.003.02", "Spike arrest violation"),
     "quota": (500, "500.003.03", "Quota violation"),

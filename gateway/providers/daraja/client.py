@@ -29,6 +29,7 @@ from .errors import (
     DarajaBadResponse, DarajaError, DarajaTimeout, DarajaUnavailable, InvalidAccessToken, TransactionInProgress,
     error_from_response,
 )
+from .result_codes import is_undecided
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc  # noqa: UP017 - setup.cfg still allows Python 3.10
@@ -306,7 +307,8 @@ class DarajaClient:
                                   result=result_url, timeout=timeout_url, remarks=remarks, occasion=occasion)
 
     def stk_query(self, checkout_request_id: str) -> StkQueryResult:
-        """Ask how a push ended; "being processed" is an answer (pending), not a failure."""
+        """Ask how a push ended; "being processed" (500.001.1001) and an undecided ResultCode (4999 "still
+        under processing", or one not in result_codes) are answers (pending), not failures."""
         body = {**self._signed(), "CheckoutRequestID": checkout_request_id}
         try:
             answer = self.post(STK_QUERY_PATH, body)
@@ -314,9 +316,10 @@ class DarajaClient:
             return StkQueryResult(None, str(exc.body.get("errorMessage") or exc.message), True, exc.body)
         if answer.get("ResultCode") in (None, ""):
             raise DarajaBadResponse("STK query answer has no ResultCode", body=answer)
+        code = str(answer["ResultCode"]).strip()
         return StkQueryResult(
-            result_code=str(answer["ResultCode"]),
+            result_code=code,
             result_desc=str(answer.get("ResultDesc") or ""),
-            pending=False,
+            pending=is_undecided(code),
             raw=answer,
         )

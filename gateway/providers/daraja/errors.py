@@ -133,6 +133,16 @@ class DarajaBadResponse(DarajaError):
     customer_text = "M-Pesa did not answer clearly. Wait for the prompt on your phone."
 
 
+# A poller (expire-pending) stops its run on these: Daraja as a whole is throttling us, slow or unreachable,
+# or our credentials are wrong; the next run carries on.
+STOP_POLLING = (SpikeArrest, DarajaUnavailable, DarajaTimeout, QuotaExceeded, DarajaAuthError)
+THROTTLED_HTTP = (429, 503)
+
+
+def stops_polling(exc: DarajaError) -> bool:
+    return isinstance(exc, STOP_POLLING) or exc.daraja_status in THROTTLED_HTTP
+
+
 _BY_CODE: dict[str, type[DarajaError]] = {
     "400.008.01": DarajaAuthError,
     "400.008.02": DarajaAuthError,
@@ -164,6 +174,8 @@ def _class_for(http_status: int, error_code: str | None, message: str) -> type[D
         return _BY_CODE[error_code]
     if error_code:
         return DarajaError
+    if http_status == 429:  # a throttle answered in HTTP's own words: the same as Daraja's spike arrest
+        return SpikeArrest
     if http_status == 401:
         return DarajaAuthError
     return DarajaInternalError
@@ -174,6 +186,8 @@ def error_from_response(http_status: int, body: dict | None, text: str) -> Daraj
     if not isinstance(body, dict):
         if http_status == 401:
             return DarajaAuthError("Daraja refused our credentials (HTTP 401)", daraja_status=401)
+        if http_status == 429:
+            return SpikeArrest("Daraja throttled us (HTTP 429)", daraja_status=429)
         snippet = " ".join((text or "").split())[:120]
         return DarajaBadResponse(
             f"Daraja answered HTTP {http_status} with an unreadable body: {snippet!r}",
