@@ -6,6 +6,7 @@ import pytest
 
 from bench.recon_data import insert_payments, make_dataset
 from gateway.payments import transitions
+from gateway.payments.requests import create_request
 from gateway.reconciliation import service
 from gateway.reconciliation.service import import_statement, rematch_open, resolve_exception, run_summary
 from shared.db import db
@@ -16,6 +17,7 @@ from shared.models import (
     Notification,
     Payment,
     PaymentEvent,
+    PaymentRequest,
     ReconException,
     StatementImport,
     StatementLine,
@@ -47,12 +49,12 @@ def statement(*rows, day=DAY) -> bytes:
     return ("\n".join(head + list(rows)) + "\n").encode()
 
 
-def pay(status="COMPLETED", receipt=None, amount=1200, phone=PHONE, account="12345", at=AT) -> Payment:
+def pay(status="COMPLETED", receipt=None, amount=1200, phone=PHONE, account="12345", at=AT, **kw) -> Payment:
     paid = status in ("COMPLETED", "SETTLED", "REFUND_PENDING", "REFUNDED")
     return Payment.create(reference=f"LPT{next(_refs):06d}", phone=phone, amount=amount, account=account,
                           channel="api", status=status, mpesa_receipt=receipt, created_at=at - timedelta(seconds=30),
                           completed_at=at if paid else None,
-                          active_phone=phone if status in ("PENDING", "PROCESSING") else None)
+                          active_phone=phone if status in ("PENDING", "PROCESSING") else None, **kw)
 
 
 def fresh(payment: Payment) -> Payment:
@@ -150,16 +152,30 @@ def test_fuzzy_match_attaches_the_receipt_to_a_payment_confirmed_without_one(lip
     assert (imp.matched, imp.exceptions) == (1, 0)
 
 
-def test_fuzzy_match_completes_a_payment_whose_callback_never_came(lipa):
+def test_a_line_that_fits_an_unpaid_payment_completes_nothing(lipa):
+    """A statement line is no proof of payment: the payment stays as it is, an exception holds the evidence."""
     payment = pay("PROCESSING", at=AT - timedelta(minutes=1))
-    import_statement(statement(row("RE00000002")))
-    payment = fresh(payment)
-    assert (payment.status, payment.mpesa_receipt, payment.active_phone) == ("SETTLED", "RE00000002", None)
-    assert payment.flagged and "missed callback" in payment.flag_reason
-    assert payment.completed_at == AT
-    steps = [(e.from_status, e.to_status) for e in PaymentEvent.select().where(
-        PaymentEvent.payment == payment, PaymentEvent.kind == "transition").order_by(PaymentEvent.id)]
-    assert steps == [("PROCESSING", "COMPLETED"), ("COMPLETED", "SETTLED")]
+    imp = import_statement(statement(row("RE00000002")))
+    after = fresh(payment)
+    assert (after.status, after.mpesa_receipt) == ("PROCESSING", None)
+    (exc,) = exceptions()
+    assert (exc.kind, exc.payment_id, exc.status) == ("unpaid_in_lipa", payment.id, "OPEN")
+    assert "RE00000002" in exc.details and "PROCESSING" in exc.details
+    assert Notification.select().count() == 0 and imp.exceptions == 1
+    assert Alert.get(Alert.payment == payment).kind == "recon_unpaid_in_lipa"
+
+
+@pytest.mark.parametrize("status", ["FAILED", "EXPIRED", "CANCELLED"])
+def test_a_forged_line_for_a_failed_request_payment_pays_nothing(lipa, status):
+    """The issue's attack: a hand-made line with a made-up receipt, the account and amount of a FAILED
+    payment for a merchant's payment request: no SETTLED, no PAID request, no webhook, no SMS."""
+    req = create_request(amount=1000, account="482913", callback_url="http://127.0.0.1:9/hook")
+    payment = pay(status, amount=1000, account="482913", request=req)
+    import_statement(statement(row("FAKEREC001", amount="1000.00", account="482913")))
+    assert fresh(payment).status == status and fresh(payment).mpesa_receipt is None
+    assert PaymentRequest.get_by_id(req.id).status == "OPEN"
+    assert Notification.select().count() == 0  # neither webhook nor SMS
+    assert [e.kind for e in exceptions()] in (["unpaid_in_lipa"], ["missing_in_lipa"])
 
 
 @pytest.mark.parametrize("change", [
@@ -184,25 +200,16 @@ def test_two_payments_that_fit_are_not_guessed(lipa):
     assert first.reference in exc.details and second.reference in exc.details
 
 
-def test_money_missing_in_lipa_is_recorded_as_a_flagged_payment(lipa):
+def test_money_missing_in_lipa_is_an_exception_not_a_payment(lipa):
     imp = import_statement(statement(row("RF00000001", kind="Pay Bill", hint="25471****149", account="482913",
                                          amount="10.00")))
-    created = Payment.get(Payment.mpesa_receipt == "RF00000001")
-    assert (created.status, created.channel, created.phone, created.amount, created.account) == (
-        "COMPLETED", "c2b", "", 10, "482913")
-    assert created.flagged and created.flag_reason.startswith("found in statement only")
-    assert created.completed_at == AT
+    assert Payment.select().count() == 0  # nothing created on the statement's say-so
     (exc,) = exceptions()
     line = StatementLine.get()
-    assert (exc.kind, exc.payment_id, exc.line_id) == ("missing_in_lipa", created.id, line.id)
-    assert (line.payment_id, line.match) == (created.id, "UNMATCHED")
+    assert (exc.kind, exc.payment_id, exc.line_id) == ("missing_in_lipa", None, line.id)
+    assert "RF00000001" in exc.details and "10 KES" in exc.details
+    assert (line.payment_id, line.match) == (None, "UNMATCHED")
     assert (imp.lines, imp.matched, imp.exceptions) == (1, 0, 1)
-    assert Alert.select().where(Alert.payment == created).exists()
-
-
-def test_stk_money_missing_in_lipa_is_an_stk_payment(lipa):
-    import_statement(statement(row("RF00000002")))
-    assert Payment.get(Payment.mpesa_receipt == "RF00000002").channel == "stk"
 
 
 def test_completed_payment_of_the_period_missing_in_the_statement(lipa):
@@ -301,8 +308,9 @@ def test_run_summary_counts_by_match_and_exception(lipa):
     resolve_exception(exceptions()[0].id, staff="staff:ann", note="ok")
     summary = run_summary(imp.id)
     assert summary["lines_by_match"] == {"RECEIPT": 1, "FUZZY": 1, "UNMATCHED": 1}
-    assert summary["exceptions_by_kind"] == {"missing_in_lipa": {"OPEN": 0, "RESOLVED": 1}}
-    assert (summary["lines"], summary["matched"], summary["exceptions"], summary["open_exceptions"]) == (3, 2, 1, 0)
+    assert summary["exceptions_by_kind"] == {"unpaid_in_lipa": {"OPEN": 0, "RESOLVED": 1},
+                                             "missing_in_lipa": {"OPEN": 1, "RESOLVED": 0}}
+    assert (summary["lines"], summary["matched"], summary["exceptions"], summary["open_exceptions"]) == (3, 2, 2, 1)
     assert summary["period"] == "22-11-2026 00:00:00 to 22-11-2026 23:59:59"
     with pytest.raises(NotFound):
         run_summary(imp.id + 1)
@@ -310,12 +318,11 @@ def test_run_summary_counts_by_match_and_exception(lipa):
 
 def test_rematch_points_out_a_payment_that_appeared_later(lipa):
     import_statement(statement(row("RP00000001")))
-    placeholder = Payment.get(Payment.mpesa_receipt == "RP00000001")
     late = pay("PROCESSING", at=AT - timedelta(minutes=2))
     assert rematch_open() == {"resolved": 0, "possible_duplicates": 1}
     duplicate = exceptions("duplicate")[0]
     assert (duplicate.payment_id, duplicate.line_id) == (late.id, StatementLine.get().id)
-    assert placeholder.reference in duplicate.details
+    assert "RP00000001" in duplicate.details
     assert fresh(late).flagged and fresh(late).status == "PROCESSING"
     assert rematch_open() == {"resolved": 0, "possible_duplicates": 0}
 
@@ -347,5 +354,6 @@ def test_generated_statement_reconciles_as_expected(lipa):
     assert summary["lines_by_match"] == {"RECEIPT": want["receipt"], "FUZZY": want["fuzzy"] + want["missed"],
                                          "UNMATCHED": want["unknown"]}
     by_kind = {kind: row["OPEN"] for kind, row in summary["exceptions_by_kind"].items()}
-    assert by_kind == {"missing_in_lipa": want["unknown"], "missing_in_statement": want["extra"]}
-    assert Payment.select().where(Payment.status == "SETTLED").count() == want["matched"]
+    assert by_kind == {"missing_in_lipa": want["unknown"], "missing_in_statement": want["extra"],
+                       "unpaid_in_lipa": want["missed"]}  # a missed callback is for review, never completed
+    assert Payment.select().where(Payment.status == "SETTLED").count() == want["matched"] - want["missed"]

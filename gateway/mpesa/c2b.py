@@ -18,12 +18,12 @@ from shared.errors import InvalidInput
 from shared.models import Payment, PaymentRequest
 from shared.money import MAX_AMOUNT, MIN_AMOUNT
 from shared.phone import mask_phone, normalize_phone
-from shared.refs import payment_reference
 from shared.states import PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
 
 from ..ingest import inbox
 from ..payments import unexpected
+from ..payments.service import new_reference
 from ..payments.transitions import flag, raise_alert, record, transition
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def _create_completed(c2b: C2BPayment) -> Payment:
     req = request_for(c2b.account)
     wrong_amount = req is not None and req.amount is not None and req.amount != c2b.amount
     payment = Payment.create(
-        reference=_new_reference(), phone=c2b.payer.phone or "", payer_hash=c2b.payer.payer_hash,
+        reference=new_reference(), phone=c2b.payer.phone or "", payer_hash=c2b.payer.payer_hash,
         payer_name=c2b.payer_name or None, amount=_whole(c2b), account=c2b.account, channel="c2b",
         status=S.PENDING.value, active_phone=None, request=None if wrong_amount else req,
         mpesa_receipt=c2b.trans_id, description="C2B", status_message="Received by C2B.",
@@ -290,11 +290,3 @@ def _check_created(payment: Payment, c2b: C2BPayment, mismatched: PaymentRequest
 def _whole(c2b: C2BPayment) -> int:
     """Whole shillings kept; a fraction is rounded down (never claim more than was received) and flagged."""
     return c2b.amount if c2b.amount is not None else int(read_amount(c2b.raw_amount))
-
-
-def _new_reference() -> str:
-    for _ in range(5):
-        reference = payment_reference()
-        if not Payment.select().where(Payment.reference == reference).exists():
-            return reference
-    return reference

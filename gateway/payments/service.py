@@ -95,16 +95,21 @@ def _busy(payment: Payment) -> NotAllowed:
     )
 
 
+def new_reference() -> str:
+    """A payment reference no payment has yet (shared.refs makes them; the unique index has the last word)."""
+    for _ in range(5):
+        reference = payment_reference()
+        if not Payment.select().where(Payment.reference == reference).exists():
+            return reference
+    return reference
+
+
 def _create(phone, amount, account, channel, actor, idempotency_key, request, retry_of, language):
     busy = active_payment(phone)
     if busy:
         raise _busy(busy)
-    for _ in range(5):
-        reference = payment_reference()
-        if not Payment.select().where(Payment.reference == reference).exists():
-            break
     payment = Payment.create(
-        reference=reference, phone=phone, amount=amount, account=account, channel=channel,
+        reference=new_reference(), phone=phone, amount=amount, account=account, channel=channel,
         status=S.PENDING.value, active_phone=phone, idempotency_key=idempotency_key,
         request=request, retry_of=retry_of, language=language,
         status_message="Waiting to send the M-Pesa prompt.",

@@ -13,8 +13,8 @@ from shared.timeutil import utcnow
 ACTOR = "reconciliation"
 S = PaymentStatus
 RECEIPT, FUZZY, UNMATCHED = "RECEIPT", "FUZZY", "UNMATCHED"
-MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE = (
-    "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate")
+MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE, UNPAID_IN_LIPA = (
+    "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate", "unpaid_in_lipa")
 LOADED = [s.value for s in (S.PENDING, S.PROCESSING, S.EXPIRED, S.FAILED, S.COMPLETED)]
 
 

@@ -14,6 +14,7 @@ from shared.states import PaymentStatus as S
 
 from ..payments.transitions import flag, record, transition
 from ..payments import verification
+from ..payments.service import new_reference
 from ..payments.verification import CONFIRM_EXCEPTION, REQUESTED, request_verification
 from .common import _resolve
 
@@ -71,10 +72,8 @@ def on_confirmed(v: Verification, payload, complete_payment) -> str | None:
 
 def _record_money(v: Verification, row: ReconException) -> Payment:
     """Money M-Pesa confirms that no payment holds: a flagged COMPLETED payment, linked to its line."""
-    from .service import _new_reference
-
     line = StatementLine.get_or_none(StatementLine.id == row.line_id) if row.line_id else None
-    payment = Payment.create(reference=_new_reference(), phone="", amount=v.amount,
+    payment = Payment.create(reference=new_reference(), phone="", amount=v.amount,
                              account=(line.account if line else "")[:20], channel="c2b", status=S.PENDING.value,
                              active_phone=None, description="Statement", status_message="Found on the statement.")
     evidence = {"verification_id": v.id, "receipt": v.receipt, "exception_id": row.id, "by": v.requested_by}

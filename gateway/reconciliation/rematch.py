@@ -71,9 +71,8 @@ def _point_out(row: StatementLine, cand: Candidate) -> bool:
     """A duplicate exception for (line, payment) unless there is one; the payment is flagged."""
     if ReconException.select().where(ReconException.line == row.id, ReconException.payment == cand.id).exists():
         return False
-    placeholder = Payment.get_by_id(row.payment_id)
-    reason = (f"{cand.reference} ({cand.status}) fits statement receipt {row.receipt}, already recorded as "
-              f"{placeholder.reference}: the same money twice?")
+    reason = (f"{cand.reference} ({cand.status}) fits statement receipt {row.receipt}, which is open for review "
+              f"as money only the statement shows: the same money?")
     flag(_locked(cand.id), reason, actor=ACTOR, alert_kind="recon_duplicate")
     ReconException.create(statement=row.statement_id, kind=DUPLICATE, payment=cand.id, line=row.id, details=reason)
     return True

@@ -19,10 +19,9 @@ from peewee import SQL, chunked, fn
 from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
 from shared.models import AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
-from shared.refs import payment_reference
 from shared.timeutil import utcnow
 
-from ..payments.transitions import flag, record, transition
+from ..payments.transitions import flag, raise_alert
 from . import matcher, statement
 from .bulk import BULK_SAFE_LISTENERS as BULK_SAFE_LISTENERS
 from .bulk import EVENT_FIELDS, PARAMS, _candidates, _insert_rows, _select_in, settle_many
@@ -36,6 +35,7 @@ from .common import (
     MISSING_IN_STATEMENT,
     RECEIPT,
     UNMATCHED,
+    UNPAID_IN_LIPA,
     S,
     _locked,
     _resolve,
@@ -134,23 +134,31 @@ class _Run:
             flag(payment, reason, actor=ACTOR, alert_kind="recon_mismatch")
             self.problems.append((AMOUNT_MISMATCH, line.receipt, cand.id, reason))
         for line, tied in plan.unmatched:
-            payment = self._placeholder(line)
-            self.links[line.receipt] = (payment.id, UNMATCHED)
+            self.links[line.receipt] = (None, UNMATCHED)
             maybe = f"; could be {', '.join(c.reference for c in tied)}" if tied else ""
-            self.problems.append((MISSING_IN_LIPA, line.receipt, payment.id,
-                                  f"{line.amount} KES on line {line.line_no} not in Lipa; recorded as "
-                                  f"{payment.reference}{maybe}"[:255]))
+            self.problems.append((MISSING_IN_LIPA, line.receipt, None,
+                                  f"{line.amount} KES on line {line.line_no} (receipt {line.receipt}) not in Lipa: "
+                                  f"for review; an admin confirms it with M-Pesa{maybe}"[:255]))
 
     def _reason(self, line: statement.Line) -> str:
         return f"on M-Pesa statement {self.imp.id}, line {line.line_no} (receipt {line.receipt})"
 
     def _confirmed(self, line: statement.Line, cand: Candidate) -> None:
-        """Same receipt, same amount: settle it (an unpaid one is a missed callback: completed first)."""
+        """Same receipt, same amount: settle a COMPLETED one. One Lipa holds unpaid is an exception for
+        review: a statement line is no proof of payment (an admin confirms it with M-Pesa)."""
         if cand.status in ALREADY_PAID:
             return
         if cand.status != S.COMPLETED.value:
-            _complete(_locked(cand.id), line)
+            self._unpaid(line, cand)
+            return
         self.settle.append((cand.id, self._reason(line)))
+
+    def _unpaid(self, line: statement.Line, cand: Candidate) -> None:
+        """A line that fits a payment Lipa holds unpaid: nothing moves; staff review it with the evidence."""
+        reason = (f"{line.amount} KES, receipt {line.receipt}, on statement line {line.line_no} fits "
+                  f"{cand.reference}, which is {cand.status}: for review; an admin confirms it with M-Pesa")
+        raise_alert("recon_unpaid_in_lipa", reason[:255], payment=_locked(cand.id))
+        self.problems.append((UNPAID_IN_LIPA, line.receipt, cand.id, reason[:255]))
 
     def _guessed(self, line: statement.Line, cand: Candidate) -> bool:
         """Attach the receipt (completing a payment still waiting) and settle; False if it changed meanwhile."""
@@ -166,22 +174,10 @@ class _Run:
             payment = _locked(cand.id)
             if payment.mpesa_receipt or payment.status not in matcher.FUZZY_UNPAID:
                 return False
-            _complete(payment, line)
+            self._unpaid(line, cand)
+            return True
         self.settle.append((cand.id, self._reason(line)))
         return True
-
-    def _placeholder(self, line: statement.Line) -> Payment:
-        """Money only the statement knows of (a missed callback): recorded as a flagged COMPLETED payment."""
-        payment = Payment.create(
-            reference=_new_reference(), phone=line.phone, amount=line.amount, account=line.account[:20],
-            channel=line.channel, status=S.PENDING.value, active_phone=None, mpesa_receipt=line.receipt,
-            description="Statement", status_message="Found on the M-Pesa statement.")
-        record(payment, "created", actor=ACTOR, reason=f"found only {self._reason(line)}")
-        transition(payment, S.COMPLETED, actor=ACTOR, reason=self._reason(line), completed_at=line.completed_at,
-                   message=f"Paid. M-Pesa receipt {line.receipt}.")
-        flag(payment, f"found in statement only (receipt {line.receipt})", actor=ACTOR,
-             alert_kind="recon_missing_in_lipa")
-        return payment
 
     def _missing_in_statement(self, start, end) -> None:
         """COMPLETED payments of the period that no statement line holds: suspicious, flagged."""
@@ -205,23 +201,6 @@ class _Run:
         AuditLog.create(actor=self.imp.uploaded_by or ACTOR, action="statement_import", target_type="statement",
                         target_id=str(self.imp.id), reason=self.imp.filename[:500], details=counts)
         log.info("statement %s imported: %s", self.imp.id, counts)
-
-
-def _complete(payment: Payment, line: statement.Line) -> None:
-    """A payment Lipa thought unpaid is on the statement: a missed callback, completed and flagged."""
-    transition(payment, S.COMPLETED, actor=ACTOR, reason=f"paid per M-Pesa statement (receipt {line.receipt})",
-               message=f"Paid. M-Pesa receipt {line.receipt}.", mpesa_receipt=line.receipt,
-               completed_at=line.completed_at)
-    flag(payment, f"missed callback: paid per statement receipt {line.receipt}", actor=ACTOR,
-         alert_kind="missed_callback")
-
-
-def _new_reference() -> str:
-    for _ in range(5):
-        reference = payment_reference()
-        if not Payment.select().where(Payment.reference == reference).exists():
-            return reference
-    return reference
 
 
 def _known_receipts(receipts: list[str]) -> set[str]:
