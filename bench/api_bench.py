@@ -86,9 +86,9 @@ class ApiGateway:
 
 def prepare_admin(database_url: str) -> None:
     """An admin with a known password (created once, its password reset on later runs)."""
-    from gateway.api import auth
+    from gateway.backoffice import auth
     from shared.db import db, init_db, write_tx
-    from shared.migrations import migrate
+    from shared.models.migrations import migrate
     from shared.models import Staff
 
     init_db(database_url)

@@ -24,7 +24,7 @@ payload is sealed on its own.
 
 Generation writes with raw sqlite3 executemany in one big transaction, with ``synchronous=OFF`` and the
 rollback journal off during generation only, secondary indexes dropped and rebuilt after the load; the
-schema itself comes from shared.migrations, so it is the application's. The finished file is renamed
+schema itself comes from shared.models.migrations, so it is the application's. The finished file is renamed
 into place and described by a JSON sidecar written last (its presence marks a complete cache entry).
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared import crypto  # noqa: E402 - after the path is set
+from shared.privacy import crypto  # noqa: E402 - after the path is set
 
 CACHE_DIR = Path(os.environ.get("LIPA_BENCH_CACHE", "/tmp/lipa-api-bench"))
 FORMAT = 2  # bump when the generated data changes shape, so an old cache entry is not reused
@@ -122,10 +122,10 @@ def ensure(n: int = 1_000_000, *, seed: int = 11, rebuild: bool = False, log=pri
 def _schema(path: Path) -> None:
     """The application's schema at its current version, through its own migrations; the file's own
     local-profile personal-data keys, generated into its Setting table and loaded for the generator."""
-    from shared import crypto
+    from shared.privacy import crypto
     from shared.config import Config
     from shared.db import db, init_db
-    from shared.migrations import migrate
+    from shared.models.migrations import migrate
 
     previous = db.obj
     init_db(f"sqlite:///{path}")

@@ -64,7 +64,7 @@ def fresh_pg_database(url: str) -> str:
 def bind_database(url: str) -> None:
     """Bind this process to the gateway's database with its personal-data keys (in the local profile the
     gateway keeps them in the database), so the bench can seed and check rows."""
-    from shared import crypto
+    from shared.privacy import crypto
     from shared.config import load_config
     from shared.db import init_db
 

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
 from gateway import create_app  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.db import db, init_db  # noqa: E402
-from shared.migrations import migrate  # noqa: E402
+from shared.models.migrations import migrate  # noqa: E402
 from shared.models import ALL_MODELS  # noqa: E402
 from tests.conftest import QuietDispatcher  # noqa: E402
 from tests.fuzz_harness import Harness, StubDaraja  # noqa: E402

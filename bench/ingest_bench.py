@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from gateway.simulators.server import start_simulators  # noqa: E402
+from gateway.devtools.simulators.server import start_simulators  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent  # noqa: E402
 

@@ -24,8 +24,8 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TOKEN, Arrivals, Gateway, bind_database, stk_success_body, summary  # noqa: E402
-from gateway.notify.sms import SmsSender  # noqa: E402
-from gateway.simulators.server import start_simulators  # noqa: E402
+from gateway.providers.africastalking import SmsSender  # noqa: E402
+from gateway.devtools.simulators.server import start_simulators  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Notification, Payment  # noqa: E402
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.recon_data import insert_payments, make_dataset  # noqa: E402
 from gateway.reconciliation import service, statement  # noqa: E402
-from shared import crypto  # noqa: E402
+from shared.privacy import crypto  # noqa: E402
 from shared.db import db, init_db, is_sqlite  # noqa: E402
-from shared.migrations import migrate  # noqa: E402
+from shared.models.migrations import migrate  # noqa: E402
 from shared.models import ALL_MODELS, StatementImport, StatementLine  # noqa: E402
 
 

@@ -42,7 +42,7 @@ from bench.common import (  # noqa: E402
     run_configs,
     summary,
 )
-from gateway.simulators.server import start_simulators  # noqa: E402
+from gateway.devtools.simulators.server import start_simulators  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Payment  # noqa: E402
 

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from shared import crypto, logsafe
+from shared.privacy import crypto
+from shared import logsafe
 from shared.config import Config, load_config
 from shared.db import db, init_db
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 
-from .inputguard import BodyLimit, SafeJSONProvider
-from .mpesa.urls import callback_token, stk_callback_url
+from .http.guard import BodyLimit, SafeJSONProvider
+from .providers.daraja.urls import callback_token, stk_callback_url
 from .notify.outbox import take_pending
-from .tasks import Tasks
+from .ingest.tasks import Tasks
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
@@ -96,8 +97,8 @@ def _listen(config: Config) -> None:
 
 def _dispatcher(config: Config):
     from .notify.dispatcher import Dispatcher
-    from .notify.sms import SmsSender
-    from .notify.webhooks import WebhookSender
+    from .providers.africastalking import SmsSender
+    from .providers.webhooks import WebhookSender
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
@@ -107,8 +108,8 @@ def _dispatcher(config: Config):
 
 
 def _daraja(config: Config):
-    from .mpesa.client import DarajaClient
-    from .mpesa.token_store import DbTokenStore
+    from .providers.daraja.client import DarajaClient
+    from .providers.daraja.token_store import DbTokenStore
 
     return DarajaClient(
         base_url=config.mpesa_base_url, consumer_key=config.mpesa_consumer_key,
@@ -120,9 +121,9 @@ def _daraja(config: Config):
 
 
 def _register(app: Flask) -> None:
-    from . import health, web
+    from .http import health, errors as web
     from .api import register as register_api
-    from .metrics import install_metrics
+    from .http.metrics import install_metrics
     from .mpesa.c2b_views import bp_c2b
     from .mpesa.results_views import bp_results
     from .mpesa.views import bp as mpesa_bp
@@ -139,6 +140,6 @@ def _register(app: Flask) -> None:
     app.register_blueprint(bp_c2b)
     app.register_blueprint(bp_results)
     if app.extensions["lipa"].config.bench_endpoints:  # LIPA_BENCH_ENDPOINTS=1, never in production
-        from .bench_routes import bp as bench_bp
+        from .devtools.bench_routes import bp as bench_bp
 
         app.register_blueprint(bench_bp)

@@ -79,9 +79,9 @@ def main(argv=None) -> int:
 
 def _open_database(config) -> int:
     """Bind the database, load the personal-data keys (migration 9 seals existing rows with them), migrate."""
-    from shared import crypto
+    from shared.privacy import crypto
     from shared.db import init_db
-    from shared.migrations import migrate
+    from shared.models.migrations import migrate
 
     init_db(config.database_url)
     crypto.install(config)
@@ -95,7 +95,7 @@ def _migrate(config) -> int:
 
 
 def _new_keys() -> int:
-    from shared import crypto
+    from shared.privacy import crypto
 
     print(f"LIPA_DATA_KEY={crypto.new_data_key()}")
     print(f"LIPA_LOOKUP_KEY={crypto.new_lookup_key()}")
@@ -106,8 +106,8 @@ def _rotate_keys(config, args) -> int:
     """Re-seal with the current data key (and with --rehash recompute look-up hashes); idempotent."""
     import time
 
-    from shared import rekey
-    from shared.crypto import Unreadable
+    from shared.models import rekey
+    from shared.privacy.crypto import Unreadable
 
     if args.batch < 1:
         raise ConfigError("--batch", "must be at least 1")
@@ -133,7 +133,7 @@ def _accounts(config, args) -> int:
     from shared.db import db
     from shared.errors import InvalidInput
 
-    from .api import auth
+    from .backoffice import auth
 
     _open_database(config)
     with db.connection_context():
@@ -155,8 +155,8 @@ def _register_c2b(config, args) -> int:
     from shared.errors import LipaError
 
     from .app import _daraja
-    from .mpesa.c2b_register import c2b_urls, register_c2b_urls
-    from .mpesa.urls import callback_token
+    from .providers.daraja.c2b_register import c2b_urls, register_c2b_urls
+    from .providers.daraja.urls import callback_token
 
     if not config.mpesa_base_url:
         raise ConfigError("MPESA_BASE_URL", "is required to register the C2B URLs")
@@ -182,7 +182,7 @@ def _phone(config, args) -> int:
     from shared.errors import InvalidInput
     from shared.models import Setting
 
-    from .phone_cli import FeaturePhone
+    from .devtools.phone_cli import FeaturePhone
 
     init_db(config.database_url)
     with db.connection_context():
@@ -269,7 +269,7 @@ def _client_host(host: str) -> str:
 
 def _with_simulators(config, host: str):
     """Start the built-in Daraja and Africa's Talking simulators and point the clients at them."""
-    from .simulators.server import start_simulators
+    from .devtools.simulators.server import start_simulators
 
     server = start_simulators(host=_client_host(host), port=0,
                               at_delivery_url=f"{config.public_url}/sms/delivery")

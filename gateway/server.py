@@ -48,7 +48,7 @@ class GatewayServer(BaseApplication):
 
 def _post_worker_init(worker):
     """On SIGTERM, long-polls answer at once (the feed's wait is longer than the graceful timeout)."""
-    from .api.feed import STOPPING
+    from .backoffice.feed import STOPPING
 
     previous = signal.getsignal(signal.SIGTERM)
 

@@ -234,7 +234,7 @@ def _check_keys(config: Config) -> None:
     """Well-formed personal-data keys (the message never shows a key). Local may leave them unset."""
     from cryptography.fernet import Fernet
 
-    from .crypto import MIN_LOOKUP_KEY
+    from .privacy.crypto import MIN_LOOKUP_KEY
 
     for key in config.data_keys:
         try:

@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from shared.config import load_config
 from shared.db import db, init_db
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ALL_MODELS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,7 +57,7 @@ def database(db_url):
 
 @pytest.fixture
 def config(db_url):
-    from shared import crypto
+    from shared.privacy import crypto
 
     config = load_config(
         {"LIPA_PROFILE": "local", "DATABASE_URL": db_url, "MPESA_CALLBACK_TOKEN": CALLBACK_TOKEN,
@@ -113,7 +113,7 @@ class LiveServer:
 @pytest.fixture
 def sim():
     """The built-in Daraja and Africa's Talking simulators on a real port, callbacks quick."""
-    from gateway.simulators.server import start_simulators
+    from gateway.devtools.simulators.server import start_simulators
 
     server = start_simulators(port=0, callback_delay=0.05)
     yield server
@@ -198,7 +198,7 @@ def live_process(sim, config, tmp_path):
 
 def bearer_headers(client) -> dict:
     """Staff of every role plus a merchant key, logged in: {role: {"Authorization": ...}, None: {}}."""
-    from gateway.api import auth
+    from gateway.backoffice import auth
 
     with db.connection_context():
         for role in auth.ROLES:

@@ -11,7 +11,7 @@ import requests
 
 from shared.config import load_config
 from shared.db import init_db
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 from tests.conftest import CALLBACK_TOKEN
 from tests.gateway_process import GatewayProcess as BaseGatewayProcess
 from tests.helpers import free_port
@@ -130,7 +130,7 @@ def open_database(url: str) -> None:
     loads them, when the schema seals phone numbers) and bring the schema up to date."""
     init_db(url)
     try:
-        from shared import crypto
+        from shared.privacy import crypto
     except ImportError:  # a schema without sealed columns
         crypto = None
     if crypto is not None:

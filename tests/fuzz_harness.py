@@ -16,7 +16,7 @@ import logging
 import re
 import threading
 
-from gateway.mpesa.client import StkPushAccepted
+from gateway.providers.daraja.client import StkPushAccepted
 from shared.db import db, write_tx
 from shared.gsm import is_gsm7
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent, Refund

@@ -79,7 +79,7 @@ def staff_headers(roles=None, merchants: dict | None = None) -> dict:
     """Bearer headers made through the service layer (inside an open connection): one signed-in staff member
     per role (password ``<role>-password``), and a fresh API key per merchant, keyed as ``merchants`` says
     ({header key: merchant name})."""
-    from gateway.api import auth
+    from gateway.backoffice import auth
 
     out = {}
     for role in roles or auth.ROLES:

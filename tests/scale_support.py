@@ -11,11 +11,11 @@ import requests
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from gateway.simulators.africastalking import create_at_sim
-from gateway.simulators.daraja import create_daraja_sim
-from shared import crypto
+from gateway.devtools.simulators.africastalking import create_at_sim
+from gateway.devtools.simulators.daraja import create_daraja_sim
+from shared.privacy import crypto
 from shared.db import db, init_db
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ALL_MODELS
 from tests.conftest import DATA_KEY, LOOKUP_KEY, PG_URL
 from tests.gateway_process import GatewayProcess as BaseGatewayProcess

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.api import auth  # noqa: E402
+from gateway.backoffice import auth  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Alert, Notification, Payment, PaymentEvent  # noqa: E402
 from shared.timeutil import utcnow  # noqa: E402

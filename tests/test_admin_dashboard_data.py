@@ -13,9 +13,9 @@ from admin_app.core.dashboard_data import (
     success_by_hour,
     today_nairobi,
 )
-from gateway.api import stats
+from gateway.backoffice import stats
 from shared.timeutil import utcnow
-from tests.test_admin_client import seed
+from tests.system.test_admin_client import seed
 
 
 def summary_now() -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.api import auth
+from gateway.backoffice import auth
 from gateway.api.ratelimit import Limit, RateLimited, hit
 from shared.errors import InvalidInput
 from shared.models import StaffToken

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway.api import feed
+from gateway.backoffice import feed
 from shared.db import db, write_tx
 from shared.models import Alert, Notification, Payment, PaymentEvent
 from shared.timeutil import utcnow

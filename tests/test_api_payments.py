@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 import requests
 
-from gateway.api import auth
-from gateway.mpesa.client import StkQueryResult
-from gateway.mpesa.errors import DarajaUnavailable
+from gateway.backoffice import auth
+from gateway.providers.daraja.client import StkQueryResult
+from gateway.providers.daraja.errors import DarajaUnavailable
 from shared.db import db
 from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, PhonePreference, UssdSession
 from shared.states import ACTIVE

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from gateway.api import auth, stats
+from gateway.backoffice import auth, stats
 from shared.db import db
 from shared.errors import InvalidInput
 from shared.models import Notification, Payment, PaymentEvent

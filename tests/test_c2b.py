@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 
 from gateway.mpesa.c2b import apply_c2b
-from gateway.mpesa.c2b_register import REGISTER_PATH, c2b_urls, register_c2b_urls
-from gateway.mpesa.client import DarajaClient
-from gateway.mpesa.errors import DarajaBadResponse
-from gateway.mpesa.token_store import MemoryTokenStore
+from gateway.providers.daraja.c2b_register import REGISTER_PATH, c2b_urls, register_c2b_urls
+from gateway.providers.daraja.client import DarajaClient
+from gateway.providers.daraja.errors import DarajaBadResponse
+from gateway.providers.daraja.token_store import MemoryTokenStore
 from gateway.payments import unexpected
 from gateway.payments.requests import create_request, set_request_status
 from shared.db import db, write_tx

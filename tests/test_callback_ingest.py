@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from gateway.healing import process_inbox
+from gateway.jobs.healing import process_inbox
 from gateway.mpesa import callbacks, views
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent
 from tests.conftest import CALLBACK_TOKEN, fixture_json

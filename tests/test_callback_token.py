@@ -2,7 +2,7 @@
 database, so a restarted gateway (or a second process) accepts callbacks for pushes sent before it."""
 from __future__ import annotations
 
-from gateway.mpesa.urls import SETTING_KEY
+from gateway.providers.daraja.urls import SETTING_KEY
 from shared.db import db
 from shared.models import Setting
 

@@ -14,11 +14,11 @@ from cryptography.fernet import Fernet
 from gateway.notify.outbox import opted_out
 from gateway.payments.service import initiate
 from gateway.reconciliation.service import import_statement
-from shared import crypto
+from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite, write_tx
 from shared.errors import NotAllowed
 from shared.models import Notification, Payment, PhonePreference, Setting, StatementLine
-from shared.sealed import Digest
+from shared.privacy.sealed import Digest
 from tests.conftest import CALLBACK_TOKEN, DATA_KEY, QuietDispatcher, fixture_json, fixture_text
 
 PHONE = "254722334455"  # dials USSD, texts, pays by STK
@@ -92,7 +92,7 @@ def personal_traffic(app) -> dict:
     c2b = {**fixture_json("c2b_confirmation.json"), "TransID": "RKT0000002", "MSISDN": PAYER, "BillRefNumber": "SHOP1",
            "FirstName": NAMES[0], "LastName": NAMES[1]}
     assert post_json(app, f"/mpesa/c2b/confirmation/{CALLBACK_TOKEN}", c2b).status_code == 200
-    from gateway.api import auth
+    from gateway.backoffice import auth
 
     auth.create_staff("op", "op-password", "operator")
     token = auth.login("op", "op-password")[0]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.api import auth
+from gateway.backoffice import auth
 from gateway.notify import outbox
 from gateway.payments.transitions import record
 from shared.db import db, write_tx

@@ -13,9 +13,9 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from gateway.notify.outbox import opted_out
 from gateway.sms.ratelimit import replies_sent
-from shared import crypto
+from shared.privacy import crypto
 from shared.db import db, init_db, is_sqlite
-from shared.migrations import MIGRATIONS, migrate
+from shared.models.migrations import MIGRATIONS, migrate
 from shared.models import (
     IdempotencyRecord,
     InboxMessage,

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.mpesa import errors as e
-from gateway.mpesa.client import DarajaClient
-from gateway.mpesa.token_store import DbTokenStore, MemoryTokenStore
+from gateway.providers.daraja import errors as e
+from gateway.providers.daraja.client import DarajaClient
+from gateway.providers.daraja.token_store import DbTokenStore, MemoryTokenStore
 from shared.config import SANDBOX_PASSKEY, SANDBOX_SHORTCODE
 from shared.db import init_db
 from shared.errors import InvalidInput
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import ProviderToken
 from tests.daraja_fake import INVALID_TOKEN, OAUTH, PUSH, QUERY, FakeDaraja
 

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.mpesa import errors as e
-from gateway.mpesa.client import FALLBACK_EXPIRES_IN, DarajaClient
-from gateway.mpesa.token_store import MemoryTokenStore
+from gateway.providers.daraja import errors as e
+from gateway.providers.daraja.client import FALLBACK_EXPIRES_IN, DarajaClient
+from gateway.providers.daraja.token_store import MemoryTokenStore
 from shared.config import SANDBOX_PASSKEY, SANDBOX_SHORTCODE
 from tests.daraja_fake import OAUTH, PUSH, FakeDaraja
 
@@ -58,7 +58,7 @@ def test_unreadable_expiry_assumes_the_fallback_lifetime(fake, caplog):
     fake.expires_in = "soon"
     store = MemoryTokenStore()
     client = client_for(fake.url, token_store=store)
-    with caplog.at_level(logging.WARNING, logger="gateway.mpesa.client"):
+    with caplog.at_level(logging.WARNING, logger="gateway.providers.daraja.client"):
         assert client.access_token() == "tok-1"
     assert store.get()[1] == (NOW + timedelta(seconds=FALLBACK_EXPIRES_IN)).replace(tzinfo=None)
     assert "expires_in unreadable" in caplog.text
@@ -67,7 +67,7 @@ def test_unreadable_expiry_assumes_the_fallback_lifetime(fake, caplog):
 
 def test_a_failing_token_store_costs_an_oauth_call_not_the_push(fake, caplog):
     client = client_for(fake.url, token_store=BrokenStore())
-    with caplog.at_level(logging.WARNING, logger="gateway.mpesa.client"):
+    with caplog.at_level(logging.WARNING, logger="gateway.providers.daraja.client"):
         first = client.stk_push(**PUSH_ARGS)
         second = client.stk_push(**PUSH_ARGS)
     assert first.checkout_request_id != second.checkout_request_id

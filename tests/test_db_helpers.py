@@ -11,7 +11,7 @@ import pytest
 from shared import db as dbmod
 from shared.db import db, for_update, init_db, is_sqlite, retry_locked, write_tx
 from shared.errors import ConfigError
-from shared.migrations import migrate
+from shared.models.migrations import migrate
 from shared.models import Setting
 from tests.conftest import PG_URL
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from gateway.notify.dispatcher import Dispatcher
-from gateway.notify.sms import SmsSender
-from gateway.notify.webhooks import WebhookSender
+from gateway.providers.africastalking import SmsSender
+from gateway.providers.webhooks import WebhookSender
 from shared.db import db
 from shared.models import Alert, Notification
 from shared.timeutil import utcnow

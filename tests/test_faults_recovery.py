@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from gateway import healing
+from gateway.jobs import healing
 from gateway.jobs import registry, runner
 from gateway.notify.dispatcher import Dispatcher
-from gateway.notify.sms import SmsSender
+from gateway.providers.africastalking import SmsSender
 from shared.db import db
 from shared.models import InboxMessage, JobState, Notification
 from shared.timeutil import utcnow

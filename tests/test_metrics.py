@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import install_metrics
+from gateway.http.metrics import install_metrics
 from shared.db import db
 from shared.models import JobRun, Notification, Payment, PaymentEvent
 from shared.timeutil import utcnow
@@ -107,6 +107,6 @@ def test_a_database_failure_still_answers(client, monkeypatch):
     def broken(*args, **kwargs):
         raise peewee.OperationalError("down")
 
-    monkeypatch.setattr("gateway.metrics._payments", broken)
+    monkeypatch.setattr("gateway.http.metrics._payments", broken)
     samples = scrape(client)
     assert samples[("lipa_metrics_database_up", ())] == 0.0 and "lipa_payments" not in names(samples)

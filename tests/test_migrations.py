@@ -1,6 +1,6 @@
 """Migrations: versioned, idempotent, and able to bring an older database up to date."""
 from shared.db import db, init_db
-from shared.migrations import MIGRATIONS, current_version, migrate
+from shared.models.migrations import MIGRATIONS, current_version, migrate
 from shared.models import SchemaVersion
 
 

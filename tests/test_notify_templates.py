@@ -1,8 +1,8 @@
 """Every SMS template, in both languages, at its longest values, fits one GSM-7 segment."""
 import pytest
 
-from gateway.mpesa.result_codes import RESULTS
-from gateway.notify.templates import MESSAGE_KINDS, REASON_MAX, REASONS_SW, TEMPLATES, reason_for, render
+from gateway.providers.daraja.result_codes import RESULTS
+from gateway.texts.notify import MESSAGE_KINDS, REASON_MAX, REASONS_SW, TEMPLATES, reason_for, render
 from shared.gsm import gsm7_length, is_gsm7
 
 LONGEST = {"amount": 250_000, "account": "W" * 12, "ref": "LPWWWWWWW", "receipt": "W" * 10}

@@ -4,7 +4,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from gateway.api import auth
+from gateway.backoffice import auth
 from shared.db import db
 from tests.conftest import QuietDispatcher
 

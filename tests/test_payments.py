@@ -5,7 +5,7 @@ import pytest
 import requests
 
 from gateway.payments.service import initiate, resolve_target, retry, send_push
-from shared.crypto import lookup_hash
+from shared.privacy.crypto import lookup_hash
 from shared.errors import InvalidInput, NotAllowed
 from shared.models import Payment, PaymentEvent, PaymentRequest
 from shared.timeutil import utcnow

@@ -1,7 +1,7 @@
 """The terminal feature phone drives a live gateway over HTTP and reads its SMS inbox."""
 import pytest
 
-from gateway.phone_cli import FeaturePhone
+from gateway.devtools.phone_cli import FeaturePhone
 from shared.db import db
 from shared.errors import InvalidInput
 from shared.models import Payment

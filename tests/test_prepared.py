@@ -1,7 +1,7 @@
-"""gateway.prepared: a query built once gives the same rows, with the same conversions, as peewee's own."""
+"""shared.db.prepared: a query built once gives the same rows, with the same conversions, as peewee's own."""
 import pytest
 
-from gateway.prepared import Prepared
+from shared.db.prepared import Prepared
 from shared.db import db, write_tx
 from shared.models import Payment, UssdSession
 

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.mpesa.b2c import result_url, timeout_url
+from gateway.providers.daraja.b2c import result_url, timeout_url
 from gateway.mpesa.results_views import bp_results
 from gateway.refunds import cancel_refund, request_refund, send_refund
-from gateway.refunds import credential as cred
+from gateway.providers.daraja import credential as cred
 from shared.config import load_config
 from shared.db import db
 from shared.errors import InvalidInput, NotAllowed

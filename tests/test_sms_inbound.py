@@ -8,9 +8,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gateway import inbox
+from gateway.ingest import inbox
 from gateway.notify import outbox
-from gateway.sms import commands, ratelimit, replies
+from gateway.sms import commands, ratelimit
+from gateway.texts import sms as replies
 from shared.db import db
 from shared.models import InboxMessage, Notification, Payment, PaymentRequest, PhonePreference
 from shared.states import RequestStatus

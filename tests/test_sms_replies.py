@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from gateway.sms import commands, replies
-from gateway.ussd import texts
+from gateway.sms import commands
+from gateway.texts import sms as replies
+from gateway.texts import ussd as texts
 from shared.gsm import gsm7_length, is_gsm7
 from shared.money import MAX_AMOUNT
 from shared.states import PaymentStatus

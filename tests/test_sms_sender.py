@@ -8,7 +8,7 @@ import threading
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from gateway.notify.sms import SmsPermanent, SmsResult, SmsRetryable, SmsSender
+from gateway.providers.africastalking import SmsPermanent, SmsResult, SmsRetryable, SmsSender
 from tests.conftest import LiveServer
 from tests.helpers import free_port
 

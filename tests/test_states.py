@@ -4,7 +4,7 @@ import itertools
 import pytest
 
 from gateway.payments.transitions import transition
-from shared.crypto import lookup_hash
+from shared.privacy.crypto import lookup_hash
 from shared.db import write_tx
 from shared.errors import InvalidTransition
 from shared.models import Payment, PaymentEvent

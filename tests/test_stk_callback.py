@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.healing import process_inbox
+from gateway.jobs.healing import process_inbox
 from gateway.mpesa.callbacks import apply_stk_callback
 from shared.models import Alert, InboxMessage, Payment, PaymentEvent
 from shared.states import ACTIVE

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from gateway.jobs import runner, sweeps
-from gateway.mpesa.client import DarajaClient, StkQueryResult
-from gateway.mpesa.token_store import DbTokenStore
+from gateway.providers.daraja.client import DarajaClient, StkQueryResult
+from gateway.providers.daraja.token_store import DbTokenStore
 from gateway.payments.requests import create_request
 from gateway.payments.service import initiate, send_push
 from gateway.payments.transitions import record

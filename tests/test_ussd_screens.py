@@ -10,7 +10,8 @@ import string
 
 import pytest
 
-from gateway.ussd import menu, texts, views
+from gateway.ussd import menu, views
+from gateway.texts import ussd as texts
 from shared.gsm import is_gsm7
 from shared.money import MAX_AMOUNT
 from shared.states import PaymentStatus

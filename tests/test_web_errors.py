@@ -7,7 +7,7 @@ import logging
 import peewee
 import pytest
 
-from gateway.api import auth
+from gateway.backoffice import auth
 from gateway.jobs import runner
 from shared.db import db
 
@@ -25,7 +25,7 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_without_details(client,
         raise KeyError("internal detail 0722000111")
 
     monkeypatch.setattr(runner, "job_stats", broken)
-    with caplog.at_level(logging.ERROR, logger="gateway.web"):
+    with caplog.at_level(logging.ERROR, logger="gateway.http.errors"):
         response = client.get("/api/v1/jobs", headers=viewer)
     assert response.status_code == 500
     assert response.get_json() == {"error": {"code": "internal_error",
@@ -42,7 +42,7 @@ def test_a_database_failure_is_a_503_asking_to_retry(client, viewer, monkeypatch
         raise error
 
     monkeypatch.setattr(runner, "job_stats", away)
-    with caplog.at_level(logging.ERROR, logger="gateway.web"):
+    with caplog.at_level(logging.ERROR, logger="gateway.http.errors"):
         response = client.get("/api/v1/jobs", headers=viewer)
     assert response.status_code == 503
     assert response.get_json()["error"] == {"code": "unavailable", "message": "The service is busy; please retry."}

@@ -6,13 +6,8 @@ import json
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from gateway.notify.webhooks import (
-    WebhookPermanent,
-    WebhookRetryable,
-    WebhookSender,
-    WebhookSignatureError,
-    sign,
-    verify,
+from gateway.providers.webhooks import (
+    WebhookPermanent, WebhookRetryable, WebhookSender, WebhookSignatureError, sign, verify,
 )
 from tests.conftest import LiveServer
 from tests.helpers import free_port

@@ -12,7 +12,7 @@ from shared.db import write_tx
 from shared.errors import InvalidInput, LipaError
 from shared.models import IdempotencyRecord
 
-from .auth import Principal, authenticate
+from ..backoffice.auth import Principal, authenticate
 from .ratelimit import Limit, RateLimited, hit
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -5,7 +5,7 @@ from flask import jsonify
 
 from shared.timeutil import iso
 
-from . import auth
+from ..backoffice import auth
 from .common import bp, json_body
 
 

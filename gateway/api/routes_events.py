@@ -5,7 +5,7 @@ from flask import g, jsonify, request
 
 from shared.errors import InvalidInput
 
-from . import feed
+from ..backoffice import feed
 from .common import bp, page_limit, principal
 
 

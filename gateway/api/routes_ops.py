@@ -18,8 +18,8 @@ from shared.models import Alert, AuditLog, Notification, ReconException
 from shared.timeutil import iso
 
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
-from .feed import ranked_page
-from .serialize import notification_json, reveals
+from ..backoffice.feed import ranked_page
+from ..backoffice.serialize import notification_json, reveals
 
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")

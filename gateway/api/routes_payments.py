@@ -17,13 +17,13 @@ from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
 from ..notify import outbox
-from ..notify.templates import language_of, render
+from ..texts.notify import language_of, render
 from ..payments import service
 from ..payments.transitions import record, transition
-from . import timeline
+from ..backoffice import timeline
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
-from .payments_query import list_payments, parse_filters
-from .serialize import notification_json, payment_json, refund_json, reveals
+from ..backoffice.payments_query import list_payments, parse_filters
+from ..backoffice.serialize import notification_json, payment_json, refund_json, reveals
 
 S = PaymentStatus
 MAX_ID = 2**31 - 1

@@ -11,7 +11,7 @@ from shared.states import RequestStatus
 from ..payments.requests import create_request, set_request_status
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .routes_payments import MAX_ID, audit, optional_reason, require_creator, scoped_key
-from .serialize import request_json, reveals
+from ..backoffice.serialize import request_json, reveals
 
 OPTIONAL = ("description", "phone", "expires_in", "callback_url")
 

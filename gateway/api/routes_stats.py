@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request
 
-from . import stats
+from ..backoffice import stats
 from .common import bp, principal
 
 

@@ -46,7 +46,7 @@ def dispatch_notifications(ctx) -> dict:
 def process_inbox(ctx) -> dict:
     """Apply provider messages stored but never applied (a crash between storing and applying), and send
     refunds that were requested inside another transaction (automatic refunds) but never sent."""
-    from ..healing import process_inbox as heal
+    from .healing import process_inbox as heal
     from ..refunds.service import send_unsent_refunds
 
     applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url,

@@ -24,8 +24,10 @@ from shared.models import Alert, InboxMessage, JobRun, Payment, PaymentEvent, Pa
 from shared.states import ACTIVE, PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
 
-from ..mpesa.errors import DarajaAuthError, DarajaError, DarajaTimeout, DarajaUnavailable, QuotaExceeded, SpikeArrest
-from ..mpesa.result_codes import is_success, outcome
+from ..providers.daraja.errors import (
+    DarajaAuthError, DarajaError, DarajaTimeout, DarajaUnavailable, QuotaExceeded, SpikeArrest,
+)
+from ..providers.daraja.result_codes import is_success, outcome
 from ..payments.requests import set_request_status
 from ..payments.transitions import raise_alert, transition
 

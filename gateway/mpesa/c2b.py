@@ -22,7 +22,7 @@ from shared.refs import payment_reference
 from shared.states import PaymentStatus, RequestStatus
 from shared.timeutil import utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments import unexpected
 from ..payments.transitions import flag, raise_alert, record, transition
 

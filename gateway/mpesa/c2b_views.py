@@ -7,8 +7,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.errors import InvalidInput
 
-from .. import inbox
-from ..web import error_json
+from ..ingest import inbox
+from ..http.errors import error_json
 from .c2b import CONFIRMED, SOURCE, apply_c2b, decide_validation, parse_c2b
 from .views import _refuse_caller
 

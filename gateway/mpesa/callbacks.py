@@ -14,15 +14,15 @@ from shared.phone import mask_phone, normalize_phone
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
 from shared.timeutil import parse_nairobi_timestamp, utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
-from ..prepared import Prepared
-from .result_codes import is_success, outcome
+from shared.db.prepared import Prepared
+from ..providers.daraja.result_codes import is_success, outcome
 
 log = logging.getLogger(__name__)
 ACTOR = "daraja-callback"
 S = PaymentStatus
-# Run for every callback (built once: see gateway.prepared).
+# Run for every callback (built once: see shared.db.prepared).
 _BY_CHECKOUT = Prepared(lambda p: for_update(Payment.select().where(Payment.checkout_request_id == p[0])),
                         Payment.checkout_request_id)
 _BY_RECEIPT = Prepared(lambda p: Payment.select(Payment.id, Payment.reference).where(Payment.mpesa_receipt == p[0]),

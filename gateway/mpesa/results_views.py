@@ -8,9 +8,9 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.errors import InvalidInput
 
-from .. import inbox
+from ..ingest import inbox
 from ..refunds.results import RESULT_SOURCE, TIMEOUT_SOURCE, apply_result, apply_timeout, dedupe_key, parse_result
-from ..web import error_json
+from ..http.errors import error_json
 from .views import ACCEPTED, _refuse_caller
 
 bp_results = Blueprint("mpesa_results", __name__, url_prefix="/mpesa")

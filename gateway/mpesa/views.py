@@ -7,10 +7,10 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.errors import InvalidInput
 
-from .. import inbox
-from ..web import error_json
+from ..ingest import inbox
+from ..http.errors import error_json
 from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
-from .urls import token_matches
+from ..providers.daraja.urls import token_matches
 
 bp = Blueprint("mpesa", __name__, url_prefix="/mpesa")
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from shared.phone import mask_phone
 from shared.timeutil import utcnow
 
 from ..payments.transitions import raise_alert
-from .sms import SmsPermanent, SmsRetryable
-from .webhooks import WebhookPermanent, WebhookRetryable
+from ..providers.africastalking import SmsPermanent, SmsRetryable
+from ..providers.webhooks import WebhookPermanent, WebhookRetryable
 
 log = logging.getLogger(__name__)
 

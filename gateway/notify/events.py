@@ -6,7 +6,7 @@ import logging
 from shared.states import PaymentStatus
 
 from . import outbox
-from .templates import reason_for, render
+from ..texts.notify import reason_for, render
 
 log = logging.getLogger(__name__)
 S = PaymentStatus

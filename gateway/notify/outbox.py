@@ -8,10 +8,10 @@ import peewee
 from shared.db import db
 from shared.models import Notification, PhonePreference
 
-from ..prepared import Prepared
+from shared.db.prepared import Prepared
 
 _local = threading.local()
-# Run for every message queued (built once: see gateway.prepared).
+# Run for every message queued (built once: see shared.db.prepared).
 _QUEUED_AS = Prepared(lambda p: Notification.select(Notification.id).where(Notification.dedupe_key == p[0]),
                       Notification.dedupe_key)
 _PREFERENCE = Prepared(lambda p: PhonePreference.select(PhonePreference.language, PhonePreference.notifications)

@@ -12,13 +12,13 @@ from datetime import datetime
 
 from peewee import chunked
 
-from shared.crypto import unseal
+from shared.privacy.crypto import unseal
 from shared.db import db, is_sqlite
 from shared.models import Payment, PaymentEvent, PhonePreference
 from shared.timeutil import utcnow
 
 from ..notify import outbox
-from ..notify.templates import render
+from ..texts.notify import render
 from ..payments import transitions
 from ..payments.transitions import transition
 from .common import ACTOR, S, _locked

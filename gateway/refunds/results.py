@@ -15,7 +15,7 @@ from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
 from shared.models import Payment, Refund
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert
 from .steps import COMPLETED, IN_FLIGHT, complete, fail, save
 

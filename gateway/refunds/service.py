@@ -23,9 +23,9 @@ from shared.money import format_kes, parse_amount
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
-from ..mpesa.b2c import B2C_MIN, b2c_payment, reversal
+from ..providers.daraja.b2c import B2C_MIN, b2c_payment, reversal
 from ..payments.transitions import raise_alert, transition
-from .credential import initiator_for
+from ..providers.daraja.credential import initiator_for
 from .results import apply_result, apply_timeout
 from .steps import (
     CANCELLED,

@@ -17,7 +17,7 @@ from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
 from ..notify import outbox
-from ..notify.templates import render
+from ..texts.notify import render
 from ..payments.transitions import raise_alert, record, transition
 
 log = logging.getLogger(__name__)

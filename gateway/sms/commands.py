@@ -23,12 +23,13 @@ from shared.phone import mask_phone, normalize_phone
 from shared.states import RequestStatus
 from shared.timeutil import utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..notify.outbox import enqueue
 from ..payments.service import active_payment, initiate, resolve_target, send_push
 from ..ussd.sessions import language_for
-from ..ussd.texts import ERROR_KEYS
-from . import ratelimit, replies
+from ..texts.ussd import ERROR_KEYS
+from . import ratelimit
+from ..texts import sms as replies
 
 log = logging.getLogger(__name__)
 SOURCE = "at.sms"

@@ -14,7 +14,7 @@ from shared.errors import InvalidInput
 from shared.models import InboxMessage, Notification
 from shared.timeutil import utcnow
 
-from .. import inbox
+from ..ingest import inbox
 from ..payments.transitions import raise_alert
 from .commands import form_fields, message_id
 

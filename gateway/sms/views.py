@@ -12,8 +12,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.errors import InvalidInput
 
-from .. import inbox
-from ..web import error_json
+from ..ingest import inbox
+from ..http.errors import error_json
 from . import commands, delivery
 
 bp = Blueprint("sms", __name__, url_prefix="/sms")

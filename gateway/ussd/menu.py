@@ -17,8 +17,9 @@ from shared.phone import mask_phone
 from shared.states import RequestStatus
 
 from ..payments.service import PayTarget, active_payment, initiate, resolve_target
-from ..prepared import Prepared
-from . import sessions, texts
+from shared.db.prepared import Prepared
+from . import sessions
+from ..texts import ussd as texts
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ STATUS, PAY, CANCEL, EXIT, SET_LANGUAGE, REFUSED = "status", "pay", "cancel", "e
 CLOSING = frozenset({STATUS, PAY, CANCEL, EXIT, SET_LANGUAGE, REFUSED})
 MAIN_OPTIONS = {"1": ACCOUNT, "2": STATUS, "3": HISTORY, "4": LANGUAGE, "0": EXIT}
 
-# What the screens read (built once: see gateway.prepared); only the columns they show.
+# What the screens read (built once: see shared.db.prepared); only the columns they show.
 _RECENT = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount, Payment.status, Payment.account,
                                             Payment.mpesa_receipt)
                    .where(Payment.phone_hash == p[0])

@@ -7,10 +7,10 @@ from shared.db import db, is_sqlite, retry_locked, write_tx
 from shared.models import Payment, PhonePreference, UssdSession
 from shared.timeutil import utcnow
 
-from ..prepared import Prepared
-from .texts import LANGUAGES
+from shared.db.prepared import Prepared
+from ..texts.ussd import LANGUAGES
 
-# Every hop runs these (built once: see gateway.prepared).
+# Every hop runs these (built once: see shared.db.prepared).
 US = UssdSession
 _LOAD = Prepared(lambda p: US.select(US.id, US.phone, US.inputs, US.last_text, US.last_response)
                  .where(US.session_id == p[0]), US.session_id)

@@ -15,7 +15,7 @@ from shared.errors import InvalidInput, LipaError
 from shared.phone import mask_phone, normalize_phone
 
 from ..payments.service import send_push
-from . import texts
+from ..texts import ussd as texts
 from .menu import Hop, Reply, handle
 
 bp = Blueprint("ussd", __name__)

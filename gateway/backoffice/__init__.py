@@ -1,0 +1,1 @@
+"""Flask-free services behind the staff API: auth, stats, the live feed, timelines, payment queries."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: request guards, error pages, health and metrics."""

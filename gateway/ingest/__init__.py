@@ -1,0 +1,1 @@
+"""Inbox-first ingest: raw provider messages stored before the answer, healing, background tasks."""

@@ -1,0 +1,1 @@
+"""Every customer-facing text catalogue (USSD, SMS replies, notifications), one fit/fallback helper."""

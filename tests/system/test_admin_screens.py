@@ -1,0 +1,186 @@
+"""The operations screens (dashboard, alerts, notifications, jobs, reconciliation, receipts) against a live
+gateway with seeded data, pytest-qt offscreen, the GUI thread's longest stall measured as in test_admin_gui."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import threading  # noqa: E402
+from datetime import timedelta  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+from admin_app.core.dashboard_data import PeriodNumbers  # noqa: E402
+from admin_app.gui.main_window import MainWindow  # noqa: E402
+from admin_app.gui.receipt_printing import ReceiptPrinter  # noqa: E402
+from admin_app.gui.workers import active_workers  # noqa: E402
+from shared.db import db  # noqa: E402
+from shared.models import Alert, Notification  # noqa: E402
+from shared.timeutil import utcnow  # noqa: E402
+from tests.system import test_admin_gui as shared_fixtures  # noqa: E402
+from tests.conftest import CALLBACK_TOKEN, FIXTURES  # noqa: E402
+from tests.helpers import pdf_text  # noqa: E402
+from tests.system.test_admin_client import seed  # noqa: E402
+from tests.test_stk_callback import CHECKOUT, PHONE, paid_body  # noqa: E402
+
+pytestmark = pytest.mark.server
+WAIT_MS = shared_fixtures.WAIT_MS
+gui, meter, staff = shared_fixtures.gui, shared_fixtures.meter, shared_fixtures.staff  # the same fixtures
+
+
+def off_thread(qtbot, fn):
+    """Call fn (a blocking API call of the test itself) on a thread, keeping the GUI thread free; its value."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(value=fn()), daemon=True)
+    thread.start()
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=WAIT_MS)
+    return box["value"]
+
+
+def show(qtbot, window: MainWindow, key: str):
+    """Switch to a screen and wait for its first load."""
+    screen = window.screen(key)
+    qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)  # the first screen's load is in
+    with qtbot.waitSignal(screen.loaded, timeout=WAIT_MS):
+        window.show_screen(window.screens.index(screen))
+    assert screen.last_error is None, screen.last_error
+    return screen
+
+
+def recent(seconds=20):
+    return utcnow() - timedelta(seconds=seconds)
+
+
+def test_dashboard_equals_stats_and_a_completed_payment_shows_within_2_s(gui, live_process, qtbot):
+    seed(3, start=recent(), status="COMPLETED", amount=250)
+    seed(2, start=recent(), status="FAILED", result_code="1032", amount=90)
+    seed(start=recent(), status="PROCESSING", checkout_request_id=CHECKOUT, phone=PHONE, amount=500)
+    window = gui("viewer")
+    dash = show(qtbot, window, "dashboard")
+    date_from, date_to = dash.period()
+    today, period = off_thread(qtbot, lambda: (window.client.stats(), window.client.stats(
+        date_from.isoformat(), date_to.isoformat())))
+    assert dash.data.today == PeriodNumbers.from_stats(today)
+    assert dash.data.period == PeriodNumbers.from_stats(period)
+    assert dash.tiles["today_payments"].value.text() == f"{today['payments']['count']:,}" == "6"
+    assert dash.tiles["today_success"].value.text() == "60.0 %"
+    assert dash.failure_model.rows[0][:2] == ("1032", 2)
+    qtbot.waitUntil(lambda: dash.feed.cursor is not None, timeout=WAIT_MS)
+    url = f"{live_process.url}/mpesa/stk/callback/{CALLBACK_TOKEN}"
+    answer = off_thread(qtbot, lambda: requests.post(url, json=paid_body(), timeout=10))
+    assert answer.status_code == 200
+    qtbot.waitUntil(lambda: dash.data.today.status("COMPLETED").count == 4, timeout=2000)
+    assert dash.tiles["today_payments"].value.text() == "6" and dash.tiles["pending"].value.text() == "0"
+
+
+def add_alerts(payment_id: int) -> list[int]:
+    with db.connection_context():
+        return [Alert.create(kind="late_money", message="Money after expiry", payment=payment_id).id,
+                Alert.create(kind="unknown_callback", message="Callback for nobody").id,
+                Alert.create(kind="old", message="Seen already", acknowledged=True).id]
+
+
+def test_alerts_badge_acknowledge_and_open_the_payment(gui, qtbot):
+    payment_id = seed(start=recent(), status="COMPLETED", mpesa_receipt="QK1ALERT")[0]
+    add_alerts(payment_id)
+    window = gui("operator")
+    alerts = window.screen("alerts")
+    row = window.screens.index(alerts)
+    qtbot.waitUntil(lambda: window.nav.item(row).text() == "Alerts (2)", timeout=WAIT_MS)
+    assert window.alerts_label.text() == "⚠ 2 open alerts"
+    show(qtbot, window, "alerts")
+    assert [a["acknowledged"] for a in alerts.model.rows] == [False, False, True]
+    alerts.table.selectRow([a["payment_id"] for a in alerts.model.rows].index(payment_id))
+    assert alerts.ack_button.isEnabled()
+    alerts.ack_button.click()
+    qtbot.waitUntil(lambda: alerts.unread == 1 and window.nav.item(row).text() == "Alerts (1)", timeout=WAIT_MS)
+    index = next(alerts.model.index(n, 0) for n, a in enumerate(alerts.model.rows) if a["payment_id"] == payment_id)
+    alerts.open_index(index)
+    payments = window.screen("payments")
+    qtbot.waitUntil(lambda: payments.detail.payment is not None and payments.detail.payment.id == payment_id,
+                    timeout=WAIT_MS)
+    assert window.current_screen() is payments
+
+
+def test_alerts_cannot_be_acknowledged_by_a_viewer(gui, qtbot):
+    add_alerts(seed(start=recent())[0])
+    window = gui("viewer")
+    alerts = show(qtbot, window, "alerts")
+    alerts.table.selectRow(0)
+    assert not alerts.ack_button.isEnabled() and alerts.unread == 2
+
+
+def test_notifications_show_failures_first(gui, qtbot):
+    payment_id = seed(start=recent())[0]
+    with db.connection_context():
+        for status, reason in (("DELIVERED", ""), ("FAILED", "AbsentSubscriber"), ("SENT", "")):
+            Notification.create(channel="sms", kind="payment_completed", payment=payment_id, recipient=PHONE,
+                                body="Paid", status=status, failure_reason=reason)
+    window = gui("viewer")
+    view = show(qtbot, window, "notifications")
+    assert [n["status"] for n in view.model.rows][0] == "FAILED" and len(view.model.rows) == 3
+    assert "AbsentSubscriber" in view.model.data(view.model.index(0, 9)) and "1 failed" in view.count_label.text()
+
+
+def test_jobs_run_now_for_operators_only(gui, qtbot):
+    viewer = gui("viewer")
+    jobs = show(qtbot, viewer, "jobs")
+    jobs.table.selectRow(0)
+    assert jobs.model.rowCount() > 0 and not jobs.run_button.isEnabled()
+    window = gui("operator")
+    jobs = show(qtbot, window, "jobs")
+    names = [j["name"] for j in jobs.model.rows]
+    jobs.table.selectRow(names.index("expire-pending"))
+    assert jobs.run_button.isEnabled()
+    with qtbot.waitSignal(jobs.loaded, timeout=WAIT_MS):
+        jobs.run_button.click()
+    job = next(j for j in jobs.model.rows if j["name"] == "expire-pending")
+    assert job["runs"] == 1 and job["last_run"]["outcome"] == "OK" and job["success_rate"] == 1.0
+
+
+def test_receipt_to_pdf_then_the_reprint_text_says_copy(gui, qtbot, tmp_path):
+    payment_id = seed(start=recent(), status="COMPLETED", mpesa_receipt="QK7PRINT", amount=1500)[0]
+    window = gui("viewer")
+    qtbot.waitUntil(lambda: active_workers() == 0 and window.screen("payments").model.rowCount() == 1,
+                    timeout=WAIT_MS)  # the first screen has painted its rows
+    printer = ReceiptPrinter(window.ctx, window)
+    pdf = tmp_path / "receipt.pdf"
+    with qtbot.waitSignal(printer.done, timeout=WAIT_MS):
+        printer.save_pdf(payment_id, str(pdf))
+    assert pdf.read_bytes().startswith(b"%PDF") and "COPY" not in printer.last_text
+    assert "QK7PRINT" in pdf_text(pdf.read_bytes()) and "KES 1,500" in pdf_text(pdf.read_bytes())
+    with qtbot.waitSignal(printer.text_ready, timeout=WAIT_MS) as blocker:
+        printer.thermal_text(payment_id, 80)
+    assert "COPY" in blocker.args[0] and "QK7PRINT" in blocker.args[0]
+    assert max(len(line) for line in blocker.args[0].splitlines()) <= 48
+
+
+def test_reconciliation_upload_then_resolve_one_by_one(gui, qtbot):
+    window = gui("operator")
+    view = show(qtbot, window, "reconciliation")
+    view.choose_statement = lambda: str(FIXTURES / "mpesa_statement.csv")
+    notes = []
+    view.ask_note = lambda exception: notes.append(exception["id"]) or "checked with the bank"
+    with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
+        view.upload()
+    run = view.run
+    assert run["lines"] > 0 and run["exceptions"] > 0 and run["open_exceptions"] == run["exceptions"]
+    assert view.model.rowCount() == run["exceptions"] and view.history.count() == 1
+    assert f"{run['matched']} matched" in view.summary_label.text()
+    view.table.selectRow(0)
+    with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
+        view.resolve_current()
+    assert view.run["open_exceptions"] == run["exceptions"] - 1 and len(notes) == 1
+    resolved = [e for e in view.model.rows if e["status"] == "RESOLVED"]
+    assert [e["resolution_note"] for e in resolved] == ["checked with the bank"]
+    view.run_id_spin.setValue(run["id"])
+    with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
+        view.open_run_button.click()
+    assert view.run["id"] == run["id"] and view.history.count() == 1
+
+
+def test_reconciliation_is_read_only_for_viewers(gui, qtbot):
+    view = show(qtbot, gui("viewer"), "reconciliation")
+    assert not view.upload_button.isEnabled() and not view.resolve_button.isEnabled()
