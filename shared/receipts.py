@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from .money import format_kes
 from .phone import mask_phone
+from .text import clean
 from .timeutil import NAIROBI
 
 WIDTHS = (32, 48)  # characters per line of a 58 mm and an 80 mm thermal printer
@@ -89,16 +90,23 @@ def nairobi_time(value) -> str:
 
 
 def receipt_data(payment, receipt_no: int, copy: bool, merchant_name: str) -> ReceiptData:
-    """The receipt of a Payment row or of the API's payment JSON."""
+    """The receipt of a Payment row or of the API's payment JSON.
+
+    Every text field is cleaned here (shared.text), whatever the row holds: a stored account with a line
+    break or an ESC byte must not print a forged line or drive the printer."""
     amount = int(_field(payment, "amount"))
     return ReceiptData(
-        receipt_no=int(receipt_no), merchant=(merchant_name or "Lipa").strip()[:100] or "Lipa",
-        reference=str(_field(payment, "reference") or "-"), mpesa_receipt=str(_field(payment, "mpesa_receipt") or "-"),
+        receipt_no=int(receipt_no), merchant=clean(merchant_name, 100) or "Lipa",
+        reference=_shown(payment, "reference", 16), mpesa_receipt=_shown(payment, "mpesa_receipt", 32),
         amount=amount, amount_words=amount_in_words(amount),
         date=nairobi_time(_field(payment, "completed_at") or _field(payment, "created_at")),
-        account=str(_field(payment, "account") or "-"), phone=mask_phone(_field(payment, "phone")),
-        status=str(_field(payment, "status") or ""), copy=bool(copy),
+        account=_shown(payment, "account", 40), phone=mask_phone(_field(payment, "phone")),
+        status=clean(_field(payment, "status"), 16), copy=bool(copy),
     )
+
+
+def _shown(payment, name: str, limit: int) -> str:
+    return clean(_field(payment, name), limit) or "-"
 
 
 def _rows(data: ReceiptData) -> list[tuple[str, str]]:

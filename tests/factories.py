@@ -43,9 +43,9 @@ def failed_body(code, desc="failed", checkout=CHECKOUT):
 
 
 def make_payment(status="PROCESSING", checkout=CHECKOUT, amount=500, ref="LPTEST001", phone=PHONE, **kw):
-    return Payment.create(reference=ref, phone=phone, amount=amount, account="ACC42", channel="ussd",
-                          status=status, checkout_request_id=checkout,
-                          active_phone=phone if status in {s.value for s in ACTIVE} else None, **kw)
+    values = {"account": "ACC42", "channel": "ussd", **kw}
+    return Payment.create(reference=ref, phone=phone, amount=amount, status=status, checkout_request_id=checkout,
+                          active_phone=phone if status in {s.value for s in ACTIVE} else None, **values)
 
 
 def post(client, app, body, url=URL):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Generic, TypeVar
 
+from shared.text import clean
 from shared.timeutil import NAIROBI
 
 T = TypeVar("T")
@@ -86,13 +87,14 @@ class Payment:
 
     @classmethod
     def from_json(cls, d: dict) -> Payment:
+        # Texts are cleaned again here (shared.text): the desktop shows what an older gateway stored too.
         return cls(
-            id=int(d["id"]), reference=d.get("reference") or "", phone=d.get("phone") or "",
-            amount=int(d.get("amount") or 0), account=d.get("account") or "", status=d.get("status") or "",
-            status_message=d.get("status_message") or "", mpesa_receipt=d.get("mpesa_receipt"),
-            channel=d.get("channel") or "", created_at=parse_time(d.get("created_at")),
+            id=int(d["id"]), reference=clean(d.get("reference")), phone=clean(d.get("phone")),
+            amount=int(d.get("amount") or 0), account=clean(d.get("account")), status=clean(d.get("status")),
+            status_message=clean(d.get("status_message")), mpesa_receipt=clean(d.get("mpesa_receipt")) or None,
+            channel=clean(d.get("channel")), created_at=parse_time(d.get("created_at")),
             updated_at=parse_time(d.get("updated_at")), completed_at=parse_time(d.get("completed_at")),
-            flagged=bool(d.get("flagged")), flag_reason=d.get("flag_reason"),
+            flagged=bool(d.get("flagged")), flag_reason=clean(d.get("flag_reason")) or None,
             refunded_amount=int(d.get("refunded_amount") or 0), retry_of=d.get("retry_of"),
             allowed_transitions=tuple(d.get("allowed_transitions") or ()), raw=dict(d),
         )

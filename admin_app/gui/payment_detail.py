@@ -6,6 +6,8 @@ themselves are in ``payment_dialogs``.
 """
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
@@ -52,6 +54,7 @@ class PaymentDetailPanel(QWidget):
         self.title_label = QLabel("No payment open")
         self.title_label.setStyleSheet("font-size: 15pt; font-weight: 600;")
         self.facts_label = QLabel("")
+        self.facts_label.setTextFormat(Qt.TextFormat.PlainText)  # provider text is never markup
         self.facts_label.setWordWrap(True)
         self.facts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -119,8 +122,8 @@ class PaymentDetailPanel(QWidget):
 
     def _show_facts(self, p: Payment) -> None:
         background, foreground = STATUS_COLOURS.get(p.status, ("#eeeeee", "#000000"))
-        self.title_label.setText(f"{p.reference} <span style='background:{background}; color:{foreground};"
-                                 f" font-size: 11pt;'>&nbsp;{p.status}&nbsp;</span>")
+        self.title_label.setText(f"{html.escape(p.reference)} <span style='background:{background}; color:{foreground};"
+                                 f" font-size: 11pt;'>&nbsp;{html.escape(p.status)}&nbsp;</span>")
         lines = [f"KES {p.amount:,} · account {p.account} · phone {p.phone} · via {p.channel}",
                  f"Created {local_time(p.created_at)} EAT · M-Pesa receipt {p.mpesa_receipt or '—'}",
                  p.status_message]

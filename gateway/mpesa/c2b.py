@@ -19,6 +19,7 @@ from shared.models import Payment, PaymentRequest
 from shared.money import MAX_AMOUNT, MIN_AMOUNT
 from shared.phone import mask_phone, normalize_phone
 from shared.states import PaymentStatus, RequestStatus
+from shared.text import clean
 from shared.timeutil import utcnow
 
 from ..ingest import inbox
@@ -106,12 +107,12 @@ def phone_hash(phone: str) -> str:
 def bill_ref(data: dict) -> str:
     """BillRefNumber as text (a number is tolerated), stripped."""
     value = data.get("BillRefNumber")
-    return str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    return clean(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
 
 
 def _name(data: dict) -> str:
     parts = (data.get(key) for key in ("FirstName", "MiddleName", "LastName"))
-    return " ".join(str(p).strip() for p in parts if isinstance(p, str) and p.strip())[:100]
+    return clean(" ".join(p for p in parts if isinstance(p, str)), 100)
 
 
 def parse_c2b(body: bytes | str) -> C2BPayment:

@@ -7,16 +7,17 @@ from datetime import timedelta
 
 from shared import safejson
 from shared.db import for_update, retry_locked, write_tx
+from shared.db.prepared import Prepared
 from shared.errors import InvalidInput
 from shared.models import LateCallback, Payment
 from shared.money import provider_amount
 from shared.phone import mask_phone, normalize_phone
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
+from shared.text import clean
 from shared.timeutil import parse_nairobi_timestamp, utcnow
 
 from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
-from shared.db.prepared import Prepared
 from ..providers.daraja.result_codes import UNKNOWN_KIND, is_success, lookup
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def parse_stk_callback(body: bytes | str) -> StkResult:
     raw_amount = items.get("Amount")
     return StkResult(
         checkout_request_id=checkout, merchant_request_id=str(cb.get("MerchantRequestID") or "")[:64],
-        result_code=str(code).strip()[:32], result_desc=str(cb.get("ResultDesc") or "")[:255],
+        result_code=str(code).strip()[:32], result_desc=clean(cb.get("ResultDesc"), 255),
         amount=provider_amount(raw_amount) if raw_amount is not None else None, raw_amount=raw_amount,
         receipt=_text(items.get("MpesaReceiptNumber")), phone=_phone(items.get("PhoneNumber")),
         transaction_date=parse_nairobi_timestamp(items.get("TransactionDate")), raw=data,
@@ -86,8 +87,7 @@ def _metadata(cb: dict) -> dict:
 
 
 def _text(value) -> str | None:
-    text = str(value).strip() if value is not None else ""
-    return text[:32] or None
+    return clean(value, 32) or None
 
 
 def _phone(value) -> str | None:

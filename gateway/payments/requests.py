@@ -14,6 +14,7 @@ from shared.money import parse_amount
 from shared.phone import normalize_phone
 from shared.refs import request_code
 from shared.states import REQUEST_TRANSITIONS, PaymentStatus, RequestStatus
+from shared.text import clean
 from shared.timeutil import iso, utcnow
 
 from ..notify import outbox
@@ -32,7 +33,7 @@ def create_request(*, amount=None, account, description: str = "", phone=None, e
     """Open a request with a fresh six-digit code; amount None lets the customer choose it."""
     values = dict(
         amount=None if amount is None else parse_amount(amount), account=check_account(account),
-        description=str(description or "")[:100], phone=normalize_phone(phone) if phone else None,
+        description=clean(description, 100), phone=normalize_phone(phone) if phone else None,
         expires_at=_expiry(expires_in), callback_url=_check_url(callback_url),
         idempotency_key=idempotency_key, merchant=merchant, status=R.OPEN.value,
     )

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shared.text import clean
+
 EAT = timedelta(hours=3)  # Nairobi is UTC+3 all year
 HEADER_SEARCH_ROWS = 50
 
@@ -209,7 +211,8 @@ def _line(row: list[str], columns: dict[str, int], names: dict[str, str], line_n
 def make_line(line_no: int, receipt: str, completed_at: datetime, amount: int, details: str = "",
               account: str = "", other_party: str = "") -> Line:
     """A Line with its payer hint and channel read from Details (also for lines read back from the database)."""
-    line = Line(line_no, receipt, completed_at, amount, details[:255], account.upper()[:40], other_party[:100])
+    details, other_party = clean(details, 255), clean(other_party, 100)
+    line = Line(line_no, receipt, completed_at, amount, details, clean(account, 40).upper(), other_party)
     _payer_hint(line, details, other_party)
     lowered = details.lower()
     line.channel = "c2b" if C2B_WORDS[0] in lowered or C2B_WORDS[1] in lowered else "stk"

@@ -3,6 +3,7 @@ that make any text fit (a USSD screen, one SMS segment) whatever the data put in
 from __future__ import annotations
 
 from shared.gsm import gsm7_length, is_gsm7, to_gsm7
+from shared.text import clean
 
 LANGUAGES = ("en", "sw")
 SCREEN_MAX = 160  # a USSD screen, "CON "/"END " included: Africa's Talking counts characters
@@ -20,8 +21,9 @@ def template(catalogue: dict[str, dict[str, str]], lang: str | None, key: str, *
 
 
 def shown(value, limit: int) -> str:
-    """Customer or provider data put into a text: GSM-7 only, and cut to ``limit`` characters."""
-    return to_gsm7(str(value or ""))[:limit]
+    """Customer or provider data put into a text: one clean line (shared.text), GSM-7 only, and cut to
+    ``limit`` characters. GSM-7 has a line feed and a carriage return, so cleaning comes first."""
+    return to_gsm7(clean(value))[:limit]
 
 
 def fit_screen(screen: str) -> str:
