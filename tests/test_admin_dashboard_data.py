@@ -25,7 +25,7 @@ def summary_now() -> dict:
 
 def test_numbers_follow_the_stats_answer(conn):
     start = utcnow() - timedelta(seconds=60)
-    seed(3, start=start, status="COMPLETED", amount=1000)
+    seed(3, start=start, status="COMPLETED", amount=1000, completed_at=start)
     seed(2, start=start, status="FAILED", result_code="1032", amount=50)
     seed(1, start=start, status="PROCESSING", checkout_request_id="ws_x", amount=70)
     answer = summary_now()
@@ -35,6 +35,7 @@ def test_numbers_follow_the_stats_answer(conn):
     assert numbers.success_rate == answer["success_rate"] == 0.6
     assert numbers.failures[0][:2] == ("1032", 2)
     assert numbers.pending == 1 and numbers.tiles()["success"] == "60.0 %"
+    assert numbers.tiles()["amount"] == "KES 3,000"  # the money tile is collected money, not attempts (3,170)
     assert numbers.by_status[0].status == "COMPLETED"
 
 

@@ -179,3 +179,34 @@ def test_percentile_is_nearest_rank():
     assert stats.percentile([], 50) is None
     assert stats.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert stats.percentile([float(n) for n in range(1, 101)], 95) == 95.0
+
+
+def test_collected_is_money_paid_in_the_period_net_of_refunds(client, tokens):
+    """Failed and cancelled attempts never count; money is dated by completed_at (a statement line's own
+    date), not by when the row was created; refunds completed in the period are counted apart."""
+    from shared.models import Refund
+
+    inside, before = DAY_START + timedelta(hours=5), DAY_START - timedelta(hours=2)
+    with db.atomic():
+        def pay(ref, status, amount, created, completed=None, refunded=0):
+            return Payment.create(reference=ref, phone="254700000001", amount=amount, account="A", channel="ussd",
+                                  status=status, created_at=created, completed_at=completed,
+                                  refunded_amount=refunded)
+
+        pay("LPC1", "COMPLETED", 1000, inside, inside)
+        pay("LPC2", "SETTLED", 500, inside, inside)
+        refunded = pay("LPC3", "REFUNDED", 300, inside, inside, refunded=300)
+        partly = pay("LPC4", "COMPLETED", 800, inside, inside, refunded=200)
+        pay("LPC5", "COMPLETED", 700, DAY_START + timedelta(days=5), before)  # imported later, paid before
+        pay("LPC6", "FAILED", 9000, inside)
+        pay("LPC7", "CANCELLED", 4000, inside)
+        pay("LPC8", "COMPLETED", 250, before, inside)  # created before the day, paid in it
+        for payment, amount, status in ((refunded, 300, "COMPLETED"), (partly, 200, "COMPLETED"),
+                                        (partly, 100, "FAILED")):
+            Refund.create(payment=payment, amount=amount, reason="r", requested_by="staff:x", status=status,
+                          originator_conversation_id=f"oc-{payment.id}-{status}", updated_at=inside)
+    body = client.get("/api/v1/stats?from=2024-05-01&to=2024-05-01", headers=tokens["viewer"]).get_json()
+    assert body["collected"] == {"count": 5, "amount": 1000 + 500 + 0 + 600 + 250}
+    assert body["refunded"] == {"count": 2, "amount": 500}
+    assert body["payments"]["amount_is"] == "attempted"
+    assert body["payments"]["amount"] == 1000 + 500 + 300 + 800 + 9000 + 4000  # attempts created in the day

@@ -57,12 +57,15 @@ class PeriodNumbers:
     pending: int
     stuck: int
     hourly: list[dict] = field(default_factory=list)
+    collected: int = 0  # money M-Pesa said was paid in the period, net of refunds (the money tiles)
+    collected_count: int = 0
+    refunded: int = 0
 
     @classmethod
     def from_stats(cls, stats: dict) -> PeriodNumbers:
         """Read the API's JSON; statuses in a fixed order, unknown ones last."""
         payments, lag, notes = stats["payments"], stats.get("callback_lag_s") or {}, stats.get("notifications") or {}
-        statuses = payments["by_status"]
+        statuses, collected = payments["by_status"], stats.get("collected") or {}
         order = [s for s in STATUS_ORDER if s in statuses] + sorted(set(statuses) - set(STATUS_ORDER))
         return cls(
             stats["from"], stats["to"], int(payments["count"]), int(payments["amount"]),
@@ -71,7 +74,9 @@ class PeriodNumbers:
             [(f["result_code"], int(f["count"]), f.get("description") or "")
              for f in stats.get("failures_by_result_code") or []],
             lag.get("p50"), lag.get("p95"), notes.get("delivery_rate"), dict(notes.get("by_status") or {}),
-            int(stats.get("pending") or 0), int(stats.get("stuck") or 0), list(stats.get("hourly") or []))
+            int(stats.get("pending") or 0), int(stats.get("stuck") or 0), list(stats.get("hourly") or []),
+            int(collected.get("amount") or 0), int(collected.get("count") or 0),
+            int((stats.get("refunded") or {}).get("amount") or 0))
 
     def status(self, name: str) -> StatusRow:
         """The row of one status (zeros when absent)."""
@@ -79,7 +84,8 @@ class PeriodNumbers:
 
     def tiles(self) -> dict[str, str]:
         """The headline numbers as text, by tile key."""
-        return {"payments": f"{self.count:,}", "amount": kes(self.amount), "success": percent(self.success_rate),
+        return {"payments": f"{self.count:,}", "amount": kes(self.collected), "refunded": kes(self.refunded),
+                "success": percent(self.success_rate),
                 "lag": f"{seconds(self.lag_p50)} / {seconds(self.lag_p95)}", "sms": percent(self.delivery_rate),
                 "pending": f"{self.pending:,}", "stuck": f"{self.stuck:,}"}
 

@@ -21,9 +21,9 @@ from . import ScreenContext
 from .charts import RecordsModel, chart_view, records_table, show_bars, show_line
 from .live_screen import LiveScreen
 
-TILES = (("today_payments", "Payments today"), ("today_amount", "Amount today"), ("today_success", "Success today"),
+TILES = (("today_payments", "Payments today"), ("today_amount", "Collected today"), ("today_success", "Success today"),
          ("pending", "Pending now"), ("stuck", "Stuck now"), ("alerts", "Open alerts"),
-         ("period_payments", "Payments in period"), ("period_amount", "Amount in period"),
+         ("period_payments", "Payments in period"), ("period_amount", "Collected in period"),
          ("period_success", "Success in period"), ("lag", "Callback lag p50 / p95"), ("sms", "SMS delivered"))
 STATUS_COLUMNS = tuple((header, lambda row, i=i: row[i]) for i, header in enumerate(
     ("Status", "Today", "Amount today", "Period", "Amount in period")))

@@ -195,6 +195,7 @@ def _ops() -> dict:
 
 def _schemas() -> dict:
     loose = {"type": "object"}
+    money = obj({"count": INT, "amount": INT})  # collected (paid in the period, net of refunds), refunded
     return {
         "Error": obj({"error": obj({"code": STR, "message": STR})}),
         "Payment": obj({"id": INT, "reference": STR, "phone": STR, "amount": INT, "account": STR,
@@ -217,7 +218,7 @@ def _schemas() -> dict:
         "Approval": obj({"id": INT, "action": {"enum": ["resolve", "refund"]}, "payment_id": INT, "amount": INT,
                          "state": {"enum": ["pending", "deciding", "approved", "rejected"]}, "requested_by": STR},
                         closed=False),
-        "Stats": obj({"payments": loose, "success_rate": {"type": ["number", "null"]},
+        "Stats": obj({"payments": loose, "collected": money, "refunded": money, "success_rate": {"type": ["number", "null"]},
                       "failure_rate": {"type": ["number", "null"]}, "failures_by_result_code": {"type": "array"},
                       "callback_lag_s": loose, "notifications": loose, "pending": INT, "stuck": INT,
                       "hourly": {"type": "array"}}, closed=False),

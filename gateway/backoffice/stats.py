@@ -13,7 +13,7 @@ from peewee import SQL, Case, fn
 
 from shared.db import is_sqlite
 from shared.errors import InvalidInput
-from shared.models import Notification, Payment, PaymentEvent
+from shared.models import Notification, Payment, PaymentEvent, Refund
 from shared.states import ACTIVE, FINAL_UNPAID, PAID, PaymentStatus
 from shared.timeutil import NAIROBI, iso, utcnow
 
@@ -61,11 +61,14 @@ def summary(since: datetime, until: datetime, *, now: datetime | None = None, st
     decided = decided_ok + decided_bad
     return {
         "from": iso(since), "to": iso(until), "timezone": "Africa/Nairobi",
-        "payments": {
+        "payments": {  # every attempt created in the period, paid or not: not money (see collected)
             "count": sum(v["count"] for v in by_status.values()),
             "amount": sum(v["amount"] for v in by_status.values()),
+            "amount_is": "attempted",
             "by_status": by_status,
         },
+        "collected": collected(since, until),
+        "refunded": refunded(since, until),
         "decided": decided,
         "success_rate": _ratio(decided_ok, decided),
         "failure_rate": _ratio(decided_bad, decided),
@@ -75,6 +78,22 @@ def summary(since: datetime, until: datetime, *, now: datetime | None = None, st
         **active_counts(now, stuck_after_s),
         "hourly": hourly(grid, since, until),
     }
+
+
+def collected(since: datetime, until: datetime) -> dict:
+    """Money M-Pesa said was paid in the period (dated by completed_at: the callback's, the C2B's or the
+    statement's own time), net of what has been refunded of it. Failed and cancelled attempts never count."""
+    net = fn.SUM(Payment.amount - Payment.refunded_amount)
+    count, amount = (Payment.select(fn.COUNT(Payment.id), net)
+                     .where(_period(Payment.completed_at, since, until), Payment.status.in_(SUCCESS)).tuples().get())
+    return {"count": int(count or 0), "amount": int(amount or 0)}
+
+
+def refunded(since: datetime, until: datetime) -> dict:
+    """Refunds M-Pesa completed in the period (a completed refund row is not changed again)."""
+    count, amount = (Refund.select(fn.COUNT(Refund.id), fn.SUM(Refund.amount))
+                     .where(Refund.status == "COMPLETED", _period(Refund.updated_at, since, until)).tuples().get())
+    return {"count": int(count or 0), "amount": int(amount or 0)}
 
 
 def _ratio(part: int, whole: int) -> float | None:
