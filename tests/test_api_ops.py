@@ -203,6 +203,37 @@ def test_statement_upload_then_run_then_resolve(client, as_, recon):
         "status"] == "OPEN"
 
 
+def test_a_dry_run_summarises_the_sample_statement_and_writes_nothing(client, as_, recon):
+    """?dry_run=1 shows what the import would do; the same upload without it commits exactly that."""
+    from shared.models import ReconException, StatementImport, StatementLine
+
+    text = fixture_text("mpesa_statement.csv").encode()
+    url = f"{API}/reconciliation/statements"
+    tables = (StatementImport, StatementLine, ReconException, Payment, Notification, Alert, AuditLog)
+    with db.connection_context():
+        before = [m.select().count() for m in tables]
+    preview = client.post(url, query_string={"dry_run": "1"}, data=text, content_type="text/csv",
+                          headers=as_["operator"])
+    assert preview.status_code == 200, preview.get_json()
+    shown = preview.get_json()
+    assert shown["dry_run"] is True and shown["already_imported"] is False and "id" not in shown
+    assert shown["lines"] > 0 and shown["unknown_money"]["count"] == shown["lines"]  # an empty Lipa knows none
+    assert shown["unknown_money"]["amount"] > 0 and shown["would_settle"] == 0
+    with db.connection_context():
+        assert [m.select().count() for m in tables] == before
+    done = client.post(url, data=text, content_type="text/csv", headers=as_["operator"]).get_json()
+    assert (done["lines"], done["matched"], done["exceptions"]) == (shown["lines"], shown["matched"],
+                                                                    shown["exceptions"])
+    assert done["exceptions_by_kind"] == shown["exceptions_by_kind"]
+    again = client.post(url, query_string={"dry_run": "1"}, data=text, content_type="text/csv",
+                        headers=as_["operator"]).get_json()
+    assert again["already_imported"] is True and again["id"] == done["id"]
+    assert client.post(url, query_string={"dry_run": "maybe"}, data=text, content_type="text/csv",
+                       headers=as_["operator"]).status_code == 400
+    assert client.post(url, query_string={"dry_run": "1"}, data=text, content_type="text/csv",
+                       headers=as_["viewer"]).status_code == 403
+
+
 def test_a_bad_statement_names_line_and_column(client, as_, recon):
     bad = "Receipt No.,Completion Time,Transaction Status,Paid In\nRKT1,not a time,Completed,10.00\n"
     response = client.post(f"{API}/reconciliation/statements", data=bad, content_type="text/csv",

@@ -206,18 +206,32 @@ def _statement_upload() -> tuple[bytes, str]:
     return request.get_data(cache=False), request.headers.get("X-Filename", "statement.csv")[:255]
 
 
+def _flag(raw: str | None) -> bool:
+    """A yes/no query parameter: 1/true/yes or 0/false/no (absent is no); anything else is a 400."""
+    value = (raw or "0").strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise InvalidInput("dry_run must be 1 or 0.", code="invalid_parameter")
+    return value in ("1", "true", "yes")
+
+
 def _run_id(result) -> int:
     return int(result["id"] if isinstance(result, dict) else getattr(result, "id", result))
 
 
 @bp.post("/reconciliation/statements")
 def upload_statement():
-    """Import an M-Pesa statement and reconcile it (operator+); the same file twice is one import."""
+    """Import an M-Pesa statement and reconcile it (operator+); the same file twice is one import.
+
+    ``?dry_run=1`` answers what the import would do (lines, matched, exceptions by kind, unknown money,
+    payments it would settle) and writes nothing: upload the same file again without it to commit."""
     who = principal()
     who.require("operator")
+    dry_run = _flag(request.args.get("dry_run"))
     data, filename = _statement_upload()
     if not data.strip():
         raise InvalidInput("The statement is empty.", code="empty_statement")
+    if dry_run:
+        return jsonify(_plain(recon_service.preview_statement(data, filename=filename, uploaded_by=who.actor)))
     result = recon_service.import_statement(data, filename=filename, uploaded_by=who.actor)
     return jsonify(_plain(recon_service.run_summary(_run_id(result)))), 201
 

@@ -52,6 +52,14 @@ LINE_FIELDS = [StatementLine.statement, StatementLine.line_no, StatementLine.rec
                StatementLine.payment, StatementLine.match]
 
 
+class _DryRun(Exception):
+    """Raised inside the import's transaction once its summary is known, so everything rolls back."""
+
+    def __init__(self, summary: dict):
+        super().__init__("dry run")
+        self.summary = summary
+
+
 def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", config=None) -> StatementImport:
     """Read, record and reconcile a statement; the same bytes again return the first import, unchanged.
 
@@ -61,10 +69,7 @@ def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", 
     existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
     if existing is not None:
         return existing
-    try:
-        parsed = statement.parse(data)
-    except statement.StatementError as exc:
-        raise InvalidInput(f"The statement cannot be read. {exc}", code="invalid_statement") from None
+    parsed = _parse(data)
     try:
         return _import(parsed, digest, filename, uploaded_by, config)
     except peewee.IntegrityError:
@@ -74,8 +79,33 @@ def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", 
         return existing
 
 
+def preview_statement(data: bytes, *, filename: str = "", uploaded_by: str = "") -> dict:
+    """What importing the statement would do, with nothing written: the very same reconciliation run in a
+    transaction that is rolled back (so the preview can never disagree with the import), summarised.
+
+    A file already imported previews as that import, with ``already_imported``."""
+    digest = hashlib.sha256(data).hexdigest()
+    existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+    if existing is not None:
+        return {**run_summary(existing.id), "dry_run": True, "already_imported": True}
+    parsed = _parse(data)
+    try:
+        _import(parsed, digest, filename, uploaded_by, None, dry_run=True)
+    except _DryRun as done:
+        return done.summary
+    raise AssertionError("a dry run always rolls back")  # pragma: no cover
+
+
+def _parse(data: bytes) -> statement.Statement:
+    try:
+        return statement.parse(data)
+    except statement.StatementError as exc:
+        raise InvalidInput(f"The statement cannot be read. {exc}", code="invalid_statement") from None
+
+
 @retry_locked
-def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by: str, config) -> StatementImport:
+def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by: str, config, *,
+            dry_run: bool = False) -> StatementImport:
     with write_tx():
         existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
         if existing is not None:
@@ -84,7 +114,10 @@ def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
         imp = StatementImport.create(sha256=digest, filename=(filename or "")[:255],
                                      uploaded_by=(uploaded_by or "")[:64], period=parsed.period_text()[:100])
-        _Run(imp, config).reconcile(parsed)
+        run = _Run(imp, config)
+        run.reconcile(parsed)
+        if dry_run:
+            raise _DryRun(run.preview())
         return imp
 
 
@@ -97,6 +130,8 @@ class _Run:
         self.settle: list[tuple[int, str]] = []  # (payment id, event reason)
         self.problems: list[tuple[str, str | None, int | None, str]] = []  # kind, line receipt, payment id, details
         self.events: list[tuple] = []  # PaymentEvent rows (EVENT_FIELDS) for receipts attached
+        self.unknown: list[int] = []  # amounts of lines that match no payment (money Lipa does not know)
+        self.settled = 0
 
     def reconcile(self, parsed: statement.Statement) -> None:
         """Match, write the lines, settle, record exceptions and the counts."""
@@ -108,7 +143,7 @@ class _Run:
         self._apply(plan)
         _insert_lines(self.imp.id, fresh, self.links)
         _insert_rows(PaymentEvent, EVENT_FIELDS, self.events)
-        settled = settle_many(self.settle, config=self.config)
+        settled = self.settled = settle_many(self.settle, config=self.config)
         for repeat, first in repeats:
             self.problems.append((DUPLICATE, first.receipt, self.links.get(first.receipt, (None,))[0],
                                   f"receipt {first.receipt} appears again on line {repeat.line_no} "
@@ -135,10 +170,17 @@ class _Run:
             self.problems.append((AMOUNT_MISMATCH, line.receipt, cand.id, reason))
         for line, tied in plan.unmatched:
             self.links[line.receipt] = (None, UNMATCHED)
+            self.unknown.append(line.amount)
             maybe = f"; could be {', '.join(c.reference for c in tied)}" if tied else ""
             self.problems.append((MISSING_IN_LIPA, line.receipt, None,
                                   f"{line.amount} KES on line {line.line_no} (receipt {line.receipt}) not in Lipa: "
                                   f"for review; an admin confirms it with M-Pesa{maybe}"[:255]))
+
+    def preview(self) -> dict:
+        """The run's summary as the dry run shows it (read inside the transaction, before the rollback)."""
+        summary = {key: value for key, value in run_summary(self.imp.id).items() if key not in ("id", "status")}
+        return {**summary, "dry_run": True, "already_imported": False, "would_settle": self.settled,
+                "unknown_money": {"count": len(self.unknown), "amount": sum(self.unknown)}}
 
     def _reason(self, line: statement.Line) -> str:
         return f"on M-Pesa statement {self.imp.id}, line {line.line_no} (receipt {line.receipt})"
