@@ -25,6 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.recon_data import insert_payments, make_dataset  # noqa: E402
+from gateway.app import build_hooks  # noqa: E402
+from gateway.payments.transitions import bind_hooks  # noqa: E402
+from shared.config import load_config  # noqa: E402
 from gateway.reconciliation import service, statement  # noqa: E402
 from shared.privacy import crypto  # noqa: E402
 from shared.db import db, init_db, is_sqlite  # noqa: E402
@@ -61,6 +64,7 @@ def floor(data: bytes) -> float:
 
 def one_round(url: str, data, args) -> tuple[float, float, dict]:
     fresh_database(url)
+    bind_hooks(build_hooks(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url})))  # as create_app wires them
     with db.connection_context():
         insert_payments(data.payments)
         floor_s = floor(data.csv_bytes)

@@ -86,7 +86,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     public_url = config.public_url or "http://127.0.0.1:8000"
     services = Services(
         config=config, daraja=daraja or _daraja(config), tasks=tasks or Tasks(),
-        callback_token=token, public_url=public_url, hooks=_hooks(config),
+        callback_token=token, public_url=public_url, hooks=build_hooks(config),
     )
     services.dispatcher = dispatcher or _dispatcher(config)
     services.tasks.after_each = services.wake_dispatcher
@@ -102,7 +102,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     return app
 
 
-def _hooks(config: Config) -> TransitionHooks:
+def build_hooks(config: Config) -> TransitionHooks:
     """Status changes wired to their side effects, run inside the same transaction."""
     from .notify.events import PaymentNotifier
     from .payments import flags

@@ -25,10 +25,10 @@ def clean(value, limit: int | None = None) -> str:
         return ""
     text = value if isinstance(value, str) else str(value)
     if text.isascii() and text.isprintable():  # the common case, without a per-character walk
-        cleaned = text
-    else:
-        cleaned = "".join(_keep(ch) for ch in text)
-    cleaned = _SPACES.sub(" ", cleaned).strip()
+        if "  " in text or text[:1] == " " or text[-1:] == " ":
+            text = _SPACES.sub(" ", text).strip()
+        return text[:limit].rstrip() if limit is not None else text
+    cleaned = _SPACES.sub(" ", "".join(_keep(ch) for ch in text)).strip()
     return cleaned[:limit].rstrip() if limit is not None else cleaned
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import QSettings, QThreadPool, Signal
+from PySide6.QtCore import QSettings, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from admin_app.core.client import ApiClient, ApiError
@@ -65,8 +65,21 @@ class LoginDialog(QDialog):
         self.sign_in_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.sign_in_button.setText("Sign in")
         self.sign_in_button.setAutoDefault(False)
+        cancel = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        cancel.setAutoDefault(False)  # focus lands on Cancel while the fields are disabled: Enter must not quit
+        cancel.setDefault(False)
         self.buttons.accepted.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Enter signs in (the fields' returnPressed already did) and never presses a default button: while
+        signing in the fields are disabled and Enter used to reach Cancel and quit the app. Esc still cancels."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if not isinstance(self.focusWidget(), QLineEdit) and self.sign_in_button.isEnabled():
+                self.submit()
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def _build_layout(self) -> None:
         form = QFormLayout()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from admin_app.core.export import export_payments
-from admin_app.core.models import STATUSES, Page, Payment, PaymentFilters
+from admin_app.core.models import PRINT, REQUERY, STATUSES, Page, Payment, PaymentFilters
 
 from . import Screen, ScreenContext
 from .payment_detail import PaymentDetailPanel
@@ -57,6 +57,8 @@ class PaymentsView(Screen):
         self.detail = PaymentDetailPanel(ctx)
         self.detail.payment_changed.connect(self.model.update_payment)
         self.detail.payment_created.connect(lambda _payment: self._load_first_page())
+        self.detail.loaded.connect(self._run_pending_shortcut)
+        self._pending_shortcut: tuple[int, str] | None = None  # (payment id, action) waiting for its load
         self._build_filters()
         self._build_table()
         self._build_layout()
@@ -231,27 +233,44 @@ class PaymentsView(Screen):
             self.splitter.setSizes([width * 11 // 20, width * 9 // 20])
         self.detail.show_payment(payment)
 
-    def _focused_payment(self) -> Payment | None:
-        """The open payment, or else the selected row (opened on the way)."""
-        if self.detail.payment is None:
-            self.open_index(self.table.currentIndex())
-        return self.detail.payment
+    def _shortcut(self, action: str) -> None:
+        """Ctrl+R / Ctrl+P act on the row selected in the list, never on a payment still open in the panel
+        but no longer selected or listed: a different row is opened first and the action runs once its
+        fresh detail has loaded. The same rule that enables the button decides (status and role)."""
+        index = self.table.currentIndex()
+        selected = self.model.payment_at(index.row()) if index.isValid() else None
+        if selected is None:
+            self.ctx.info("Select a payment in the list first.")
+            return
+        if self.detail.payment is None or self.detail.payment.id != selected.id or self.detail.detail is None:
+            self._pending_shortcut = (selected.id, action)
+            self.open_payment(selected)
+            return
+        self._act_if_allowed(action)
+
+    def _run_pending_shortcut(self) -> None:
+        pending, self._pending_shortcut = self._pending_shortcut, None
+        loaded = self.detail.detail  # None when the load failed (its error is already in the message bar)
+        if pending and loaded is not None and loaded.payment.id == pending[0]:
+            self._act_if_allowed(pending[1])
+
+    def _act_if_allowed(self, action: str) -> None:
+        button, p = self.detail.buttons[action], self.detail.payment
+        if not button.isEnabled():
+            self.ctx.info(f"{button.text().rstrip('…')} is not available for {p.reference} "
+                          f"({p.status.replace('_', ' ').lower()}, signed in as {self.ctx.role}).")
+            return
+        (self.detail.requery if action == REQUERY else self.detail.print_receipt)()
 
     def focus_search(self) -> None:
         self.search_edit.setFocus()
         self.search_edit.selectAll()
 
     def requery(self) -> None:
-        if self._focused_payment() is None:
-            self.ctx.info("Select a payment first.")
-        else:
-            self.detail.requery()
+        self._shortcut(REQUERY)
 
     def print_receipt(self) -> None:
-        if self._focused_payment() is None:
-            self.ctx.info("Select a payment first.")
-        else:
-            self.detail.print_receipt()
+        self._shortcut(PRINT)
 
     # --- export ---------------------------------------------------------------------------------------------
 

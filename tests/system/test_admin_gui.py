@@ -182,6 +182,49 @@ def test_login_through_the_dialog_then_the_table_fills(live_process, staff, qtbo
     qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
 
 
+def test_enter_in_the_password_field_never_quits(live_process, staff, qtbot):
+    """Enter with a wrong password, and Enter again while signing in (focus on Cancel), keep the dialog open."""
+    dialog = LoginDialog(AppSettings(MemoryStore()))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    rejected = []
+    dialog.rejected.connect(lambda: rejected.append(True))
+    dialog.url_edit.setText(live_process.url)
+    dialog.username_edit.setText("operator")
+    dialog.password_edit.setText("not-the-password")
+    qtbot.keyClick(dialog.password_edit, Qt.Key.Key_Return)
+    assert not dialog.password_edit.isEnabled()
+    qtbot.keyClick(dialog, Qt.Key.Key_Return)  # focus fell to Cancel while the fields are disabled
+    qtbot.waitUntil(lambda: "Wrong username or password" in dialog.message_label.text(), timeout=WAIT_MS)
+    assert dialog.isVisible() and not rejected
+    dialog.password_edit.setText(staff["operator"])
+    with qtbot.waitSignal(dialog.logged_in, timeout=WAIT_MS):
+        qtbot.keyClick(dialog.password_edit, Qt.Key.Key_Enter)
+    assert not rejected
+
+
+def test_ctrl_r_acts_on_the_selected_row_and_follows_the_button_rules(gui, qtbot):
+    """The payment open in the panel but no longer listed is never the one re-queried; a row whose button is
+    disabled (a COMPLETED payment, a viewer) gets a message, not a request."""
+    waiting = seed(status="PENDING")[0]
+    paid = seed(status="COMPLETED", mpesa_receipt="QK1DONE", phone="254733000111")[0]
+    window = gui("operator")
+    view = payments_of(window)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 2, timeout=WAIT_MS)
+    open_row(qtbot, view, row_of(view, waiting))
+    qtbot.waitUntil(lambda: view.detail.detail and view.detail.detail.payment.id == waiting, timeout=WAIT_MS)
+    qtbot.mouseClick(view.search_edit, Qt.MouseButton.LeftButton)  # into the search field, as staff do
+    view.search_edit.setText("LPT000002")
+    qtbot.keyClick(view.search_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
+    view.table.selectRow(0)
+    qtbot.keyClick(window, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: "not available for" in window.message_bar.text(), timeout=WAIT_MS)
+    assert view.detail.payment.id == paid and "LPT000002" in window.message_bar.text()
+    assert "Re-query of" not in window.message_bar.text()
+
+
 def test_filters_narrow_the_table(gui, qtbot):
     start = utcnow() - timedelta(days=2)
     seed(20, start=start)
