@@ -35,10 +35,16 @@ class ReceiptData:
     phone: str
     status: str
     copy: bool
+    preview: bool = False  # a look before printing: never counted, and says so on the paper
 
     @property
     def number(self) -> str:
-        return f"{self.receipt_no:06d}"
+        return f"{self.receipt_no:06d}" if self.receipt_no else "(on first print)"
+
+    @property
+    def marker(self) -> str:
+        """The line above and below the receipt's body: PREVIEW, COPY or none (the original)."""
+        return "*** PREVIEW ***" if self.preview else "*** COPY ***" if self.copy else ""
 
 
 def _below_100(n: int) -> str:
@@ -89,7 +95,7 @@ def nairobi_time(value) -> str:
     return moment.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M EAT") if moment else "-"
 
 
-def receipt_data(payment, receipt_no: int, copy: bool, merchant_name: str) -> ReceiptData:
+def receipt_data(payment, receipt_no: int, copy: bool, merchant_name: str, *, preview: bool = False) -> ReceiptData:
     """The receipt of a Payment row or of the API's payment JSON.
 
     Every text field is cleaned here (shared.text), whatever the row holds: a stored account with a line
@@ -101,7 +107,7 @@ def receipt_data(payment, receipt_no: int, copy: bool, merchant_name: str) -> Re
         amount=amount, amount_words=amount_in_words(amount),
         date=nairobi_time(_field(payment, "completed_at") or _field(payment, "created_at")),
         account=_shown(payment, "account", 40), phone=mask_phone(_field(payment, "phone")),
-        status=clean(_field(payment, "status"), 16), copy=bool(copy),
+        status=clean(_field(payment, "status"), 16), copy=bool(copy), preview=bool(preview),
     )
 
 
@@ -131,7 +137,7 @@ def render_text(data: ReceiptData, width: int = 32) -> str:
     if width not in WIDTHS:
         raise ValueError(f"width must be one of {WIDTHS}")
     rule = "-" * width
-    copy = _centred("*** COPY ***", width) if data.copy else []
+    copy = _centred(data.marker, width) if data.marker else []
     lines = _centred(data.merchant, width) + _centred("PAYMENT RECEIPT", width) + copy + [rule]
     for label, value in _rows(data):
         lines += _pair(label, value, width)
@@ -161,9 +167,9 @@ def render_pdf(data: ReceiptData, *, compress: bool = True) -> bytes:
     pdf.multi_cell(0, 6, _latin1(data.merchant), align="C", **line)
     pdf.set_font("Helvetica", "", 10)
     pdf.cell(0, 6, "PAYMENT RECEIPT", align="C", **line)
-    if data.copy:
+    if data.marker:
         pdf.set_font("Helvetica", "B", 16)
-        pdf.cell(0, 8, "COPY", align="C", **line)
+        pdf.cell(0, 8, data.marker.strip("* "), align="C", **line)
     pdf.set_font("Helvetica", "", 9)
     for label, value in _rows(data):
         pdf.cell(28, 5, _latin1(label))

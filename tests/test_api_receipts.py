@@ -102,3 +102,21 @@ def test_merchant_name_from_config(client, app, heads, monkeypatch):
         pytest.skip("Config has no merchant_name yet")
     monkeypatch.setattr(app.extensions["lipa"], "config", config.with_overrides(merchant_name="Duka Bora"))
     assert "Duka Bora" in get(client, pay(), heads, format="text").get_data(as_text=True)
+
+
+def test_a_preview_is_never_counted_as_a_print(client, heads):
+    """?preview=1 writes no receipt row and no audit; the first real print after previews is the original."""
+    payment = pay()
+    for _ in range(2):
+        shown = get(client, payment, heads, preview=1, format="text")
+        assert shown.status_code == 200 and shown.headers["X-Receipt-Preview"] == "true"
+        assert "*** PREVIEW ***" in shown.get_data(as_text=True) and "COPY" not in shown.get_data(as_text=True)
+    assert Receipt.select().count() == 0 and AuditLog.select().count() == 0
+    first = get(client, payment, heads, format="text")
+    assert first.headers["X-Receipt-Copy"] == "false" and "PREVIEW" not in first.get_data(as_text=True)
+    again = get(client, payment, heads, preview=1, format="text")  # previews what the next print would be
+    assert again.headers["X-Receipt-Copy"] == "true" and again.headers["X-Receipt-Number"] == first.headers[
+        "X-Receipt-Number"]
+    assert Receipt.get().prints == 1
+    pdf = get(client, payment, heads)
+    assert pdf.headers["Content-Disposition"] == 'inline; filename="receipt-LP7K3M9QX.pdf"'

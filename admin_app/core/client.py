@@ -184,10 +184,12 @@ class ApiClient:
         """Set a status by hand through the state machine (admin)."""
         return Payment.from_json(self._action(payment_id, "resolve", {"status": status, "reason": reason}))
 
-    def receipt(self, payment_id: int, fmt: str = "pdf", width: int = 32) -> bytes:
-        """The customer receipt as PDF or thermal-printer text (each print after the first says COPY)."""
-        return self.request("GET", f"/api/v1/payments/{int(payment_id)}/receipt",
-                            params={"format": fmt, "width": width}, raw=True, retries=0)
+    def receipt(self, payment_id: int, fmt: str = "pdf", width: int = 32, *, preview: bool = False) -> bytes:
+        """The customer receipt as PDF or thermal-printer text (each print after the first says COPY); a
+        preview is not counted as a print."""
+        params = {"format": fmt, "width": width, **({"preview": 1} if preview else {})}
+        return self.request("GET", f"/api/v1/payments/{int(payment_id)}/receipt", params=params, raw=True,
+                            retries=0)
 
     # --- operations ----------------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class PaymentDetailPanel(QWidget):
         handlers = {REQUERY: self.requery, RESEND: self.resend_receipt, RETRY: self.retry, REFUND: self.refund,
                     RESOLVE: self.resolve, PRINT: self.print_receipt,
                     PREVIEW: lambda: self.receipts.preview(self.payment.id),
-                    PDF: lambda: self.receipts.save_pdf(self.payment.id)}
+                    PDF: lambda: self.receipts.save_pdf(self.payment.id, reference=self.payment.reference)}
         self.receipts = ReceiptPrinter(self.ctx, self)  # print, preview and PDF through Qt Print Support
         self.receipts.choose_printer = lambda: self.choose_printer()
         self.receipts.done.connect(lambda _message: self.refresh())  # the gateway counted the print

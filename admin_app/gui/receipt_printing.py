@@ -15,6 +15,14 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from . import ScreenContext
 
 PAPER_WIDTHS = {58: 32, 80: 48}  # paper mm -> characters per line the API lays out
+SHEET_MM = 120  # pages at least this wide (A5, A4, Letter) are sheets, not rolls
+SHEET_FILL = 0.6  # on a sheet the receipt is centred, as wide as this share of the page
+
+
+def paper_of(printer: QPrinter) -> int:
+    """The roll layout (58 or 80 mm) that fits the printer's page: 58 for a narrow roll, 80 for the rest."""
+    width = printer.pageLayout().fullRect(QPageLayout.Unit.Millimeter).width()
+    return 58 if width < 70 else 80
 
 
 def receipt_document(text: str, device: QPaintDevice | None = None) -> QTextDocument:
@@ -36,14 +44,24 @@ def print_text(printer: QPrinter, text: str) -> None:
     unwrapped on the printer itself, then scaled down (never up) to the printable area, it keeps its shape
     on a roll, on A6 and on A4 alike."""
     document = receipt_document(text, printer)
-    size = document.size()  # the longest line by all the lines, in the printer's pixels
-    scale = min(1.0, printer.width() / size.width(), printer.height() / size.height())
+    scale, left = placement(printer, document.size())
     painter = QPainter(printer)
     try:
+        painter.translate(left, 0)
         painter.scale(scale, scale)
         document.drawContents(painter)
     finally:
         painter.end()
+
+
+def placement(printer: QPrinter, size: QSizeF) -> tuple[float, float]:
+    """(scale, left offset) of a laid-out receipt of ``size`` printer pixels: on a roll, shrunk to fit (never
+    grown); on a sheet (A5, A4, Letter), grown or shrunk to SHEET_FILL of the width and centred, not a tiny
+    roll in the page's corner. Never taller than the page."""
+    sheet = printer.pageLayout().fullRect(QPageLayout.Unit.Millimeter).width() >= SHEET_MM
+    wide = printer.width() * (SHEET_FILL if sheet else 1.0) / size.width()
+    scale = min(wide if sheet else min(1.0, wide), printer.height() / size.height())
+    return scale, ((printer.width() - size.width() * scale) / 2 if sheet else 0.0)
 
 
 def pdf_printer(path: str) -> QPrinter:
@@ -70,9 +88,10 @@ def choose_printer(parent: QWidget | None) -> QPrinter | None:
     return printer if QPrintDialog(printer, parent).exec() else None
 
 
-def choose_pdf_path(parent: QWidget | None) -> str:
-    """The default: a save dialog; an empty string when cancelled."""
-    path, _ = QFileDialog.getSaveFileName(parent, "Save receipt as PDF", "receipt.pdf", "PDF files (*.pdf)")
+def choose_pdf_path(parent: QWidget | None, reference: str = "") -> str:
+    """The default: a save dialog offering receipt-<reference>.pdf; an empty string when cancelled."""
+    name = f"receipt-{reference}.pdf" if reference else "receipt.pdf"
+    path, _ = QFileDialog.getSaveFileName(parent, "Save receipt as PDF", name, "PDF files (*.pdf)")
     return path
 
 
@@ -93,18 +112,18 @@ class ReceiptPrinter(QObject):
         super().__init__(parent)
         self.ctx, self.widget = ctx, parent
         self.choose_printer: Callable[[], QPrinter | None] = lambda: choose_printer(self.widget)
-        self.choose_pdf_path: Callable[[], str] = lambda: choose_pdf_path(self.widget)
+        self.choose_pdf_path: Callable[[str], str] = lambda reference: choose_pdf_path(self.widget, reference)
         self.show_preview: Callable[[QPrinter, str], None] = lambda p, text: show_preview(p, text, self.widget)
         self.last_text = ""
 
     def _fetch(self, payment_id: int, paper_mm: int, then: Callable[[str], None], doing: str,
-               render: Callable[[str], None] | None = None) -> None:
+               render: Callable[[str], None] | None = None, *, preview: bool = False) -> None:
         """The receipt text from the API (counted as a print there), rendered by ``render`` in the same worker
         when given (PDF and printer output need no widget), then ``then(text)`` on the GUI thread."""
         client, width = self.ctx.client, PAPER_WIDTHS.get(paper_mm, 32)
 
         def work() -> str:
-            text = client.receipt(payment_id, "text", width).decode("utf-8")
+            text = client.receipt(payment_id, "text", width, preview=preview).decode("utf-8")
             if render is not None:
                 render(text)
             return text
@@ -121,26 +140,30 @@ class ReceiptPrinter(QObject):
 
     def preview(self, payment_id: int, paper_mm: int = 58) -> None:
         """Print preview on a roll of the given width (the preview's own Print button prints it)."""
-        self._fetch(payment_id, paper_mm, lambda text: self._preview(text, paper_mm), "Previewing the receipt")
+        self._fetch(payment_id, paper_mm, lambda text: self._preview(text, paper_mm), "Previewing the receipt",
+                    preview=True)
 
     def _preview(self, text: str, paper_mm: int) -> None:
         self.show_preview(thermal_printer(paper_mm), text)
-        self._finish("Receipt preview closed" + (" (marked COPY)." if "COPY" in text else "."))
+        self._finish("Receipt preview closed (not counted as a print).")
 
     def print(self, payment_id: int, paper_mm: int = 58) -> None:
-        """Choose a printer first (cancel prints nothing), then fetch and print."""
+        """Choose a printer first (cancel prints nothing), then fetch and print in the layout that fits the
+        page chosen there (``paper_mm`` is only the default of older callers)."""
         printer = self.choose_printer()
         if printer is None:
             return
+        paper_mm = paper_of(printer)  # the layout follows the page chosen in the print dialog
         self._fetch(payment_id, paper_mm, self._printed, "Printing the receipt",
                     render=lambda text: print_text(printer, text))
 
     def _printed(self, text: str) -> None:
         self._finish("Receipt sent to the printer" + (" (marked COPY)." if "COPY" in text else "."))
 
-    def save_pdf(self, payment_id: int, path: str = "") -> None:
-        """Write the receipt to a PDF file through QPrinter's PDF output."""
-        path = path or self.choose_pdf_path()
+    def save_pdf(self, payment_id: int, path: str = "", reference: str = "") -> None:
+        """Write the receipt to a PDF file (receipt-<reference>.pdf offered) through QPrinter's PDF output."""
+        if not path:
+            path = self.choose_pdf_path(reference)
         if not path:
             return
         self._fetch(payment_id, 80, lambda _text: self._finish(f"Receipt saved to {path}."),

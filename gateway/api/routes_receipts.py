@@ -45,20 +45,34 @@ def _print_receipt(payment) -> Receipt:
     return row
 
 
+def _preview_of(payment):
+    """What the next print would show, counting nothing: the receipt's number once it has one."""
+    row = Receipt.get_or_none(Receipt.payment == payment)
+    return (row.id if row else 0), bool(row and row.prints >= 1)
+
+
 @bp.get("/payments/<int:payment_id>/receipt")
 def payment_receipt(payment_id: int):
-    """The receipt as a PDF (default) or text; every print after the first says COPY."""
+    """The receipt as a PDF (default) or text; every print after the first says COPY.
+
+    ``?preview=1`` shows it without counting a print (marked PREVIEW), so a look before printing never turns
+    the first real print into a COPY."""
     principal().require("viewer")
     fmt, width = _options()
+    preview = request.args.get("preview", "0") in ("1", "true", "yes")
     payment = load_payment(payment_id)
     if payment.status not in PRINTABLE:
         raise NotAllowed(f"A {payment.status} payment has no receipt.", code="no_receipt")
-    row = _print_receipt(payment)
+    if preview:
+        number, copy = _preview_of(payment)
+    else:
+        row = _print_receipt(payment)
+        number, copy = row.id, row.prints > 1
     merchant = getattr(services().config, "merchant_name", "") or "Lipa"
-    data = receipt_data(payment, row.id, row.prints > 1, merchant)
-    headers = {"X-Receipt-Number": str(row.id), "X-Receipt-Copy": "true" if data.copy else "false",
-               "Cache-Control": "no-store"}
+    data = receipt_data(payment, number, copy, merchant, preview=preview)
+    headers = {"X-Receipt-Number": str(number), "X-Receipt-Copy": "true" if data.copy else "false",
+               "X-Receipt-Preview": "true" if preview else "false", "Cache-Control": "no-store"}
     if fmt == "text":
         return Response(render_text(data, width), mimetype="text/plain", headers=headers)
-    headers["Content-Disposition"] = f'inline; filename="receipt-{data.number}.pdf"'
+    headers["Content-Disposition"] = f'inline; filename="receipt-{data.reference}.pdf"'
     return Response(render_pdf(data), mimetype="application/pdf", headers=headers)

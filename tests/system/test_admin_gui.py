@@ -485,11 +485,13 @@ def test_saving_the_receipt_as_pdf_from_the_detail(gui, qtbot, tmp_path):
     open_row(qtbot, view, row_of(view, payment_id))
     detail = view.detail
     qtbot.waitUntil(lambda: detail.buttons["pdf"].isEnabled(), timeout=WAIT_MS)
+    offered = []
     target = tmp_path / "receipt.pdf"
-    detail.receipts.choose_pdf_path = lambda: str(target)
+    detail.receipts.choose_pdf_path = lambda reference: offered.append(reference) or str(target)
     qtbot.mouseClick(detail.buttons["pdf"], Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "Receipt saved to" in window.message_bar.text(), timeout=WAIT_MS)
     assert target.read_bytes().startswith(b"%PDF")
     text = pdf_text(target.read_bytes())
     assert "PAYMENT RECEIPT" in text and "QK7PDF" in text and "KES 1,500" in text, text
     assert "One thousand five hundred shillings only" in text and "COPY" not in text, text
+    assert offered == ["LPT000001"]  # the save dialog offers receipt-LPT000001.pdf

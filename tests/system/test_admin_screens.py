@@ -157,6 +157,23 @@ def test_receipt_to_pdf_then_the_reprint_text_says_copy(gui, qtbot, tmp_path):
     assert max(len(line) for line in blocker.args[0].splitlines()) <= 48
 
 
+def test_a_preview_before_printing_leaves_the_first_print_the_original(gui, qtbot, tmp_path):
+    payment_id = seed(start=recent(), status="COMPLETED", mpesa_receipt="QK7PREV", amount=900)[0]
+    window = gui("viewer")
+    qtbot.waitUntil(lambda: active_workers() == 0 and window.screen("payments").model.rowCount() == 1,
+                    timeout=WAIT_MS)
+    printer = ReceiptPrinter(window.ctx, window)
+    previews = []
+    printer.show_preview = lambda _printer, text: previews.append(text)
+    with qtbot.waitSignal(printer.done, timeout=WAIT_MS):
+        printer.preview(payment_id, 58)
+    assert "PREVIEW" in previews[0] and "COPY" not in previews[0]
+    pdf = tmp_path / "receipt.pdf"
+    with qtbot.waitSignal(printer.done, timeout=WAIT_MS):
+        printer.save_pdf(payment_id, str(pdf))
+    assert "COPY" not in printer.last_text and "PREVIEW" not in printer.last_text
+
+
 def test_reconciliation_upload_then_resolve_one_by_one(gui, qtbot):
     window = gui("operator")
     view = show(qtbot, window, "reconciliation")
