@@ -81,6 +81,7 @@ def test_every_change_once_in_order_over_pages(client, viewer):
     assert [(i["type"], i["id"]) for i in items] == [
         ("payment_event", e1.id), ("alert", a1.id), ("payment_event", e2.id), ("notification", note.id)]
     assert items[0]["reference"] == p.reference and items[0]["to_status"] == "PROCESSING"
+    assert items[0]["payment_id"] == p.id  # the desktop follows rows by it
     assert items[1]["kind"] == "late_money" and items[3]["status"] == "SENT" and items[3]["payment_id"] == p.id
     assert all(i["at"].endswith("Z") for i in items)
     with db.connection_context():

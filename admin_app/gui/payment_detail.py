@@ -13,6 +13,7 @@ from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
+from admin_app.core.refund_form import refund_line
 
 from . import ScreenContext
 from .payment_dialogs import ask, confirm_box, refund_dialog, resolve_dialog
@@ -39,7 +40,7 @@ class PaymentDetailPanel(QWidget):
         self.detail: PaymentDetail | None = None
         self.busy = False
         self.confirm = lambda title, text: confirm_box(self, title, text)
-        self.ask_refund = lambda payment: ask(refund_dialog(payment, self))
+        self.ask_refund = lambda payment: ask(refund_dialog(payment, self, self.detail.refunds if self.detail else []))
         self.ask_resolve = lambda payment: ask(resolve_dialog(payment, self))
         self.choose_printer = lambda: choose_printer(self)
         self._build_header()
@@ -57,6 +58,10 @@ class PaymentDetailPanel(QWidget):
         self.facts_label.setTextFormat(Qt.TextFormat.PlainText)  # provider text is never markup
         self.facts_label.setWordWrap(True)
         self.facts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.refunds_label = QLabel("")  # the payment's refunds, one line each, moving live with the feed
+        self.refunds_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.refunds_label.setWordWrap(True)
+        self.refunds_label.hide()
 
     def _build_actions(self) -> None:
         self.buttons: dict[str, QPushButton] = {}
@@ -84,7 +89,7 @@ class PaymentDetailPanel(QWidget):
         for n, (action, _) in enumerate(BUTTONS):
             rows[n // 3].addWidget(self.buttons[action])
         layout = QVBoxLayout(self)
-        for widget in (self.title_label, self.facts_label):
+        for widget in (self.title_label, self.facts_label, self.refunds_label):
             layout.addWidget(widget)
         for row in rows:
             layout.addLayout(row)
@@ -97,6 +102,7 @@ class PaymentDetailPanel(QWidget):
         """Show what the list already knows at once, then load the full story."""
         self.payment, self.detail = payment, None
         self._show_facts(payment)
+        self._show_refunds([])
         self.timeline.clear()
         self.refresh()
 
@@ -112,6 +118,7 @@ class PaymentDetailPanel(QWidget):
             return
         self.payment, self.detail = detail.payment, detail
         self._show_facts(detail.payment)
+        self._show_refunds(detail.refunds)
         self._fill_timeline(detail)
         self.payment_changed.emit(detail.payment)
         self.loaded.emit()
@@ -133,6 +140,11 @@ class PaymentDetailPanel(QWidget):
             lines.append(f"⚑ Flagged: {p.flag_reason or 'no reason given'}")
         self.facts_label.setText("\n".join(line for line in lines if line))
         self._update_buttons()
+
+    def _show_refunds(self, refunds: list[dict]) -> None:
+        lines = [refund_line(r) for r in refunds]
+        self.refunds_label.setText("Refunds\n" + "\n".join(lines) if lines else "")
+        self.refunds_label.setVisible(bool(lines))
 
     def _fill_timeline(self, detail: PaymentDetail) -> None:
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)

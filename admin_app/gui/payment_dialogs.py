@@ -7,13 +7,14 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QLabel,
     QLineEdit,
     QMessageBox,
-    QSpinBox,
     QWidget,
 )
 
 from admin_app.core.models import Payment
+from admin_app.core.refund_form import REASONS, Refundable, check_amount, reason_text
 
 
 class ReasonDialog(QDialog):
@@ -42,13 +43,68 @@ class ReasonDialog(QDialog):
         return self.read(), self.reason.text().strip()
 
 
-def refund_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
-    """Amount (up to what is still refundable) and reason."""
-    amount = QSpinBox()
-    amount.setRange(1, max(payment.refundable, 1))
-    amount.setValue(payment.refundable)
-    amount.setPrefix("KES ")
-    return ReasonDialog(f"Refund {payment.reference}", "Amount", amount, amount.value, parent)
+class RefundDialog(QDialog):
+    """Paid, already refunded, on its way and the maximum shown; the amount checked as it is typed (refused
+    inline, never changed); a reason category, with details required for Other. OK only when all is right."""
+
+    def __init__(self, payment: Payment, refunds: list[dict] | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Refund {payment.reference}")
+        self.setMinimumWidth(460)
+        self.money = Refundable.of(payment, refunds or [])
+        self.amount = QLineEdit(str(self.money.maximum))
+        self.amount.setPlaceholderText(f"1 to {self.money.maximum:,}")
+        self.category = QComboBox()
+        for key, label in REASONS:
+            self.category.addItem(label, key)
+        self.category.setCurrentIndex(-1)
+        self.category.setPlaceholderText("Choose a reason")
+        self.details = QLineEdit()
+        self.details.setPlaceholderText("Details (kept in the audit log; required for Other)")
+        self.problem = QLabel("")
+        self.problem.setStyleSheet("color: #8a1111;")
+        self.problem.setWordWrap(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Refund")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self._layout(payment)
+        for signal in (self.amount.textChanged, self.details.textChanged, self.category.currentIndexChanged):
+            signal.connect(self._check)
+        self._check()
+
+    def _layout(self, payment: Payment) -> None:
+        m = self.money
+        form = QFormLayout(self)
+        form.addRow("Payment", QLabel(f"{payment.reference} · {payment.phone} · M-Pesa {payment.mpesa_receipt or '—'}"))
+        form.addRow("Amount paid", QLabel(f"KES {m.paid:,}"))
+        form.addRow("Already refunded", QLabel(f"KES {m.refunded:,}"))
+        if m.in_flight:
+            form.addRow("Refunds on their way", QLabel(f"KES {m.in_flight:,}"))
+        form.addRow("Refundable now", QLabel(f"<b>KES {m.maximum:,}</b>"))
+        form.addRow("Amount to refund (KES)", self.amount)
+        form.addRow("Reason", self.category)
+        form.addRow("Details", self.details)
+        form.addRow(self.problem)
+        form.addRow(self.buttons)
+
+    def _check(self) -> None:
+        amount, why = check_amount(self.amount.text(), self.money.maximum)
+        if not why:
+            _reason, why = reason_text(self.category.currentData() or "", self.details.text())
+        self.problem.setText(why)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not why)
+
+    def values(self) -> tuple[int, str]:
+        """(amount, reason) once OK was pressed (the checks passed)."""
+        amount, _ = check_amount(self.amount.text(), self.money.maximum)
+        reason, _ = reason_text(self.category.currentData() or "", self.details.text())
+        return int(amount or 0), reason or ""
+
+
+def refund_dialog(payment: Payment, parent: QWidget | None = None, refunds: list[dict] | None = None) -> RefundDialog:
+    """The refund form for the payment, knowing the refunds already made or on their way."""
+    return RefundDialog(payment, refunds, parent)
 
 
 def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
@@ -58,7 +114,7 @@ def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDia
     return ReasonDialog(f"Resolve {payment.reference} by hand", "New status", status, status.currentText, parent)
 
 
-def ask(dialog: ReasonDialog):
+def ask(dialog: ReasonDialog | RefundDialog):
     """The default way to ask: the dialog, modal; None when cancelled."""
     return dialog.values() if dialog.exec() == QDialog.DialogCode.Accepted else None
 

@@ -6,6 +6,7 @@ The model never calls the network itself: a ``fetcher(cursor, on_page, on_error)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -126,6 +127,31 @@ class PaymentsTableModel(QAbstractTableModel):
                 self._texts.pop(row, None)
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
                 return
+
+    def set_status(self, payment_id: int, status: str) -> bool:
+        """A status the live feed announced, shown in place with no request; False when not listed."""
+        for row, old in enumerate(self.rows):
+            if old.id == payment_id:
+                if old.status != status:
+                    self.update_payment(replace(old, status=status))
+                return True
+        return False
+
+    def merge_top(self, rows: list[Payment]) -> int:
+        """A fresh first page merged in: listed rows updated in place, newer ones inserted at the top (the
+        selection stays on its payment, as Qt moves it with the inserted rows). How many were added."""
+        known = {p.id: p for p in self.rows}
+        for payment in rows:
+            if payment.id in known and payment != known[payment.id]:
+                self.update_payment(payment)
+        newest = self.rows[0].id if self.rows else 0
+        fresh = [p for p in rows if p.id not in known and p.id > newest]
+        if fresh:
+            self.beginInsertRows(QModelIndex(), 0, len(fresh) - 1)
+            self.rows[:0] = fresh
+            self._texts.clear()
+            self.endInsertRows()
+        return len(fresh)
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
         return not parent.isValid() and bool(self.next_cursor) and not self.fetching and self.fetcher is not None

@@ -2,7 +2,7 @@
 beside it, and a CSV export of everything the filters match."""
 from __future__ import annotations
 
-from PySide6.QtCore import QDate, QModelIndex, Qt, Signal
+from PySide6.QtCore import QDate, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,10 +25,13 @@ from admin_app.core.export import export_payments
 from admin_app.core.models import PRINT, REQUERY, STATUSES, Page, Payment, PaymentFilters
 
 from . import Screen, ScreenContext
+from .live_feed import feed_for
 from .payment_detail import PaymentDetailPanel
 from .payments_model import PaymentsTableModel
 
 COLUMN_WIDTHS = (60, 140, 105, 120, 95, 110, 105, 115, 65, 40)  # status early: still visible beside the detail
+LIVE_DETAIL_MS = 1000  # the open payment reloads at most once a second while the feed announces it
+LIVE_LIST_MS = 10_000  # new payments: one first-page read at most every 10 s
 FLAGGED_CHOICES = (("Flagged or not", None), ("Flagged only", True), ("Not flagged", False))
 
 
@@ -59,6 +62,7 @@ class PaymentsView(Screen):
         self.detail.payment_created.connect(lambda _payment: self._load_first_page())
         self.detail.loaded.connect(self._run_pending_shortcut)
         self._pending_shortcut: tuple[int, str] | None = None  # (payment id, action) waiting for its load
+        self._follow_feed()
         self._build_filters()
         self._build_table()
         self._build_layout()
@@ -197,9 +201,50 @@ class PaymentsView(Screen):
         if seq != self._load_seq:
             return  # a newer filter is on its way
         self.last_error = None
+        selected = self.model.payment_at(self.table.currentIndex().row())
         self.model.set_rows(page.items, page.next_cursor)
+        self._select(selected.id if selected else None)  # F5 keeps the selection where the row still is
         self._update_count()
         self.loaded.emit()
+
+    def _select(self, payment_id: int | None) -> None:
+        row = next((n for n, p in enumerate(self.model.rows) if p.id == payment_id), None)
+        if row is not None:
+            self.table.selectRow(row)
+
+    # --- the live feed ----------------------------------------------------------------------------------------
+
+    def _follow_feed(self) -> None:
+        """Statuses change in place from the feed itself (no request); the open detail reloads at most once a
+        second while its payment changes; new payments come with one first-page read at most every
+        LIVE_LIST_S, so a busy day stays within the user's read budget."""
+        self._detail_timer = QTimer(self, singleShot=True, interval=LIVE_DETAIL_MS, timeout=self.detail.refresh)
+        self._list_timer = QTimer(self, singleShot=True, interval=LIVE_LIST_MS, timeout=self._merge_first_page)
+        feed_for(self.ctx.client).changed.connect(self._on_feed)
+
+    def _on_feed(self, items: list) -> None:
+        events = [item for item in items if item.get("type") == "payment_event"]
+        unseen = False
+        for item in events:
+            if not self.model.set_status(int(item["payment_id"]), str(item.get("status") or "")):
+                unseen = unseen or item.get("kind") == "created"
+        open_id = self.detail.payment.id if self.detail.payment else None
+        if open_id is not None and any(int(item["payment_id"]) == open_id for item in events):
+            if not self._detail_timer.isActive():
+                self._detail_timer.start()
+        if unseen and not self._list_timer.isActive():
+            self._list_timer.start()
+
+    def _merge_first_page(self) -> None:
+        filters, client, size, seq = self.filters, self.ctx.client, self.page_size, self._load_seq
+
+        def merge(page: Page) -> None:
+            if seq == self._load_seq:  # not after a new filter
+                self.model.merge_top(page.items)
+                self._update_count()
+
+        self.ctx.run(lambda: client.payments(filters, None, size), merge,
+                     lambda exc: self.ctx.error(exc, "Following new payments"), owner=self)
 
     def _on_load_error(self, seq: int, exc: BaseException) -> None:
         if seq != self._load_seq:
@@ -216,7 +261,12 @@ class PaymentsView(Screen):
 
     def _update_count(self, *_args) -> None:
         more = " — scroll for more" if self.model.next_cursor else ""
-        self.count_label.setText(f"{self.model.rowCount():,} payments shown{more}")
+        count = self.model.rowCount()
+        if count == 0:
+            self.count_label.setText("No payments match these filters." if self.filters != PaymentFilters()
+                                     else "No payments yet.")
+            return
+        self.count_label.setText(f"{count:,} payment{'' if count == 1 else 's'} shown{more}")
 
     # --- detail and shortcuts -------------------------------------------------------------------------------
 

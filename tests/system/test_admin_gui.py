@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtPrintSupport import QPrinter  # noqa: E402
-from PySide6.QtWidgets import QDialogButtonBox  # noqa: E402
+from PySide6.QtWidgets import QDialogButtonBox, QLabel  # noqa: E402
 
 from admin_app.core.client import ApiClient  # noqa: E402
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY  # noqa: E402
@@ -276,14 +276,19 @@ def test_opening_a_payment_shows_its_timeline_with_raw_payloads(gui, qtbot):
     assert "QK7TIME" in detail.facts_label.text() and detail.isVisible()
 
 
-def test_refund_as_admin(gui, qtbot):
-    payment_id = seed(status="COMPLETED", mpesa_receipt="QK5RFND", amount=1000)[0]
+def open_refundable(gui, qtbot, payment_id: int):
+    """An admin's window with the paid payment open and its Refund button enabled: (window, view, detail)."""
     window = gui("admin")
     view = payments_of(window)
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
     open_row(qtbot, view, 0)
-    detail = view.detail
-    qtbot.waitUntil(lambda: detail.buttons[REFUND].isEnabled(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: view.detail.buttons[REFUND].isEnabled(), timeout=WAIT_MS)
+    return window, view, view.detail
+
+
+def test_refund_as_admin(gui, qtbot):
+    payment_id = seed(status="COMPLETED", mpesa_receipt="QK5RFND", amount=1000)[0]
+    window, view, detail = open_refundable(gui, qtbot, payment_id)
     asked = []
     detail.ask_refund = lambda payment: asked.append(payment.id) or (400, "double charge")
     detail.confirm = lambda title, text: asked.append(text) or True
@@ -295,6 +300,28 @@ def test_refund_as_admin(gui, qtbot):
     qtbot.waitUntil(lambda: any(detail.timeline.topLevelItem(n).text(1) == "refund"
                                 for n in range(detail.timeline.topLevelItemCount())), timeout=WAIT_MS)
     assert not detail.buttons[REFUND].isEnabled()  # nothing more to refund while one is pending
+
+
+def test_the_list_and_the_open_detail_follow_the_live_feed(gui, qtbot, monkeypatch):
+    """A refund moves to completed in the open detail and the row turns REFUNDED with no F5; a new payment
+    appears at the top while the selection stays on its payment."""
+    from admin_app.gui import payments_view
+
+    monkeypatch.setattr(payments_view, "LIVE_LIST_MS", 300)
+    payment_id = seed(status="COMPLETED", mpesa_receipt="QK5LIVE", amount=1000)[0]
+    window, view, detail = open_refundable(gui, qtbot, payment_id)
+    detail.ask_refund = lambda payment: (1000, "Requested by the customer")
+    detail.confirm = lambda title, text: True
+    qtbot.mouseClick(detail.buttons[REFUND], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "completed" in detail.refunds_label.text(), timeout=WAIT_MS)  # the simulator's result
+    assert "#1 · KES 1,000" in detail.refunds_label.text() and "EAT" in detail.refunds_label.text()
+    qtbot.waitUntil(lambda: view.model.rows[0].status == "REFUNDED", timeout=WAIT_MS)
+    newer = seed(status="PENDING", phone="254733000999")[0]
+    add_events(newer)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 2, timeout=WAIT_MS)
+    assert [p.id for p in view.model.rows] == [newer, payment_id]
+    assert view.model.payment_at(view.table.currentIndex().row()).id == payment_id  # the selection stayed
+    assert "2 payments shown" in view.count_label.text()
 
 
 def test_resolve_by_hand_as_admin(gui, qtbot):
@@ -418,13 +445,24 @@ def test_refund_and_resolve_dialogs_need_a_reason(qtbot):
     paid = Payment.from_json({"id": 1, "reference": "LP1", "phone": "254712345678", "amount": 900, "account": "A",
                               "status": "COMPLETED", "refunded_amount": 200,
                               "allowed_transitions": ["REFUND_PENDING", "SETTLED"]})
-    dialog = refund_dialog(paid)
+    dialog = refund_dialog(paid, refunds=[{"amount": 100, "status": "PROCESSING"}, {"amount": 50, "status": "FAILED"}])
     qtbot.addWidget(dialog)
+    dialog.show()
     ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
-    assert not ok.isEnabled() and dialog.field.maximum() == 700 and dialog.field.value() == 700
-    dialog.field.setValue(250)
-    dialog.reason.setText("  charged twice ")
-    assert ok.isEnabled() and dialog.values() == (250, "charged twice")
+    shown = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    for fact in ("KES 900", "KES 200", "KES 100", "KES 600"):  # paid, refunded, on its way, refundable now
+        assert fact in shown, shown
+    assert not ok.isEnabled() and dialog.amount.text() == "600"
+    dialog.amount.setText("5000")  # more than refundable: refused inline, never changed
+    dialog.category.setCurrentIndex(1)
+    assert not ok.isEnabled() and dialog.amount.text() == "5000" and "At most KES 600" in dialog.problem.text()
+    dialog.amount.setText("250")
+    assert ok.isEnabled() and dialog.values() == (250, "Requested by the customer")
+    dialog.category.setCurrentIndex(dialog.category.findData("other"))
+    assert not ok.isEnabled() and "required for Other" in dialog.problem.text()
+    dialog.details.setText("  charged twice ")
+    assert ok.isEnabled() and dialog.values() == (250, "Other: charged twice")
+    assert dialog.windowTitle() == "Refund LP1" and dialog.width() >= 460
     dialog = resolve_dialog(paid)
     qtbot.addWidget(dialog)
     assert [dialog.field.itemText(n) for n in range(dialog.field.count())] == ["REFUND_PENDING", "SETTLED"]
