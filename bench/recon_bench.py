@@ -1,13 +1,15 @@
 """Statement reconciliation speed: import_statement on N lines against N matching payments.
 
-Run: python bench/recon_bench.py [--lines 100000] [--fuzzy 0.0] [--repeat 1] [--database-url postgresql://…]
+Run: python bench/recon_bench.py [--lines 100000] [--fuzzy 0.0] [--repeat 1] [--background]
+                                 [--database-url postgresql://…]
 
 Generates a one-day statement and its payments (bench/recon_data.py) into a fresh database (a temporary
 SQLite file unless --database-url names an empty PostgreSQL database), then measures in the same run:
   1. floor: parse the CSV and bulk-insert the same number of bare statement lines (one transaction,
      executemany), with no matching at all;
   2. import: import_statement() on the same bytes: parse, match, write lines, settle every payment with its
-     event, exceptions, counts.
+     event, exceptions, counts (with --background: as the API imports a large file, stored, then reconciled
+     in chunks of background.CHUNK lines, one transaction each, with its progress recorded);
 and prints one JSON line: lines, seconds, lines_per_s, floor_seconds and ratio = seconds / floor_seconds (the
 cost of matching and settling over just reading and storing the file). With --repeat, the best of each.
 """
@@ -28,7 +30,7 @@ from bench.recon_data import insert_payments, make_dataset  # noqa: E402
 from gateway.app import build_hooks  # noqa: E402
 from gateway.payments.transitions import bind_hooks  # noqa: E402
 from shared.config import load_config  # noqa: E402
-from gateway.reconciliation import service, statement  # noqa: E402
+from gateway.reconciliation import background, service, statement  # noqa: E402
 from shared.privacy import crypto  # noqa: E402
 from shared.db import db, init_db, is_sqlite  # noqa: E402
 from shared.models.migrations import migrate  # noqa: E402
@@ -69,7 +71,12 @@ def one_round(url: str, data, args) -> tuple[float, float, dict]:
         insert_payments(data.payments)
         floor_s = floor(data.csv_bytes)
         started = time.perf_counter()
-        imp = service.import_statement(data.csv_bytes, filename="bench.csv", uploaded_by="bench")
+        if args.background:  # as the API does above BACKGROUND_LINES: queued, then reconciled in chunks
+            imp, later = background.upload(data.csv_bytes, filename="bench.csv", uploaded_by="bench")
+            if later:
+                background.run_import(imp.id)
+        else:
+            imp = service.import_statement(data.csv_bytes, filename="bench.csv", uploaded_by="bench")
         seconds = time.perf_counter() - started
         summary = service.run_summary(imp.id)
     return seconds, floor_s, summary
@@ -84,6 +91,8 @@ def main() -> None:
     parser.add_argument("--extra", type=int, default=0, help="payments missing from the statement")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--background", action="store_true",
+                        help="import as the API does a large file: queued, then in chunks of background.CHUNK")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     data = make_dataset(args.lines, fuzzy_share=args.fuzzy, missed_share=args.missed,
@@ -97,7 +106,7 @@ def main() -> None:
     floor_s = min(r[1] for r in rounds)
     summary = rounds[-1][2]
     print(json.dumps({
-        "bench": "recon", "database": "sqlite" if not args.database_url else "postgresql",
+        "bench": "recon", "mode": "background" if args.background else "one transaction", "database": "sqlite" if not args.database_url else "postgresql",
         "lines": args.lines, "payments": len(data.payments), "seconds": round(seconds, 3),
         "lines_per_s": round(args.lines / seconds), "floor_seconds": round(floor_s, 3),
         "ratio": round(seconds / floor_s, 2), "matched": summary["matched"],

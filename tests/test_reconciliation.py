@@ -342,7 +342,7 @@ def test_a_later_statement_closes_missing_in_statement(lipa):
 def test_reconcile_job_runs_rematch(lipa):
     from gateway.jobs.registry import reconcile
 
-    assert reconcile(None) == {"resolved": 0, "possible_duplicates": 0}
+    assert reconcile(None) == {"resolved": 0, "possible_duplicates": 0, "imports_resumed": 0}
 
 
 def test_generated_statement_reconciles_as_expected(lipa):

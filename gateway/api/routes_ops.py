@@ -11,10 +11,11 @@ from peewee import Case
 
 from shared.db import write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
-from shared.models import Alert, AuditLog, Notification, ReconException
+from shared.models import Alert, AuditLog, Notification, ReconException, StatementImport
 from shared.timeutil import iso
 
 from ..jobs import registry, runner
+from ..reconciliation import background as recon_background
 from ..reconciliation import service as recon_service
 from ..payments import verification
 from ..reconciliation import confirm as recon_confirm
@@ -214,10 +215,6 @@ def _flag(raw: str | None) -> bool:
     return value in ("1", "true", "yes")
 
 
-def _run_id(result) -> int:
-    return int(result["id"] if isinstance(result, dict) else getattr(result, "id", result))
-
-
 @bp.post("/reconciliation/statements")
 def upload_statement():
     """Import an M-Pesa statement and reconcile it (operator+); the same file twice is one import.
@@ -232,14 +229,30 @@ def upload_statement():
         raise InvalidInput("The statement is empty.", code="empty_statement")
     if dry_run:
         return jsonify(_plain(recon_service.preview_statement(data, filename=filename, uploaded_by=who.actor)))
-    result = recon_service.import_statement(data, filename=filename, uploaded_by=who.actor)
-    return jsonify(_plain(recon_service.run_summary(_run_id(result)))), 201
+    lipa = current_app.extensions["lipa"]
+    run, later = recon_background.upload(data, filename=filename, uploaded_by=who.actor, config=lipa.config)
+    response = jsonify(_plain(recon_service.run_summary(run.id)))
+    if not later:
+        return response, 201
+    # stored and answered at once; reconciled after the answer (the reconcile job resumes it if we die)
+    response.call_on_close(lambda: lipa.tasks.submit(recon_background.run_import, run.id, config=lipa.config))
+    response.headers["Location"] = f"/api/v1/reconciliation/runs/{run.id}"
+    return response, 202
 
 
 def exception_json(e: ReconException) -> dict:
     return {"id": e.id, "kind": e.kind, "payment_id": e.payment_id, "line_id": e.line_id, "details": e.details,
             "status": e.status, "resolved_by": e.resolved_by, "resolution_note": e.resolution_note,
             "resolved_at": iso(e.resolved_at), "created_at": iso(e.created_at)}
+
+
+@bp.get("/reconciliation/runs")
+def list_runs():
+    """Past reconciliation runs, newest first, with their counts and progress (viewer+); cursor paging."""
+    principal().require("viewer")
+    args = _args()
+    rows, cursor = ranked_page(StatementImport.select(), None, StatementImport.id, args.get("cursor"), page_limit())
+    return jsonify({"items": [_plain(recon_service.run_row(row)) for row in rows], "next_cursor": cursor})
 
 
 @bp.get(f"/reconciliation/runs/<{ID}:run_id>")

@@ -58,11 +58,13 @@ def process_inbox(ctx) -> dict:
 
 
 def reconcile(ctx) -> dict:
-    """Re-match open reconciliation exceptions against the statements imported since."""
-    from ..reconciliation import service
+    """Resume background statement imports whose process died, then re-match open reconciliation
+    exceptions against the statements imported since."""
+    from ..reconciliation import background, service
 
+    resumed = background.resume_abandoned(config=getattr(ctx, "config", None))
     result = service.rematch_open()
-    return result if isinstance(result, dict) else {"matched": result}
+    return {**(result if isinstance(result, dict) else {"matched": result}), "imports_resumed": resumed}
 
 
 def retention(ctx) -> dict:

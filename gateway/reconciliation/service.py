@@ -69,7 +69,12 @@ def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", 
     existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
     if existing is not None:
         return existing
-    parsed = _parse(data)
+    return import_parsed(parse_statement(data), digest, filename=filename, uploaded_by=uploaded_by, config=config)
+
+
+def import_parsed(parsed: statement.Statement, digest: str, *, filename: str = "", uploaded_by: str = "",
+                  config=None) -> StatementImport:
+    """A statement already read (``digest`` = SHA-256 of its bytes), reconciled in one transaction."""
     try:
         return _import(parsed, digest, filename, uploaded_by, config)
     except peewee.IntegrityError:
@@ -88,7 +93,7 @@ def preview_statement(data: bytes, *, filename: str = "", uploaded_by: str = "")
     existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
     if existing is not None:
         return {**run_summary(existing.id), "dry_run": True, "already_imported": True}
-    parsed = _parse(data)
+    parsed = parse_statement(data)
     try:
         _import(parsed, digest, filename, uploaded_by, None, dry_run=True)
     except _DryRun as done:
@@ -96,7 +101,7 @@ def preview_statement(data: bytes, *, filename: str = "", uploaded_by: str = "")
     raise AssertionError("a dry run always rolls back")  # pragma: no cover
 
 
-def _parse(data: bytes) -> statement.Statement:
+def parse_statement(data: bytes) -> statement.Statement:
     try:
         return statement.parse(data)
     except statement.StatementError as exc:
@@ -114,14 +119,14 @@ def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (IMPORT_LOCK,))
         imp = StatementImport.create(sha256=digest, filename=(filename or "")[:255],
                                      uploaded_by=(uploaded_by or "")[:64], period=parsed.period_text()[:100])
-        run = _Run(imp, config)
+        run = Run(imp, config)
         run.reconcile(parsed)
         if dry_run:
             raise _DryRun(run.preview())
         return imp
 
 
-class _Run:
+class Run:
     """One import's work inside its transaction: links to write, payments to settle, problems to record."""
 
     def __init__(self, imp: StatementImport, config):
@@ -131,26 +136,39 @@ class _Run:
         self.problems: list[tuple[str, str | None, int | None, str]] = []  # kind, line receipt, payment id, details
         self.events: list[tuple] = []  # PaymentEvent rows (EVENT_FIELDS) for receipts attached
         self.unknown: list[int] = []  # amounts of lines that match no payment (money Lipa does not know)
-        self.settled = 0
+        self.settled = self.lines = self.matched = self.exceptions = 0
 
     def reconcile(self, parsed: statement.Statement) -> None:
-        """Match, write the lines, settle, record exceptions and the counts."""
-        known = _known_receipts([line.receipt for line in parsed.lines])
-        fresh, repeats, skipped = matcher.split_repeats(parsed.lines, known)
-        period = parsed.period()
-        by_receipt, index = _load_payments(fresh, period)
+        """The whole statement in this transaction: match, write the lines, settle, exceptions, counts."""
+        fresh, repeats, skipped = split(self.imp.id, parsed)
+        by_receipt, index = load_payments(fresh, parsed.period())
+        self.match(fresh, by_receipt, index)
+        self.close(parsed.period(), repeats, skipped)
+
+    def match(self, fresh: list, by_receipt: dict, index: FuzzyIndex) -> None:
+        """One batch of new lines (all of them, or one chunk of a background import): matched, written,
+        settled, their exceptions recorded; the counts kept on the run until ``close``."""
         plan = matcher.plan(fresh, by_receipt, index)
         self._apply(plan)
         _insert_lines(self.imp.id, fresh, self.links)
         _insert_rows(PaymentEvent, EVENT_FIELDS, self.events)
-        settled = self.settled = settle_many(self.settle, config=self.config)
+        self.settled += settle_many(self.settle, config=self.config)
+        self.lines += len(fresh)
+        self.matched += plan.matched
+        self.links, self.settle, self.events = {}, [], []
+        self._write_problems()
+
+    def close(self, period, repeats: list, skipped: int) -> None:
+        """After the last batch: duplicates within the file, payments the statement lacks, counts, audit."""
+        first_payment = _line_payments(self.imp.id, [first.receipt for _, first in repeats])
         for repeat, first in repeats:
-            self.problems.append((DUPLICATE, first.receipt, self.links.get(first.receipt, (None,))[0],
+            self.problems.append((DUPLICATE, first.receipt, first_payment.get(first.receipt),
                                   f"receipt {first.receipt} appears again on line {repeat.line_no} "
                                   f"({repeat.amount} KES; first on line {first.line_no})"))
         if period:
             self._missing_in_statement(*period)
-        self._finish(len(fresh), plan.matched, skipped, settled)
+        self._write_problems()
+        self._finish(skipped)
 
     def _apply(self, plan: matcher.Plan) -> None:
         for line, cand in plan.by_receipt:
@@ -228,29 +246,55 @@ class _Run:
             flag(payment, reason, actor=ACTOR, alert_kind="recon_missing_in_statement")
             self.problems.append((MISSING_IN_STATEMENT, None, payment.id, reason[:255]))
 
-    def _finish(self, lines: int, matched: int, skipped: int, settled: int) -> None:
-        """Exceptions written, counts saved, exceptions a statement has now answered closed, audited."""
+    def _write_problems(self) -> None:
         receipts = [receipt for _, receipt, _, _ in self.problems if receipt]
         line_ids = _line_ids(self.imp.id, receipts)
         for kind, receipt, payment_id, details in self.problems:
             ReconException.create(statement=self.imp, kind=kind, payment=payment_id,
                                   line=line_ids.get(receipt), details=details[:255])
-        self.imp.lines, self.imp.matched, self.imp.exceptions = lines, matched, len(self.problems)
+        self.exceptions += len(self.problems)
+        self.problems = []
+
+    def save_counts(self) -> None:
+        """Add this run's counts to the import's (a background import adds one chunk's at a time)."""
+        self.imp.lines += self.lines
+        self.imp.matched += self.matched
+        self.imp.exceptions += self.exceptions
         self.imp.save()
+        self.lines = self.matched = self.exceptions = 0
+
+    def _finish(self, skipped: int) -> None:
+        """Counts saved, exceptions a statement has now answered closed, audited."""
+        settled = self.settled
+        self.save_counts()
         closed = close_found()
-        counts = {"lines": lines, "matched": matched, "settled": settled, "exceptions": len(self.problems),
-                  "known_receipts_skipped": skipped, "closed_elsewhere": closed}
+        counts = {"lines": self.imp.lines, "matched": self.imp.matched, "settled": settled,
+                  "exceptions": self.imp.exceptions, "known_receipts_skipped": skipped, "closed_elsewhere": closed}
         AuditLog.create(actor=self.imp.uploaded_by or ACTOR, action="statement_import", target_type="statement",
                         target_id=str(self.imp.id), reason=self.imp.filename[:500], details=counts)
         log.info("statement %s imported: %s", self.imp.id, counts)
 
 
-def _known_receipts(receipts: list[str]) -> set[str]:
-    """The receipts an earlier statement already holds."""
-    return {r for (r,) in _select_in('SELECT "receipt" FROM "statement_line" WHERE "receipt" IN', receipts)}
+def split(import_id: int, parsed: statement.Statement) -> tuple[list, list, int]:
+    """(new lines, (repeat, first) pairs within the file, lines another statement already holds): the same
+    answer before the first batch and on a resumed background import (its own lines are not "known")."""
+    known = _known_receipts([line.receipt for line in parsed.lines], besides=import_id)
+    return matcher.split_repeats(parsed.lines, known)
 
 
-def _load_payments(lines: list, period) -> tuple[dict[str, Candidate], FuzzyIndex]:
+def _known_receipts(receipts: list[str], *, besides: int) -> set[str]:
+    """The receipts an earlier statement (not import ``besides``) already holds."""
+    sql = f'SELECT "receipt" FROM "statement_line" WHERE "statement_id" != {int(besides)} AND "receipt" IN'
+    return {r for (r,) in _select_in(sql, receipts)}
+
+
+def _line_payments(import_id: int, receipts: list[str]) -> dict[str, int | None]:
+    sql = (f'SELECT "receipt", "payment_id" FROM "statement_line" WHERE "statement_id" = {int(import_id)} '
+           'AND "receipt" IN')
+    return dict(_select_in(sql, receipts))
+
+
+def load_payments(lines: list, period) -> tuple[dict[str, Candidate], FuzzyIndex]:
     """Payments of the period (one query), plus any other payment holding one of the receipts (usually none)."""
     if not lines:
         return {}, FuzzyIndex([])
@@ -320,4 +364,19 @@ def run_summary(import_id: int) -> dict:
     return {"id": imp.id, "filename": imp.filename, "uploaded_by": imp.uploaded_by, "period": imp.period,
             "status": imp.status, "created_at": imp.created_at, "lines": imp.lines, "matched": imp.matched,
             "exceptions": imp.exceptions, "lines_by_match": by_match, "exceptions_by_kind": exceptions,
-            "open_exceptions": sum(e["OPEN"] for e in exceptions.values())}
+            "open_exceptions": sum(e["OPEN"] for e in exceptions.values()), **progress(imp)}
+
+
+def run_row(imp: StatementImport) -> dict:
+    """A run as the list of runs shows it: its own counts, no per-run aggregates."""
+    return {"id": imp.id, "filename": imp.filename, "uploaded_by": imp.uploaded_by, "period": imp.period,
+            "status": imp.status, "created_at": imp.created_at, "lines": imp.lines, "matched": imp.matched,
+            "exceptions": imp.exceptions, **progress(imp)}
+
+
+def progress(imp: StatementImport) -> dict:
+    """A run's progress: a background import (QUEUED, IMPORTING) counts its lines as its chunks commit."""
+    total = imp.lines_total or imp.lines
+    done = total if imp.status == "DONE" else imp.lines_done
+    return {"lines_total": total, "lines_done": done, "error": imp.error or None,
+            "progress": round(done / total, 4) if total else 1.0}

@@ -81,6 +81,12 @@ def _v14_money_collected(database) -> None:
     database.execute_sql("CREATE INDEX IF NOT EXISTS refund_status_updated_at ON refund (status, updated_at, amount)")
 
 
+def _v15_background_imports(database) -> None:
+    """Issue 12: large statements import in the background, in chunks, with progress and a lease."""
+    _add_columns(database, m.StatementImport, ["lines_total", "lines_done", "lease_until", "error"])
+    database.create_tables([m.StatementUpload], safe=True)
+
+
 # Tables with sealed columns, and the clear-text indexes migration 9 replaces by look-up hash ones.
 SEALED_MODELS = (m.Payment, m.PaymentRequest, m.Notification, m.PaymentEvent, m.InboxMessage, m.UssdSession,
                  m.PhonePreference, m.StatementLine, m.IdempotencyRecord)
@@ -189,6 +195,7 @@ MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
     (10, _v10_late_callbacks), (11, _v11_verifications), (14, _v14_money_collected),
+    (15, _v15_background_imports),
 ]
 
 

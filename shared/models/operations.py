@@ -62,8 +62,21 @@ class StatementImport(BaseModel):
     lines = pw.IntegerField(default=0)
     matched = pw.IntegerField(default=0)
     exceptions = pw.IntegerField(default=0)
-    status = pw.CharField(max_length=12, default="DONE")
+    status = pw.CharField(max_length=12, default="DONE")  # DONE; or QUEUED -> IMPORTING -> DONE / FAILED
     created_at = pw.DateTimeField(default=utcnow, index=True)
+    # A background import (large statements): its progress, its lease (a process that dies mid-way lets
+    # another resume after it), and why it failed.
+    lines_total = pw.IntegerField(default=0)
+    lines_done = pw.IntegerField(default=0)
+    lease_until = pw.DateTimeField(null=True)
+    error = pw.CharField(max_length=255, default="")
+
+
+class StatementUpload(BaseModel):
+    """The file of a background import, kept (sealed: payers' numbers and names) until it is done."""
+
+    statement = pw.ForeignKeyField(StatementImport, unique=True, backref="uploads", on_delete="CASCADE")
+    body = SealedText(default="")
 
 
 class StatementLine(BaseModel):
