@@ -146,6 +146,7 @@ def _daraja(config: Config):
 
 def _register(app: Flask) -> None:
     from .http import health, errors as web
+    from .http.callerguard import at_prefix
     from .api import register as register_api
     from .http.metrics import install_metrics
     from .mpesa.c2b_views import bp_c2b
@@ -160,8 +161,9 @@ def _register(app: Flask) -> None:
     register_api(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(mpesa_bp)
-    app.register_blueprint(ussd_bp)
-    app.register_blueprint(sms_bp)
+    at_token = app.extensions["lipa"].config.at_callback_token  # set: only /at/<token>/… exist (issue 13)
+    app.register_blueprint(ussd_bp, url_prefix=at_prefix(at_token, ussd_bp.url_prefix))
+    app.register_blueprint(sms_bp, url_prefix=at_prefix(at_token, sms_bp.url_prefix))
     app.register_blueprint(bp_c2b)
     app.register_blueprint(bp_results)
     app.register_blueprint(paypage_bp)

@@ -188,7 +188,8 @@ def _phone(config, args) -> int:
     with db.connection_context():
         row = Setting.get_or_none(Setting.key == SIM_SETTING) if Setting.table_exists() else None
     try:
-        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None)
+        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None,
+                             at_token=config.at_callback_token)
     except InvalidInput as exc:
         print(f"lipa: {exc.message}", file=sys.stderr)
         return 2
@@ -270,9 +271,10 @@ def _client_host(host: str) -> str:
 def _with_simulators(config, host: str):
     """Start the built-in Daraja and Africa's Talking simulators and point the clients at them."""
     from .devtools.simulators.server import start_simulators
+    from .http.callerguard import at_path
 
-    server = start_simulators(host=_client_host(host), port=0,
-                              at_delivery_url=f"{config.public_url}/sms/delivery")
+    server = start_simulators(host=_client_host(host), port=0,  # delivery reports on AT's token path when set
+                              at_delivery_url=config.public_url + at_path(config.at_callback_token, "/sms/delivery"))
     log.info("simulators: Daraja at %s, Africa's Talking at %s", server.daraja_url, server.at_url)
     return config.with_overrides(
         mpesa_base_url=config.mpesa_base_url or server.daraja_url,
