@@ -1,7 +1,8 @@
 """Signed merchant webhooks, Stripe style: ``Lipa-Signature: t=<unix ts>,v1=<hex HMAC-SHA256>``.
 
 The HMAC covers ``f"{t}."`` followed by the exact body bytes, so a merchant can check both who sent
-it and that it is fresh. ``verify`` is a pure function merchants (and tests) can copy.
+it and that it is fresh. ``verify`` is a pure function merchants (and tests) can copy. While a merchant's
+secret is being rotated the header carries one ``v1=`` per live secret (gateway/notify/webhook_secrets.py).
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={int(timestamp)},v1={_digest(secret, int(timestamp), _as_bytes(body))}"
 
 
+def sign_all(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """One header with a v1 signature per secret, newest first: a receiver checks any one it holds."""
+    data = _as_bytes(body)
+    return ",".join([f"t={int(timestamp)}"] + [f"v1={_digest(secret, int(timestamp), data)}" for secret in secrets])
+
+
 def _parse(header: str | None) -> tuple[int, list[str]]:
     """(timestamp, v1 signatures) from a header; several v1 entries are allowed (secret rotation)."""
     timestamp, signatures = None, []
@@ -113,12 +120,15 @@ class WebhookSender:
     def __repr__(self) -> str:
         return f"WebhookSender(timeout={self.timeout!r})"
 
-    def send(self, url: str, body: str) -> int:
-        """Deliver one event body (exact bytes signed); returns the merchant's 2xx status."""
+    def send(self, url: str, body: str, secrets: list[str] | None = None) -> int:
+        """Deliver one event body (exact bytes signed with ``secrets``, by default the sender's own
+        LIPA_WEBHOOK_SECRET); returns the merchant's 2xx status."""
+        if secrets is not None and not secrets:
+            raise WebhookRetryable("the merchant has no webhook secret yet (rotate-webhook-secret --name …)")
         data = _as_bytes(body)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, int(self.clock()), data),
+            SIGNATURE_HEADER: sign_all(secrets or [self._secret], int(self.clock()), data),
             "User-Agent": USER_AGENT,
         }
         status = self._post(url, data, headers)
