@@ -122,11 +122,13 @@ def _hooks(config: Config) -> TransitionHooks:
 def _dispatcher(config: Config):
     from .notify.dispatcher import Dispatcher
     from .providers.africastalking import SmsSender
+    from .providers.outbound import OutboundPolicy
     from .providers.webhooks import WebhookSender
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
-    return Dispatcher(sms=sms, webhooks=WebhookSender(secret=config.webhook_secret), enabled=config.sms_enabled,
+    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config))  # SSRF
+    return Dispatcher(sms=sms, webhooks=webhooks, enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
                       lease_s=config.notify_lease_s)
 

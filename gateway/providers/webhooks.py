@@ -16,6 +16,8 @@ import requests
 
 from shared.errors import LipaError, ProviderError
 
+from .outbound import OutboundPolicy, OutboundRefused, pinned_session
+
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Lipa-Signature"
@@ -108,13 +110,16 @@ def verify(secret: str, header: str | None, body, *, tolerance: int = DEFAULT_TO
 
 
 class WebhookSender:
-    """POSTs signed JSON events to merchants; raises WebhookRetryable/WebhookPermanent unless 2xx."""
+    """POSTs signed JSON events to merchants; raises WebhookRetryable/WebhookPermanent unless 2xx.
+
+    With a ``policy`` (the app passes the configured one) every connection is vetted when it is opened
+    and made to the vetted address (gateway/providers/outbound.py); without one, any URL is called."""
 
     def __init__(self, *, secret: str, timeout=(3.05, 10), session: requests.Session | None = None,
-                 clock=time.time):
+                 clock=time.time, policy: OutboundPolicy | None = None):
         self._secret = secret
         self.timeout = timeout
-        self.session = session
+        self.session = session if session is not None or policy is None else pinned_session(policy)
         self.clock = clock
 
     def __repr__(self) -> str:
@@ -148,5 +153,8 @@ class WebhookSender:
                 return response.status_code
         except _BAD_URL_ERRORS as exc:
             raise WebhookPermanent(f"unusable URL ({type(exc).__name__})") from None
+        except OutboundRefused as exc:  # at connect time: e.g. the name now resolves to 127.0.0.1
+            log.warning("webhook to %s refused: %s", urlsplit(url).hostname, exc.message)
+            raise WebhookPermanent(f"refused: {exc.message}") from None
         except requests.RequestException as exc:
             raise WebhookRetryable(f"unreachable ({type(exc).__name__})") from None
