@@ -152,3 +152,14 @@ def test_the_phone_cli_and_the_simulator_use_the_token_paths(make_app, sim, monk
         assert inbox() == 2  # the SMS and the delivery report, both through the token path
     finally:
         server.stop()
+
+
+def test_the_deployment_uses_the_token_paths_and_the_production_profile():
+    from pathlib import Path
+
+    deploy = Path(__file__).resolve().parents[1] / "docs" / "deploy"
+    nginx = (deploy / "nginx.conf").read_text()
+    assert "location = /ussd" not in nginx and "location = /sms" not in nginx
+    assert "^/at/[A-Za-z0-9_.~-]+/ussd$" in nginx and "sms/delivery" in nginx
+    for unit in ("lipa-gateway.service", "lipa-scheduler.service"):
+        assert "Environment=LIPA_PROFILE=production" in (deploy / unit).read_text().splitlines()
