@@ -144,3 +144,66 @@ def test_the_connection_goes_to_the_vetted_address_with_the_host_name_kept(make,
     assert row.status == "SENT", row.failure_reason
     [call] = receiver.calls
     assert call["headers"]["Host"] == f"rebind.example:{receiver.server.port}"
+
+
+def _tls_files(tmp_path, host: str):
+    """A self-signed certificate for ``host`` (its own CA), and its key."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "hook.pem", tmp_path / "hook.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_to_the_pinned_address_still_checks_the_certificate_for_the_host_name(tmp_path, dns):
+    """Connected to 127.0.0.1, TLS still sends and verifies the name: right name 200, another name refused."""
+    import ssl
+    import threading
+
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Response
+
+    from gateway.providers.webhooks import WebhookRetryable, WebhookSender
+
+    cert, key = _tls_files(tmp_path, "hooks.example")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ.get("HTTP_HOST"))
+        return Response("ok")(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, app, ssl_context=context)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        dns.update({"hooks.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+        sender = WebhookSender(secret="s" * 32, timeout=(2, 5),
+                               policy=outbound.OutboundPolicy(local=False, allow=("127.0.0.0/8",)))
+        sender.session.verify = str(cert)
+        assert sender.send(f"https://hooks.example:{server.server_port}/hook", "{}") == 200
+        assert seen == [f"hooks.example:{server.server_port}"]
+        with pytest.raises(WebhookRetryable):  # same address, but the certificate is not for this name
+            sender.send(f"https://other.example:{server.server_port}/hook", "{}")
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
