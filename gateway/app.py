@@ -122,11 +122,13 @@ def build_hooks(config: Config) -> TransitionHooks:
 def _dispatcher(config: Config):
     from .notify.dispatcher import Dispatcher
     from .providers.africastalking import SmsSender
+    from .providers.outbound import OutboundPolicy
     from .providers.webhooks import WebhookSender
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
-    return Dispatcher(sms=sms, webhooks=WebhookSender(secret=config.webhook_secret), enabled=config.sms_enabled,
+    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config))  # SSRF
+    return Dispatcher(sms=sms, webhooks=webhooks, enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
                       lease_s=config.notify_lease_s)
 
@@ -146,6 +148,7 @@ def _daraja(config: Config):
 
 def _register(app: Flask) -> None:
     from .http import health, errors as web
+    from .http.callerguard import at_prefix
     from .api import register as register_api
     from .http.metrics import install_metrics
     from .mpesa.c2b_views import bp_c2b
@@ -160,8 +163,9 @@ def _register(app: Flask) -> None:
     register_api(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(mpesa_bp)
-    app.register_blueprint(ussd_bp)
-    app.register_blueprint(sms_bp)
+    at_token = app.extensions["lipa"].config.at_callback_token  # set: only /at/<token>/… exist (issue 13)
+    app.register_blueprint(ussd_bp, url_prefix=at_prefix(at_token, ussd_bp.url_prefix))
+    app.register_blueprint(sms_bp, url_prefix=at_prefix(at_token, sms_bp.url_prefix))
     app.register_blueprint(bp_c2b)
     app.register_blueprint(bp_results)
     app.register_blueprint(paypage_bp)

@@ -26,8 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--username", required=True)
     staff.add_argument("--password", required=True)
     staff.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
-    key = sub.add_parser("create-api-key", help="a merchant API key (printed once)")
+    key = sub.add_parser("create-api-key", help="a merchant API key and its first webhook secret (printed once)")
     key.add_argument("--name", required=True)
+    whsec = sub.add_parser("rotate-webhook-secret",
+                           help="a new webhook signing secret for a merchant (the old one signs too for 24 h)")
+    whsec.add_argument("--name", required=True)
     c2b = sub.add_parser("register-c2b", help="register the C2B confirmation and validation URLs with Daraja")
     c2b.add_argument("--confirmation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
     c2b.add_argument("--validation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
         config = load_config()
         if args.command == "migrate":
             return _migrate(config)
-        if args.command in ("create-staff", "create-api-key"):
+        if args.command in ("create-staff", "create-api-key", "rotate-webhook-secret"):
             return _accounts(config, args)
         if args.command == "register-c2b":
             return _register_c2b(config, args)
@@ -129,11 +132,12 @@ def _rotate_keys(config, args) -> int:
 
 
 def _accounts(config, args) -> int:
-    """create-staff / create-api-key: a clear one-line error for bad input, exit code 1."""
+    """create-staff / create-api-key / rotate-webhook-secret: a clear one-line error for bad input, exit 1."""
     from shared.db import db
     from shared.errors import InvalidInput
 
     from .backoffice import auth
+    from .notify import webhook_secrets
 
     _open_database(config)
     with db.connection_context():
@@ -141,12 +145,28 @@ def _accounts(config, args) -> int:
             if args.command == "create-staff":
                 staff = auth.create_staff(args.username, args.password, args.role)
                 print(f"staff member {staff.username} created with role {staff.role}")
+            elif args.command == "rotate-webhook-secret":
+                print(f"webhook_secret: {webhook_secrets.rotate(args.name)}")
+                print("the previous secret signs beside it for 24 h, then stops", file=sys.stderr)
             else:
-                print(auth.create_api_key(args.name))
+                _print_api_key(args.name)
         except InvalidInput as exc:
             print(f"lipa: {exc.message}", file=sys.stderr)
             return 1
     return 0
+
+
+def _print_api_key(name: str) -> None:
+    """The key, and the merchant's first webhook secret: each shown this once, never stored in clear."""
+    from shared.models import Merchant
+
+    from .backoffice import auth
+    from .notify import webhook_secrets
+
+    print(f"api_key: {auth.create_api_key(name)}")
+    secret = webhook_secrets.issue_first(Merchant.get(Merchant.name == name.strip()))
+    print(f"webhook_secret: {secret}" if secret else
+          "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)")
 
 
 def _register_c2b(config, args) -> int:
@@ -188,7 +208,8 @@ def _phone(config, args) -> int:
     with db.connection_context():
         row = Setting.get_or_none(Setting.key == SIM_SETTING) if Setting.table_exists() else None
     try:
-        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None)
+        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None,
+                             at_token=config.at_callback_token)
     except InvalidInput as exc:
         print(f"lipa: {exc.message}", file=sys.stderr)
         return 2
@@ -270,9 +291,10 @@ def _client_host(host: str) -> str:
 def _with_simulators(config, host: str):
     """Start the built-in Daraja and Africa's Talking simulators and point the clients at them."""
     from .devtools.simulators.server import start_simulators
+    from .http.callerguard import at_path
 
-    server = start_simulators(host=_client_host(host), port=0,
-                              at_delivery_url=f"{config.public_url}/sms/delivery")
+    server = start_simulators(host=_client_host(host), port=0,  # delivery reports on AT's token path when set
+                              at_delivery_url=config.public_url + at_path(config.at_callback_token, "/sms/delivery"))
     log.info("simulators: Daraja at %s, Africa's Talking at %s", server.daraja_url, server.at_url)
     return config.with_overrides(
         mpesa_base_url=config.mpesa_base_url or server.daraja_url,

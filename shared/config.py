@@ -1,9 +1,9 @@
 """Configuration from the environment (and a .env file): defaults, then environment, then test overrides."""
 from __future__ import annotations
 
-import re
-
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlparse
 
@@ -21,8 +21,9 @@ JOB_NAMES = (
 # Secrets: never logged, never shown in repr.
 SECRET_FIELDS = frozenset({
     "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
-    "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key",
+    "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key", "at_callback_token",
 })
+MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth the name
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,13 @@ class Config:
     at_api_key: str = ""
     at_sender_id: str = ""
     at_base_url: str = ""
+    at_callback_token: str = ""  # AT_CALLBACK_TOKEN: AT's endpoints served under /at/<token>/… (issue 13)
+    at_allowed_ips: tuple = ()  # AT_ALLOWED_IPS: addresses or CIDRs allowed to call AT's endpoints
     sms_enabled: bool = True
     sms_on_initiated: bool = False
     sms_on_settled: bool = False
     webhook_secret: str = ""
+    webhook_allow: tuple = ()  # LIPA_WEBHOOK_ALLOW: hosts or CIDRs webhooks may reach though private (or http)
     stk_hard_limit_s: int = 3600
     stuck_after_s: int = 900
     auto_refund: bool = False
@@ -132,6 +136,21 @@ def _url(env, name, default, schemes=("http", "https")):
     return raw.rstrip("/") if raw else raw
 
 
+def _comma_list(env, name) -> tuple:
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
+def _addresses(env, name) -> tuple:
+    """A comma list of IP addresses or CIDR networks (an allowlist of callers)."""
+    items = _comma_list(env, name)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(name, f"must be a comma list of IP addresses or CIDRs, got {item!r}") from None
+    return items
+
+
 def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
     """Read and check every setting; a wrong or missing value raises ConfigError naming it."""
     if env is None:
@@ -162,7 +181,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         mpesa_transaction_type=env.get("MPESA_TRANSACTION_TYPE") or "CustomerPayBillOnline",
         mpesa_till_number=env.get("MPESA_TILL_NUMBER") or "",
         mpesa_callback_token=env.get("MPESA_CALLBACK_TOKEN") or "",
-        mpesa_allowed_ips=tuple(ip.strip() for ip in (env.get("MPESA_ALLOWED_IPS") or "").split(",") if ip.strip()),
+        mpesa_allowed_ips=_addresses(env, "MPESA_ALLOWED_IPS"),
         mpesa_initiator_name=env.get("MPESA_INITIATOR_NAME") or "",
         mpesa_initiator_password=env.get("MPESA_INITIATOR_PASSWORD") or "",
         mpesa_cert_path=env.get("MPESA_CERT_PATH") or "",
@@ -170,10 +189,13 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         at_api_key=env.get("AT_API_KEY") or ("local-at-key" if local else ""),
         at_sender_id=env.get("AT_SENDER_ID") or "",
         at_base_url=_url(env, "AT_BASE_URL", ""),
+        at_callback_token=(env.get("AT_CALLBACK_TOKEN") or "").strip(),
+        at_allowed_ips=_addresses(env, "AT_ALLOWED_IPS"),
         sms_enabled=_bool(env, "LIPA_SMS_ENABLED", True),
         sms_on_initiated=_bool(env, "LIPA_SMS_ON_INITIATED", False),
         sms_on_settled=_bool(env, "LIPA_SMS_ON_SETTLED", False),
         webhook_secret=env.get("LIPA_WEBHOOK_SECRET") or ("lipa-local-webhook-secret" if local else ""),
+        webhook_allow=_comma_list(env, "LIPA_WEBHOOK_ALLOW"),
         stk_hard_limit_s=_int(env, "LIPA_STK_HARD_LIMIT_S", 3600),
         stuck_after_s=_int(env, "LIPA_STUCK_AFTER_S", 900),
         auto_refund=_bool(env, "LIPA_AUTO_REFUND", False),
@@ -229,11 +251,28 @@ def _check(config: Config) -> None:
     if config.mpesa_callback_token and len(config.mpesa_callback_token) < 16:
         raise ConfigError("MPESA_CALLBACK_TOKEN", "must be at least 16 characters")
     _check_keys(config)
+    if config.at_callback_token and len(config.at_callback_token) < 16:
+        raise ConfigError("AT_CALLBACK_TOKEN", "must be at least 16 characters")
+    if config.at_callback_token and not re.fullmatch(r"[A-Za-z0-9_.~-]+", config.at_callback_token):
+        raise ConfigError("AT_CALLBACK_TOKEN", "may hold only letters, digits and - _ . ~ (it is a URL segment)")
     if config.is_local:
         return
     for attr, variable in _REQUIRED_OUTSIDE_LOCAL:
         if not getattr(config, attr):
             raise ConfigError(variable, f"is required in the {config.profile} profile")
+    _check_edges(config)
+
+
+def _check_edges(config: Config) -> None:
+    """Outside local, every door from the internet has a lock (issue 13)."""
+    if not (config.at_callback_token or config.at_allowed_ips):
+        raise ConfigError("AT_CALLBACK_TOKEN", f"(or AT_ALLOWED_IPS) is required in the {config.profile} profile")
+    if config.profile == "production" and not config.mpesa_allowed_ips:
+        raise ConfigError("MPESA_ALLOWED_IPS", "is required in the production profile (Safaricom's callback "
+                                               "addresses, see the README's Security section)")
+    if len(config.webhook_secret) < MIN_WEBHOOK_SECRET:
+        raise ConfigError("LIPA_WEBHOOK_SECRET", f"must be at least {MIN_WEBHOOK_SECRET} characters "
+                                                 f"in the {config.profile} profile")
 
 
 def _check_keys(config: Config) -> None:

@@ -111,4 +111,4 @@ def test_create_staff_and_key_commands(tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr
     key = subprocess.run(run + ["create-api-key", "--name", "Bus Co"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
-    assert key.returncode == 0 and key.stdout.strip().startswith("lpk_")
+    assert key.returncode == 0 and key.stdout.splitlines()[0].startswith("api_key: lpk_")

@@ -121,3 +121,16 @@ def test_dotenv_is_read_from_the_working_directory_and_the_environment_wins(tmp_
     proc = run_gateway(["migrate"], tmp_path, child_env({"LIPA_STK_TIMEOUT_S": "30"}))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "from-dotenv.db").exists() and not (tmp_path / "lipa.db").exists()
+
+
+def test_create_api_key_prints_the_key_and_webhook_secret_once_and_rotation_a_new_secret(tmp_path, env):
+    made = run_gateway(["create-api-key", "--name", "Shop"], tmp_path, env)
+    assert made.returncode == 0, made.stderr
+    key_line, secret_line = made.stdout.strip().splitlines()
+    assert key_line.startswith("api_key: lpk_") and secret_line.startswith("webhook_secret: whsec_")
+    rotated = run_gateway(["rotate-webhook-secret", "--name", "Shop"], tmp_path, env)
+    assert rotated.returncode == 0 and "24 h" in rotated.stderr
+    [new_line] = rotated.stdout.strip().splitlines()
+    assert new_line.startswith("webhook_secret: whsec_") and new_line != secret_line
+    unknown = run_gateway(["rotate-webhook-secret", "--name", "Nobody"], tmp_path, env)
+    assert unknown.returncode == 1 and unknown.stdout == "" and "Nobody" in one_line(unknown.stderr)

@@ -14,7 +14,7 @@ PROD = {
     "MPESA_SHORTCODE": "600000", "MPESA_PASSKEY": "p", "MPESA_CALLBACK_TOKEN": "x" * 24,
     "LIPA_PUBLIC_URL": "https://pay.example.com", "AT_USERNAME": "shop", "AT_API_KEY": "a",
     "LIPA_WEBHOOK_SECRET": "w" * 32, "LIPA_DATA_KEY": "IQOk9iwPW-8J7uuFSwz8n-BlKzRxRxY5-NNKOfiJ1WM=",
-    "LIPA_LOOKUP_KEY": "l" * 40,
+    "LIPA_LOOKUP_KEY": "l" * 40, "AT_CALLBACK_TOKEN": "a" * 20, "MPESA_ALLOWED_IPS": "196.201.214.200",
 }
 
 
@@ -50,6 +50,14 @@ def test_production_complete():
     ({"LIPA_DATA_KEY": "not-a-fernet-key"}, "LIPA_DATA_KEY"),
     ({"LIPA_DATA_KEY": f"{PROD['LIPA_DATA_KEY']},short"}, "LIPA_DATA_KEY"),
     ({"LIPA_LOOKUP_KEY": "too-short"}, "LIPA_LOOKUP_KEY"),
+    ({**PROD, "AT_CALLBACK_TOKEN": ""}, "AT_CALLBACK_TOKEN"),  # neither it nor AT_ALLOWED_IPS (issue 13)
+    ({**PROD, "LIPA_PROFILE": "sandbox", "AT_CALLBACK_TOKEN": ""}, "AT_CALLBACK_TOKEN"),
+    ({"AT_CALLBACK_TOKEN": "short"}, "AT_CALLBACK_TOKEN"),
+    ({"AT_CALLBACK_TOKEN": "a/b" * 8}, "AT_CALLBACK_TOKEN"),
+    ({"AT_ALLOWED_IPS": "10.0.0.1,not-an-ip"}, "AT_ALLOWED_IPS"),
+    ({"MPESA_ALLOWED_IPS": "196.201.214.300"}, "MPESA_ALLOWED_IPS"),
+    ({**PROD, "MPESA_ALLOWED_IPS": ""}, "MPESA_ALLOWED_IPS"),
+    ({**PROD, "LIPA_WEBHOOK_SECRET": "w" * 31}, "LIPA_WEBHOOK_SECRET"),
     ({"LIPA_DATA_KEY": PROD["LIPA_DATA_KEY"], "LIPA_LOOKUP_KEY": PROD["LIPA_DATA_KEY"]}, "LIPA_LOOKUP_KEY"),
 ])
 def test_bad_values_name_the_variable(env, variable):
@@ -65,8 +73,8 @@ def test_personal_data_keys_are_read_and_never_shown():
     assert PROD["LIPA_DATA_KEY"] not in repr(config) and second not in repr(config) and "l" * 40 not in repr(config)
 
 
-@pytest.mark.parametrize("missing", ["LIPA_DATA_KEY", "LIPA_LOOKUP_KEY"])
-def test_production_without_a_personal_data_key_exits_2_naming_it(tmp_path, missing):
+@pytest.mark.parametrize("missing", ["LIPA_DATA_KEY", "LIPA_LOOKUP_KEY", "AT_CALLBACK_TOKEN", "MPESA_ALLOWED_IPS"])
+def test_production_without_a_key_or_an_edge_lock_exits_2_naming_it(tmp_path, missing):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **PROD, missing: "",
            "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
@@ -75,6 +83,16 @@ def test_production_without_a_personal_data_key_exits_2_naming_it(tmp_path, miss
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and missing in lines[0]
     assert not (tmp_path / "x.db").exists()  # refused before touching the database
+
+
+def test_the_edges_outside_local():
+    """An allowlist alone is enough for AT; sandbox may leave MPESA_ALLOWED_IPS empty; local needs neither."""
+    config = load_config({**PROD, "AT_CALLBACK_TOKEN": "", "AT_ALLOWED_IPS": "196.201.214.0/24, 10.0.0.1"})
+    assert config.at_allowed_ips == ("196.201.214.0/24", "10.0.0.1") and not config.at_callback_token
+    assert load_config({**PROD, "LIPA_PROFILE": "sandbox", "MPESA_ALLOWED_IPS": ""}).mpesa_allowed_ips == ()
+    assert "a" * 20 not in repr(load_config(PROD))
+    local = load_config({})
+    assert local.at_callback_token == "" and local.at_allowed_ips == () and len(local.webhook_secret) < 32
 
 
 def test_job_intervals():

@@ -272,7 +272,8 @@ def test_initiator_for_each_profile(tmp_path):
     assert "credential" not in repr(local)
     sandbox = {"LIPA_PROFILE": "sandbox", "MPESA_CONSUMER_KEY": "k", "MPESA_CONSUMER_SECRET": "s",
                "MPESA_CALLBACK_TOKEN": "x" * 16, "LIPA_PUBLIC_URL": "https://lipa.test", "AT_API_KEY": "a",
-               "LIPA_WEBHOOK_SECRET": "w", "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY}
+               "LIPA_WEBHOOK_SECRET": "w" * 32, "AT_CALLBACK_TOKEN": "a" * 16, "LIPA_DATA_KEY": DATA_KEY,
+               "LIPA_LOOKUP_KEY": LOOKUP_KEY}
     with pytest.raises(NotAllowed, match="MPESA_CERT_PATH"):
         cred.initiator_for(load_config(sandbox, read_dotenv=False))
     (tmp_path / "bad.cer").write_text("not a certificate")

@@ -1,47 +1,8 @@
-"""Fixed-window rate limits counted in the database, so every gateway process shares them."""
+"""The database-counted rate limits now live in gateway/http/ratelimit.py, beside the provider endpoints'
+caller guard that needs them too (the channels may not import the API package: that would be a cycle).
+Kept here under the old name for the API's and the pay page's imports."""
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from ..http.ratelimit import Limit, RateLimited, hit, over, prune
 
-from shared.db import retry_locked, write_tx
-from shared.errors import LipaError
-from shared.models import RateLimitBucket
-
-
-class RateLimited(LipaError):
-    http_status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Limit:
-    requests: int
-    window_s: int
-
-
-@retry_locked
-def hit(bucket: str, limit: Limit, *, now: float | None = None) -> None:
-    """Count one request in its window; RateLimited (with Retry-After) once over the limit."""
-    now = time.time() if now is None else now
-    window = int(now // limit.window_s) * limit.window_s
-    with write_tx():
-        (RateLimitBucket.insert(bucket=bucket[:160], window_start=window, hits=1)
-         .on_conflict(conflict_target=[RateLimitBucket.bucket, RateLimitBucket.window_start],
-                      update={RateLimitBucket.hits: RateLimitBucket.hits + 1})
-         .execute())
-        hits = RateLimitBucket.get(RateLimitBucket.bucket == bucket[:160],
-                                   RateLimitBucket.window_start == window).hits
-    if hits > limit.requests:
-        retry_after = max(1, int(window + limit.window_s - now))
-        raise RateLimited(f"Too many requests; retry in {retry_after} s.", retry_after)
-
-
-def prune(older_than_s: int = 86400, *, now: float | None = None) -> int:
-    """Old windows are useless: the retention job drops them."""
-    cutoff = (time.time() if now is None else now) - older_than_s
-    return RateLimitBucket.delete().where(RateLimitBucket.window_start < cutoff).execute()
+__all__ = ["Limit", "RateLimited", "hit", "over", "prune"]

@@ -9,6 +9,7 @@ from shared.models import Merchant, PaymentRequest
 from shared.states import RequestStatus
 
 from ..payments.requests import create_request, set_request_status
+from ..providers.outbound import OutboundPolicy
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .routes_payments import MAX_ID, audit, optional_reason, require_creator, scoped_key
 from ..backoffice.serialize import request_json, reveals
@@ -38,7 +39,8 @@ def create_payment_request():
     def create():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
                              phone=data.get("phone"), expires_in=data.get("expires_in"),
-                             callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant)
+                             callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant,
+                             url_policy=OutboundPolicy.from_config(current_app.extensions["lipa"].config))
         return _json(row, who), 201
 
     return idempotent(create)

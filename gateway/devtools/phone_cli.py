@@ -1,7 +1,8 @@
 """`python run_gateway.py phone 0712345678`: a feature phone in the terminal, for demos and manual tests.
 
 It speaks to a running gateway exactly as Africa's Talking does (USSD hops, inbound SMS) and reads the
-phone's SMS inbox from the built-in Africa's Talking simulator (local profile).
+phone's SMS inbox from the built-in Africa's Talking simulator (local profile). With AT_CALLBACK_TOKEN set
+it posts to /at/<token>/ussd and /at/<token>/sms/inbound, as AT is configured to.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import requests
 
 from shared.phone import normalize_phone, to_international
 
+from ..http.callerguard import at_path
+
 HELP = ("Commands: dial [code] (USSD, default *384*123#), sms <text> (send an SMS to the short code), "
         "inbox (read your SMS), help, quit")
 
@@ -19,9 +22,10 @@ class FeaturePhone:
     """One phone: dials USSD sessions and sends SMS over HTTP, reads the simulated SMS inbox."""
 
     def __init__(self, phone: str, *, gateway_url: str, at_sim_url: str | None, ask=input, say=print,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, at_token: str = ""):
         self.phone = normalize_phone(phone)
         self.gateway_url = gateway_url.rstrip("/")
+        self.at_token = at_token
         self.at_sim_url = at_sim_url
         self.ask, self.say, self.timeout = ask, say, timeout
         self.seen = 0
@@ -38,14 +42,17 @@ class FeaturePhone:
             inputs.append(self.ask("> ").strip())
 
     def _ussd(self, session_id: str, service_code: str, text: str) -> str:
-        response = requests.post(f"{self.gateway_url}/ussd", timeout=self.timeout, data={
+        response = requests.post(self._url("/ussd"), timeout=self.timeout, data={
             "sessionId": session_id, "serviceCode": service_code, "networkCode": "63902",
             "phoneNumber": to_international(self.phone), "text": text})
         return response.text
 
+    def _url(self, path: str) -> str:
+        return self.gateway_url + at_path(self.at_token, path)
+
     def sms(self, text: str) -> None:
         """Send an SMS to the short code; the reply arrives in the inbox."""
-        response = requests.post(f"{self.gateway_url}/sms/inbound", timeout=self.timeout, data={
+        response = requests.post(self._url("/sms/inbound"), timeout=self.timeout, data={
             "from": to_international(self.phone), "to": "22384", "text": text, "networkCode": "63902",
             "id": f"ATXid_phone_{secrets.token_hex(8)}", "date": ""})
         self.say("Sent." if response.status_code == 200 else f"Not sent: {response.text}")

@@ -8,29 +8,23 @@ from flask import Blueprint, current_app, jsonify, request
 from shared.errors import InvalidInput
 
 from ..ingest import inbox
+from ..http.callerguard import MPESA, protect
 from ..http.errors import error_json
 from .c2b import CONFIRMED, SOURCE, apply_c2b, decide_validation, parse_c2b
-from .views import _refuse_caller
 
-bp_c2b = Blueprint("c2b", __name__, url_prefix="/mpesa/c2b")
+bp_c2b = protect(Blueprint("c2b", __name__, url_prefix="/mpesa/c2b"), MPESA)
 log = logging.getLogger(__name__)
 
 
 @bp_c2b.post("/validation/<token>")
 def validation(token: str):
     """Always a 200 with Daraja's JSON (a malformed body is rejected with C2B00016): nothing is stored."""
-    refused = _refuse_caller(token)
-    if refused:
-        return refused
     return jsonify(decide_validation(request.get_data(cache=False)))
 
 
 @bp_c2b.post("/confirmation/<token>")
 def confirmation(token: str):
     """Inbox first (keyed by TransID, so a repeat is one row), answer, then apply in the background."""
-    refused = _refuse_caller(token)
-    if refused:
-        return refused
     body = request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
     remote = request.remote_addr or ""
     try:

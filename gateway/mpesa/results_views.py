@@ -10,10 +10,11 @@ from shared.errors import InvalidInput
 
 from ..ingest import inbox
 from ..refunds.results import RESULT_SOURCE, TIMEOUT_SOURCE, apply_result, apply_timeout, dedupe_key, parse_result
+from ..http.callerguard import MPESA, protect
 from ..http.errors import error_json
-from .views import ACCEPTED, _refuse_caller
+from .views import ACCEPTED
 
-bp_results = Blueprint("mpesa_results", __name__, url_prefix="/mpesa")
+bp_results = protect(Blueprint("mpesa_results", __name__, url_prefix="/mpesa"), MPESA)
 log = logging.getLogger(__name__)
 
 
@@ -29,9 +30,6 @@ def queue_timeout(token: str):
 
 def _receive(token: str, *, timeout: bool):
     """Stored first (a malformed body too, marked REJECTED), then 200, then applied idempotently."""
-    refused = _refuse_caller(token)
-    if refused:
-        return refused
     body = request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
     source, applier = (TIMEOUT_SOURCE, apply_timeout) if timeout else (RESULT_SOURCE, apply_result)
     remote = request.remote_addr or ""

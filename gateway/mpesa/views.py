@@ -1,4 +1,5 @@
-"""Daraja's callbacks. Thin: check the token, store the raw body and apply it in one transaction, answer."""
+"""Daraja's callbacks. Thin: the caller is checked first (gateway/http/callerguard.py), then the raw body
+is stored and applied in one transaction, then answered."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +9,12 @@ from flask import Blueprint, current_app, jsonify, request
 from shared.errors import InvalidInput
 
 from ..ingest import inbox
+from ..http.callerguard import MPESA, protect
 from ..http.errors import error_json
 from . import late_success
 from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
-from ..providers.daraja.urls import token_matches
 
-bp = Blueprint("mpesa", __name__, url_prefix="/mpesa")
+bp = protect(Blueprint("mpesa", __name__, url_prefix="/mpesa"), MPESA)
 log = logging.getLogger(__name__)
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 
@@ -22,25 +23,9 @@ def _services():
     return current_app.extensions["lipa"]
 
 
-def _refuse_caller(token: str):
-    """404 for a wrong token (as if the URL did not exist), 403 for an address not on the allowlist."""
-    services = _services()
-    if not token_matches(token, services.callback_token):
-        log.warning("callback with a wrong token from %s refused", request.remote_addr)
-        return error_json("not_found", "Not found.", 404)
-    allowed = services.config.mpesa_allowed_ips
-    if allowed and request.remote_addr not in allowed:
-        log.warning("callback from %s not on MPESA_ALLOWED_IPS refused", request.remote_addr)
-        return error_json("forbidden", "Caller not allowed.", 403)
-    return None
-
-
 @bp.post("/stk/callback/<token>")
 def stk_callback(token: str):
     """Store and apply in one write transaction, then answer: a callback costs one commit before its 200."""
-    refused = _refuse_caller(token)
-    if refused:
-        return refused
     body = request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
     remote = request.remote_addr or ""
     try:

@@ -31,6 +31,7 @@ from shared.models import Notification
 from shared.phone import mask_phone
 from shared.timeutil import utcnow
 
+from . import webhook_secrets
 from .alerts import raise_alert
 from ..providers.africastalking import SmsPermanent, SmsRetryable
 from ..providers.webhooks import WebhookPermanent, WebhookRetryable
@@ -194,7 +195,9 @@ class Dispatcher:
             return {"provider_message_id": message_id, "provider_status": result.status[:40],
                     "cost": result.cost[:32]}
         if row.channel == "webhook":
-            status = self.webhooks.send(row.recipient, row.body)
+            # the request's merchant's own secret(s), or None: the sender's LIPA_WEBHOOK_SECRET (issue 13)
+            signers = webhook_secrets.for_notification(row, now=self.clock())
+            status = self.webhooks.send(row.recipient, row.body, secrets=signers)
             return {"provider_status": f"HTTP {status}"}
         raise UnsupportedChannel(f"no sender for channel {row.channel!r}")
 

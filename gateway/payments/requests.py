@@ -18,6 +18,7 @@ from shared.text import clean
 from shared.timeutil import iso, utcnow
 
 from ..notify import outbox
+from ..providers.outbound import OutboundPolicy
 from .service import check_account
 from .unexpected import handle_unexpected
 
@@ -29,12 +30,13 @@ MAX_EXPIRES_IN = 90 * 24 * 3600
 @retry_locked
 def create_request(*, amount=None, account, description: str = "", phone=None, expires_in: int | None = None,
                    callback_url: str | None = None, idempotency_key: str | None = None,
-                   merchant=None) -> PaymentRequest:
-    """Open a request with a fresh six-digit code; amount None lets the customer choose it."""
+                   merchant=None, url_policy: OutboundPolicy | None = None) -> PaymentRequest:
+    """Open a request with a fresh six-digit code; amount None lets the customer choose it. ``url_policy``
+    (the configured OutboundPolicy) says where ``callback_url`` may point; by default, the local rule."""
     values = dict(
         amount=None if amount is None else parse_amount(amount), account=check_account(account),
         description=clean(description, 100), phone=normalize_phone(phone) if phone else None,
-        expires_at=_expiry(expires_in), callback_url=_check_url(callback_url),
+        expires_at=_expiry(expires_in), callback_url=_check_url(callback_url, url_policy),
         idempotency_key=idempotency_key, merchant=merchant, status=R.OPEN.value,
     )
     for _ in range(10):
@@ -65,12 +67,9 @@ def _expiry(expires_in):
     return utcnow() + timedelta(seconds=expires_in)
 
 
-def _check_url(url):
-    if url is None or url == "":
-        return None
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 500:
-        raise InvalidInput("callback_url must be an http(s) URL of at most 500 characters.", code="invalid_url")
-    return url
+def _check_url(url, policy: OutboundPolicy | None):
+    """Where the webhook may go (SSRF, issue 13): checked now, and again when it connects."""
+    return (policy or OutboundPolicy()).check_url(url)
 
 
 def set_request_status(req: PaymentRequest, to: RequestStatus | str, *, payment: Payment | None = None) -> None:

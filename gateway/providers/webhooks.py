@@ -1,7 +1,8 @@
 """Signed merchant webhooks, Stripe style: ``Lipa-Signature: t=<unix ts>,v1=<hex HMAC-SHA256>``.
 
 The HMAC covers ``f"{t}."`` followed by the exact body bytes, so a merchant can check both who sent
-it and that it is fresh. ``verify`` is a pure function merchants (and tests) can copy.
+it and that it is fresh. ``verify`` is a pure function merchants (and tests) can copy. While a merchant's
+secret is being rotated the header carries one ``v1=`` per live secret (gateway/notify/webhook_secrets.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 import requests
 
 from shared.errors import LipaError, ProviderError
+
+from .outbound import OutboundPolicy, OutboundRefused, pinned_session
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={int(timestamp)},v1={_digest(secret, int(timestamp), _as_bytes(body))}"
 
 
+def sign_all(secrets: list[str], timestamp: int, body: bytes) -> str:
+    """One header with a v1 signature per secret, newest first: a receiver checks any one it holds."""
+    data = _as_bytes(body)
+    return ",".join([f"t={int(timestamp)}"] + [f"v1={_digest(secret, int(timestamp), data)}" for secret in secrets])
+
+
 def _parse(header: str | None) -> tuple[int, list[str]]:
     """(timestamp, v1 signatures) from a header; several v1 entries are allowed (secret rotation)."""
     timestamp, signatures = None, []
@@ -101,24 +110,30 @@ def verify(secret: str, header: str | None, body, *, tolerance: int = DEFAULT_TO
 
 
 class WebhookSender:
-    """POSTs signed JSON events to merchants; raises WebhookRetryable/WebhookPermanent unless 2xx."""
+    """POSTs signed JSON events to merchants; raises WebhookRetryable/WebhookPermanent unless 2xx.
+
+    With a ``policy`` (the app passes the configured one) every connection is vetted when it is opened
+    and made to the vetted address (gateway/providers/outbound.py); without one, any URL is called."""
 
     def __init__(self, *, secret: str, timeout=(3.05, 10), session: requests.Session | None = None,
-                 clock=time.time):
+                 clock=time.time, policy: OutboundPolicy | None = None):
         self._secret = secret
         self.timeout = timeout
-        self.session = session
+        self.session = session if session is not None or policy is None else pinned_session(policy)
         self.clock = clock
 
     def __repr__(self) -> str:
         return f"WebhookSender(timeout={self.timeout!r})"
 
-    def send(self, url: str, body: str) -> int:
-        """Deliver one event body (exact bytes signed); returns the merchant's 2xx status."""
+    def send(self, url: str, body: str, secrets: list[str] | None = None) -> int:
+        """Deliver one event body (exact bytes signed with ``secrets``, by default the sender's own
+        LIPA_WEBHOOK_SECRET); returns the merchant's 2xx status."""
+        if secrets is not None and not secrets:
+            raise WebhookRetryable("the merchant has no webhook secret yet (rotate-webhook-secret --name …)")
         data = _as_bytes(body)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, int(self.clock()), data),
+            SIGNATURE_HEADER: sign_all(secrets or [self._secret], int(self.clock()), data),
             "User-Agent": USER_AGENT,
         }
         status = self._post(url, data, headers)
@@ -138,5 +153,8 @@ class WebhookSender:
                 return response.status_code
         except _BAD_URL_ERRORS as exc:
             raise WebhookPermanent(f"unusable URL ({type(exc).__name__})") from None
+        except OutboundRefused as exc:  # at connect time: e.g. the name now resolves to 127.0.0.1
+            log.warning("webhook to %s refused: %s", urlsplit(url).hostname, exc.message)
+            raise WebhookPermanent(f"refused: {exc.message}") from None
         except requests.RequestException as exc:
             raise WebhookRetryable(f"unreachable ({type(exc).__name__})") from None

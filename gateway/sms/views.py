@@ -13,10 +13,11 @@ from flask import Blueprint, current_app, jsonify, request
 from shared.errors import InvalidInput
 
 from ..ingest import inbox
+from ..http.callerguard import AT, protect
 from ..http.errors import error_json
 from . import commands, delivery
 
-bp = Blueprint("sms", __name__, url_prefix="/sms")
+bp = protect(Blueprint("sms", __name__, url_prefix="/sms"), AT)  # under /at/<token> when AT_CALLBACK_TOKEN is set
 log = logging.getLogger(__name__)
 
 

@@ -14,11 +14,12 @@ from werkzeug.exceptions import HTTPException
 from shared.errors import InvalidInput, LipaError
 from shared.phone import mask_phone, normalize_phone
 
+from ..http.callerguard import AT, protect
 from ..payments.service import send_push
 from ..texts import ussd as texts
 from .menu import Hop, Reply, handle
 
-bp = Blueprint("ussd", __name__)
+bp = protect(Blueprint("ussd", __name__), AT)  # under /at/<token> when AT_CALLBACK_TOKEN is set
 log = logging.getLogger(__name__)
 FAILURE = "END " + texts.t("en", "failure")
 SESSION_ID_MAX = 100

@@ -73,6 +73,12 @@ def _v11_verifications(database) -> None:
     database.create_tables([m.Verification, m.Approval], safe=True)
 
 
+def _v12_webhook_secrets(database) -> None:
+    """Issue 13: a webhook signing secret per merchant, sealed (one shared secret let each merchant forge
+    the others' events)."""
+    database.create_tables([m.WebhookSecret], safe=True)
+
+
 def _v14_money_collected(database) -> None:
     """Issue 12: the dashboard's money is dated by when M-Pesa said it was paid, so collected money is a
     range scan of (completed_at, status, amount, refunded_amount), and completed refunds of (status, updated_at)."""
@@ -194,7 +200,7 @@ def _v10_late_callbacks(database) -> None:
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
-    (10, _v10_late_callbacks), (11, _v11_verifications), (14, _v14_money_collected),
+    (10, _v10_late_callbacks), (11, _v11_verifications), (12, _v12_webhook_secrets), (14, _v14_money_collected),
     (15, _v15_background_imports),
 ]
 

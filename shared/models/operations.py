@@ -166,6 +166,16 @@ class ApiKey(BaseModel):
     created_at = pw.DateTimeField(default=utcnow)
 
 
+class WebhookSecret(BaseModel):
+    """A merchant's webhook signing secret (issue 13), sealed: each merchant verifies only its own events.
+    A rotated secret keeps signing beside its successor until ``retires_at`` (24 h), then never again."""
+
+    merchant = pw.ForeignKeyField(Merchant, backref="webhook_secrets", index=True)
+    secret = SealedText()
+    created_at = pw.DateTimeField(default=utcnow)
+    retires_at = pw.DateTimeField(null=True)
+
+
 class IdempotencyRecord(BaseModel):
     """The first answer to a request with an Idempotency-Key, replayed for the same key and body."""
 

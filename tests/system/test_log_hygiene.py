@@ -155,7 +155,7 @@ def _day(run: Run, env, tmp_path, hook_url: str) -> dict:
                   "--role", "admin")
     _cli(env, tmp_path, "create-staff", "--username", "eve", "--password", SECRETS["viewer password"],
          "--role", "viewer")
-    api_key = _cli(env, tmp_path, "create-api-key", "--name", "Clinic")[0].strip()
+    api_key = _cli(env, tmp_path, "create-api-key", "--name", "Clinic")[0].splitlines()[0].removeprefix("api_key: ")
     admin = {"Authorization": "Bearer " + run.post("/api/v1/auth/login", json={
         "username": "ops", "password": SECRETS["admin password"]}).json()["token"]}
     viewer = {"Authorization": "Bearer " + run.post("/api/v1/auth/login", json={
