@@ -105,7 +105,7 @@ def idempotent(create):
         return jsonify(body), status
     if len(key) > 200:
         raise InvalidInput("Idempotency-Key must be at most 200 characters.", code="invalid_idempotency_key")
-    scope = principal().actor
+    scope = principal().scope
     digest = hashlib.sha256(request.get_data()).hexdigest()
     stored = IdempotencyRecord.get_or_none(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
     if stored is None:

@@ -48,7 +48,18 @@ class Principal:
 
     @property
     def actor(self) -> str:
+        """For people reading the audit log: staff:amina, merchant:Acme."""
         return f"{self.kind}:{self.name}"
+
+    @property
+    def scope(self) -> str:
+        """For keys that must never collide: merchant:7 (a name may contain the separator, an id cannot)."""
+        return f"{self.kind}:{self.id}"
+
+    def require_reader(self) -> None:
+        """Merchant keys (which then see only their own rows) and staff of any role may read."""
+        if self.kind != "merchant":
+            self.require("viewer")
 
     def require(self, role: str) -> None:
         """Staff of at least `role` (viewer < operator < admin); merchants are never staff."""

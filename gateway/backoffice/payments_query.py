@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from shared.errors import InvalidInput
-from shared.models import Payment
+from shared.models import Payment, PaymentRequest
 from shared.phone import normalize_phone
 from shared.states import PaymentStatus
 
@@ -142,13 +142,22 @@ def _conditions(f: PaymentFilters) -> list:
     return conds
 
 
-def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50):
-    """(payments newest first, the id to continue below or None).
+def of_merchant(merchant_id: int):
+    """The payments a merchant may read: those its key created and those that paid its payment requests."""
+    its_requests = PaymentRequest.select(PaymentRequest.id).where(PaymentRequest.merchant == merchant_id)
+    return (Payment.merchant == merchant_id) | (Payment.request.in_(its_requests))
+
+
+def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50,
+                  merchant_id: int | None = None):
+    """(payments newest first, the id to continue below or None); with ``merchant_id`` only that merchant's.
 
     Without a time filter: ORDER BY id DESC, WHERE id < cursor. With from/to: ORDER BY created_at DESC, id DESC,
     continuing after the cursor's row, so the created_at index yields the page already in order (id order
     would make the database fetch and sort the whole period first)."""
     conds = _conditions(filters)
+    if merchant_id is not None:
+        conds.append(of_merchant(merchant_id))
     timed = filters.since is not None or filters.until is not None
     if before_id is not None:
         last = Payment.get_or_none(Payment.id == before_id) if timed else None

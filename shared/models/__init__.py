@@ -3,8 +3,8 @@ gathered here so ``from shared.models import Payment`` and ``ALL_MODELS`` work e
 from __future__ import annotations
 
 from .operations import (
-    Alert, ApiKey, Approval, AuditLog, IdempotencyRecord, JobRun, JobState, ProviderToken, RateLimitBucket,
-    ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
+    Alert, ApiKey, Approval, AuditLog, IdempotencyRecord, JobRun, JobState, LoginFailure, ProviderToken,
+    RateLimitBucket, ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
 )
 from .payments import (
     InboxMessage, JSONText, LateCallback, Merchant, Notification, Payment, PaymentEvent, PaymentRequest,
@@ -16,6 +16,7 @@ ALL_MODELS = [
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
     IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval, LateCallback,
+    LoginFailure,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

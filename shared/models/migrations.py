@@ -73,6 +73,17 @@ def _v11_verifications(database) -> None:
     database.create_tables([m.Verification, m.Approval], safe=True)
 
 
+def _v13_staff_and_merchants(database) -> None:
+    """Issue 13: payments remember the merchant that created them (merchants read their own), tokens their
+    last use (the idle timeout), failed logins are counted, and the cached Daraja token is sealed: the
+    clear one stored so far is dropped (the next STK push fetches a new one)."""
+    _add_columns(database, m.Payment, ["merchant"])
+    database.execute_sql("CREATE INDEX IF NOT EXISTS payment_merchant_id ON payment (merchant_id)")
+    _add_columns(database, m.StaffToken, ["last_used_at"])
+    database.create_tables([m.LoginFailure], safe=True)
+    m.ProviderToken.delete().execute()
+
+
 # Tables with sealed columns, and the clear-text indexes migration 9 replaces by look-up hash ones.
 SEALED_MODELS = (m.Payment, m.PaymentRequest, m.Notification, m.PaymentEvent, m.InboxMessage, m.UssdSession,
                  m.PhonePreference, m.StatementLine, m.IdempotencyRecord)
@@ -165,7 +176,8 @@ def _add_columns(database, model, names: list[str]) -> None:
     table = model._meta.table_name
     present = {c.name for c in database.get_columns(table)}
     migrator = SchemaMigrator.from_database(database)
-    ops = [migrator.add_column(table, name, model._meta.fields[name]) for name in names if name not in present]
+    ops = [migrator.add_column(table, name, model._meta.fields[name]) for name in names
+           if model._meta.fields[name].column_name not in present]
     if ops:
         migrate(*ops)
 
@@ -180,7 +192,7 @@ def _v10_late_callbacks(database) -> None:
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
-    (10, _v10_late_callbacks), (11, _v11_verifications),
+    (10, _v10_late_callbacks), (11, _v11_verifications), (13, _v13_staff_and_merchants),
 ]
 
 
