@@ -103,11 +103,11 @@ def test_login_is_rate_limited_with_retry_after(client, staff):
 def test_create_staff_and_key_commands(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     run = [sys.executable, str(ROOT / "run_gateway.py")]
-    ok = subprocess.run(run + ["create-staff", "--username", "amina", "--password", "s3cret-pass", "--role",
-                               "admin"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and "amina" in ok.stdout and "s3cret-pass" not in ok.stdout + ok.stderr
-    again = subprocess.run(run + ["create-staff", "--username", "amina", "--password", "s3cret-pass", "--role",
-                                  "admin"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(run + ["create-staff", "--username", "amina", "--password", "s3cret-passphrase",
+                               "--role", "admin"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "amina" in ok.stdout and "s3cret-passphrase" not in ok.stdout + ok.stderr
+    again = subprocess.run(run + ["create-staff", "--username", "amina", "--password", "s3cret-passphrase",
+                                  "--role", "admin"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "already exists" in again.stderr
     key = subprocess.run(run + ["create-api-key", "--name", "Bus Co"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)

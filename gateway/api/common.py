@@ -40,10 +40,11 @@ def _who_and_how_often():
     group = {"api.login": "login", "api.events": "events"}.get(
         request.endpoint or "", "read" if request.method == "GET" else "write")
     client = request.remote_addr or "?"
+    lipa = current_app.extensions["lipa"]
     if request.endpoint not in PUBLIC:
-        g.principal = authenticate(request.headers.get("Authorization"))
+        g.principal = authenticate(request.headers.get("Authorization"), idle_s=lipa.config.session_idle_s)
         client = g.principal.actor
-    if current_app.extensions["lipa"].config.api_rate_limits:
+    if lipa.config.api_rate_limits:
         hit(f"{group}:{client}", LIMITS[group])
 
 

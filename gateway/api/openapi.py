@@ -231,6 +231,15 @@ def document(server_url: str = "/api/v1") -> dict:
         "/auth/login": {"post": op("Staff login: a bearer token for 12 hours", tag="auth", body=login,
                                    schema=obj({"token": STR, "role": STR, "expires_at": TIME}, closed=False),
                                    errors="400 401 415 429", public=True)},
+        "/auth/logout": {"post": {**op("End this staff session: the token stops working at once", tag="auth",
+                                       errors="401 403 429"),
+                                  "responses": {"204": {"description": "Logged out"},
+                                                **{c: {"$ref": f"#/components/responses/E{c}"} for c in
+                                                   ("401", "403", "429")}}}},
+        "/auth/password": {"post": op(
+            "Change this staff member's password (12+ characters, not the username, not a common one); "
+            "their other sessions end", tag="auth", body=obj({"current": STR, "new": STR}),
+            schema=obj({"changed": {"type": "boolean"}, "sessions_ended": INT}), errors="400 401 403 415 429")},
         "/openapi.json": {"get": op("This document", tag="meta", errors="", public=True)},
         **_payments(), **_requests(), **_ops(),
     }
