@@ -13,6 +13,7 @@ from gateway.refunds import service as refunds_service
 from shared.db import for_update, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound, ProviderError
 from shared.models import AuditLog, Notification, Payment, PhonePreference
+from shared.phone import mask_phone
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
@@ -23,6 +24,7 @@ from ..payments import flags, resolution, service, verification
 from ..payments.transitions import record
 from ..payments.verification import verification_json
 from ..backoffice import timeline
+from .ratelimit import Limit, hit
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from ..backoffice.payments_query import list_payments, of_merchant, parse_filters
 from ..backoffice.serialize import notification_json, payment_json, refund_json, reveals
@@ -102,11 +104,22 @@ def list_payments_route():
     who.require_reader()
     filters = parse_filters(request.args)
     before, limit = decode_cursor(request.args.get("cursor")), page_limit()
+    if filters.phone and who.kind == "staff" and not reveals(who):
+        _viewer_phone_search(who, filters.phone)
     rows, next_id = list_payments(filters, before_id=before, limit=limit,
                                   merchant_id=who.id if who.kind == "merchant" else None)
     reveal = reveals(who)
     return {"items": [payment_json(p, reveal=reveal) for p in rows],
             "next_cursor": encode_cursor(next_id) if next_id else None}
+
+
+def _viewer_phone_search(who, phone: str) -> None:
+    """A viewer sees phones masked; searching by phone=… would unmask them one guess at a time, so each
+    search is audited (the phone masked) and LIPA_VIEWER_PHONE_SEARCHES_PER_H a viewer may make an hour."""
+    per_hour = services().config.viewer_phone_searches_per_h
+    hit(f"phone-search:{who.scope}", Limit(per_hour, 3600))
+    with write_tx():
+        audit("phone_search", who.id, target_type="staff", details={"phone": mask_phone(phone)})
 
 
 @bp.get("/payments/<int:payment_id>")
