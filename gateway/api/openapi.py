@@ -144,6 +144,12 @@ def _ops() -> dict:
     statement = {"multipart/form-data": {"schema": obj({"file": {"type": "string", "format": "binary"}})},
                  "text/csv": {"schema": STR}}
     return {
+        "/audit": {"get": op(
+            "Every audit row, newest first: who (actor), what (action, target), when, why (reason) (admin)",
+            tag="ops", schema=page_of("AuditEntry"), errors="400 401 403",
+            params=(*[query(name, STR, "exact match") for name in ("actor", "action", "target_type", "target_id")],
+                    query("from", STR, "ISO date or date-time (UTC)"), query("to", STR, "ISO date (inclusive) or "
+                                                                                "date-time"), CURSOR, LIMIT))},
         "/stats": {"get": op("Dashboard numbers for a period (Nairobi days; default today)", tag="ops",
                              schema=ref("Stats"), params=(query("from", STR, "ISO date (Nairobi) or date-time"),
                                                           query("to", STR, "ISO date, inclusive, or date-time")))},
@@ -209,6 +215,8 @@ def _schemas() -> dict:
                       "created_at": TIME}, closed=False),
         "FeedItem": obj({"type": {"enum": ["payment_event", "alert", "notification"]}, "id": INT, "at": TIME},
                         closed=False),
+        "AuditEntry": obj({"id": INT, "actor": STR, "action": STR, "target_type": STR, "target_id": STR,
+                           "reason": STR, "created_at": TIME}, closed=False),
         "JobRun": obj({"id": INT, "job": STR, "trigger": STR, "outcome": STR}, closed=False),
         "ReconException": obj({"id": INT, "kind": STR, "status": STR}, closed=False),
         "Verification": obj({"id": INT, "receipt": STR, "amount": INT, "purpose": STR,

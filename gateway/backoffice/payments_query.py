@@ -38,7 +38,7 @@ def parse_filters(args, extra: tuple = ("limit", "cursor")) -> PaymentFilters:
     unknown = sorted(set(args) - set(FILTERS) - set(extra))
     if unknown:
         raise _bad(unknown[0], "is not a filter of this list")
-    since, until = _time(args, "from", end=False), _time(args, "to", end=True)
+    since, until = parse_time(args, "from", end=False), parse_time(args, "to", end=True)
     if since and until and since >= until:
         raise _bad("from", "must be before to")
     return PaymentFilters(
@@ -103,7 +103,7 @@ def _flag(raw: str | None) -> bool | None:
     return raw.lower() == "true"
 
 
-def _time(args, name: str, *, end: bool) -> datetime | None:
+def parse_time(args, name: str, *, end: bool) -> datetime | None:
     """An ISO date or date-time to naive UTC."""
     raw = args.get(name)
     if raw is None or raw == "":
@@ -167,10 +167,15 @@ def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limi
             conds.append(Payment.created_at <= last.created_at)
             conds.append((Payment.created_at < last.created_at) | (Payment.id < before_id))
     order = (Payment.created_at.desc(), Payment.id.desc()) if timed else (Payment.id.desc(),)
-    query = Payment.select().order_by(*order).limit(limit + 1)
+    return keyset_page(Payment.select().order_by(*order), conds, limit)
+
+
+def keyset_page(query, conds: list, limit: int):
+    """(up to ``limit`` rows of the ordered query under conds, the last row's id when more follow, else None):
+    one row more than asked is read to know whether there is a next page."""
     if conds:
         query = query.where(*conds)
-    rows = list(query)
+    rows = list(query.limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more else None)
