@@ -185,8 +185,8 @@ class LoginFailure(BaseModel):
 
     key = pw.CharField(max_length=160, unique=True)
     failures = pw.IntegerField(default=0)
-    locked_until = pw.FloatField(default=0)  # Unix time
-    last_failure_at = pw.FloatField(default=0)
+    locked_until = pw.DoubleField(default=0)  # Unix time (a PostgreSQL REAL would round it to minutes)
+    last_failure_at = pw.DoubleField(default=0)
 
 
 class Setting(BaseModel):
