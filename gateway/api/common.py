@@ -49,7 +49,7 @@ def _who_and_how_often():
     g.principal = _authenticated(request.remote_addr or "?")
     if limits_on():
         group = "events" if request.endpoint == "api.events" else "read" if request.method == "GET" else "write"
-        hit(f"{group}:{g.principal.actor}", LIMITS[group])
+        hit(f"{group}:{g.principal.scope}", LIMITS[group])
 
 
 def _authenticated(address: str) -> Principal:

@@ -77,13 +77,15 @@ def _payments() -> dict:
     receipt = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}, "text/plain": {"schema": STR}}
     return {
         "/payments": {
-            "get": op("List payments, newest first", tag="payments", schema=page_of("Payment"),
+            "get": op("List payments, newest first (a merchant key: only its own)", tag="payments",
+                      schema=page_of("Payment"),
                       params=(*filters, CURSOR, LIMIT)),
             "post": op("Start a payment (STK push)", tag="payments", ok="201", schema=ref("Payment"),
                        params=(IDEMPOTENCY,), body=obj({"phone": STR, "amount": INT, "account": STR}),
                        errors="400 401 403 409 415 429"),
         },
-        "/payments/{payment_id}": {"get": op("A payment with its timeline, callbacks, messages and refunds",
+        "/payments/{payment_id}": {"get": op("A payment with its timeline, callbacks, messages and refunds "
+                                             "(a merchant key: its own payment, without them)",
                                              tag="payments", schema=ref("Payment"), params=(pid,),
                                              errors="401 403 404")},
         "/payments/{payment_id}/receipt": {"get": op(
@@ -124,7 +126,8 @@ def _requests() -> dict:
     optional = {"description": STR, "phone": STR, "expires_in": INT, "callback_url": STR}
     return {
         "/payment-requests": {
-            "get": op("List payment requests, newest first", tag="payment-requests", schema=page_of("PaymentRequest"),
+            "get": op("List payment requests, newest first (a merchant key: only its own)", tag="payment-requests",
+                      schema=page_of("PaymentRequest"),
                       params=(query("status", {"enum": [s.value for s in RequestStatus]}), CURSOR, LIMIT)),
             "post": op("Open a payment request with a code customers type", tag="payment-requests", ok="201",
                        schema=ref("PaymentRequest"), params=(IDEMPOTENCY,),
