@@ -76,8 +76,13 @@ def _v11_verifications(database) -> None:
 def _v13_staff_and_merchants(database) -> None:
     """Issue 13: payments remember the merchant that created them (merchants read their own), tokens their
     last use (the idle timeout), failed logins are counted, and the cached Daraja token is sealed: the
-    clear one stored so far is dropped (the next STK push fetches a new one)."""
+    clear one stored so far is dropped (the next STK push fetches a new one). Stored idempotent answers move
+    from the caller's name to its id (their new scope), so a retry sent across the upgrade still replays."""
     _add_columns(database, m.Payment, ["merchant"])
+    for kind, model, name in (("merchant", m.Merchant, m.Merchant.name), ("staff", m.Staff, m.Staff.username)):
+        for row_id, row_name in model.select(model.id, name).tuples():
+            (m.IdempotencyRecord.update(scope=f"{kind}:{row_id}")
+             .where(m.IdempotencyRecord.scope == f"{kind}:{row_name}").execute())
     database.execute_sql("CREATE INDEX IF NOT EXISTS payment_merchant_id ON payment (merchant_id)")
     _add_columns(database, m.StaffToken, ["last_used_at"])
     database.create_tables([m.LoginFailure], safe=True)
