@@ -24,13 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="migrate, then run only the scheduled jobs until SIGINT/SIGTERM")
     staff = sub.add_parser("create-staff", help="add a back-office user")
     staff.add_argument("--username", required=True)
-    staff.add_argument("--password", required=True)
+    secret = staff.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="for scripts only: shows in ps and shell history")
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     staff.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     key = sub.add_parser("create-api-key", help="a merchant API key and its first webhook secret (printed once)")
     key.add_argument("--name", required=True)
     whsec = sub.add_parser("rotate-webhook-secret",
                            help="a new webhook signing secret for a merchant (the old one signs too for 24 h)")
     whsec.add_argument("--name", required=True)
+    deactivate = sub.add_parser("deactivate-staff", help="a staff member can no longer sign in; sessions end")
+    deactivate.add_argument("--username", required=True)
+    revoke = sub.add_parser("revoke-api-key", help="every key of a merchant stops working")
+    revoke.add_argument("--name", required=True)
     c2b = sub.add_parser("register-c2b", help="register the C2B confirmation and validation URLs with Daraja")
     c2b.add_argument("--confirmation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
     c2b.add_argument("--validation-url", help="public URL (default: this gateway's, from LIPA_PUBLIC_URL)")
@@ -64,7 +70,7 @@ def main(argv=None) -> int:
         config = load_config()
         if args.command == "migrate":
             return _migrate(config)
-        if args.command in ("create-staff", "create-api-key", "rotate-webhook-secret"):
+        if args.command in ACCOUNT_COMMANDS:
             return _accounts(config, args)
         if args.command == "register-c2b":
             return _register_c2b(config, args)
@@ -131,42 +137,77 @@ def _rotate_keys(config, args) -> int:
     return 0
 
 
+ACCOUNT_COMMANDS = ("create-staff", "create-api-key", "deactivate-staff", "revoke-api-key",
+                    "rotate-webhook-secret")
+
+
 def _accounts(config, args) -> int:
-    """create-staff / create-api-key / rotate-webhook-secret: a clear one-line error for bad input, exit 1."""
+    """The account commands: a clear one-line error for bad input (or an unknown name), exit code 1."""
     from shared.db import db
-    from shared.errors import InvalidInput
+    from shared.errors import InvalidInput, NotFound
 
-    from .backoffice import auth
-    from .notify import webhook_secrets
-
+    try:
+        password = _staff_password(args) if args.command == "create-staff" else None
+    except (EOFError, KeyboardInterrupt, ValueError) as exc:
+        print(f"lipa: {exc or 'no password given'}", file=sys.stderr)
+        return 1
     _open_database(config)
     with db.connection_context():
         try:
-            if args.command == "create-staff":
-                staff = auth.create_staff(args.username, args.password, args.role)
-                print(f"staff member {staff.username} created with role {staff.role}")
-            elif args.command == "rotate-webhook-secret":
-                print(f"webhook_secret: {webhook_secrets.rotate(args.name)}")
-                print("the previous secret signs beside it for 24 h, then stops", file=sys.stderr)
-            else:
-                _print_api_key(args.name)
-        except InvalidInput as exc:
+            print(_account_command(args, password))
+        except (InvalidInput, NotFound) as exc:
             print(f"lipa: {exc.message}", file=sys.stderr)
             return 1
     return 0
 
 
-def _print_api_key(name: str) -> None:
+def _account_command(args, password: str | None) -> str:
+    from .backoffice import auth, sessions
+    from .notify import webhook_secrets
+
+    if args.command == "create-staff":
+        staff = auth.create_staff(args.username, password, args.role)
+        return f"staff member {staff.username} created with role {staff.role}"
+    if args.command == "deactivate-staff":
+        ended = sessions.deactivate_staff(args.username)
+        return f"staff member {args.username} deactivated; {ended} session(s) ended"
+    if args.command == "revoke-api-key":
+        revoked = sessions.revoke_api_keys(args.name)
+        return f"{revoked} key(s) of merchant {args.name} revoked"
+    if args.command == "rotate-webhook-secret":
+        print("the previous secret signs beside it for 24 h, then stops", file=sys.stderr)
+        return f"webhook_secret: {webhook_secrets.rotate(args.name)}"
+    return _api_key_lines(args.name)
+
+
+def _api_key_lines(name: str) -> str:
     """The key, and the merchant's first webhook secret: each shown this once, never stored in clear."""
     from shared.models import Merchant
 
     from .backoffice import auth
     from .notify import webhook_secrets
 
-    print(f"api_key: {auth.create_api_key(name)}")
+    key = auth.create_api_key(name)
     secret = webhook_secrets.issue_first(Merchant.get(Merchant.name == name.strip()))
-    print(f"webhook_secret: {secret}" if secret else
-          "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)")
+    return f"api_key: {key}\n" + (f"webhook_secret: {secret}" if secret else
+                                  "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)")
+
+
+def _staff_password(args) -> str:
+    """--password (scripts), --password-stdin (its first line), else asked twice without echo."""
+    import getpass
+
+    if args.password is not None:
+        return args.password
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError("no password on standard input")
+        return line.rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
 
 
 def _register_c2b(config, args) -> int:

@@ -22,6 +22,7 @@ JOB_NAMES = (
 SECRET_FIELDS = frozenset({
     "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
     "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key", "at_callback_token",
+    "metrics_token",
 })
 MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth the name
 
@@ -72,6 +73,10 @@ class Config:
     trusted_proxies: int = 0  # LIPA_TRUSTED_PROXIES: reverse proxies in front, whose X-Forwarded-For is believed
     bench_endpoints: bool = False  # LIPA_BENCH_ENDPOINTS=1: GET /bench/hello for the benchmarks only
     merchant_name: str = ""
+    # Staff sessions and limits (issue 13)
+    session_idle_s: int = 1800  # LIPA_SESSION_IDLE_S: a staff token unused this long stops working
+    viewer_phone_searches_per_h: int = 30  # LIPA_VIEWER_PHONE_SEARCHES_PER_H: phone= searches by a viewer
+    metrics_token: str = ""  # LIPA_METRICS_TOKEN: when set, /metrics needs Authorization: Bearer <it>
     job_intervals: dict = field(default_factory=dict)
     # Personal data at rest (shared/crypto.py): Fernet keys, the first seals; the look-up hash key.
     data_keys: tuple = ()
@@ -211,6 +216,9 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         trusted_proxies=_int(env, "LIPA_TRUSTED_PROXIES", 0, minimum=0),
         bench_endpoints=_bool(env, "LIPA_BENCH_ENDPOINTS", False),
         merchant_name=(env.get("LIPA_MERCHANT_NAME") or "").strip()[:60],
+        session_idle_s=_int(env, "LIPA_SESSION_IDLE_S", 1800, minimum=60),
+        viewer_phone_searches_per_h=_int(env, "LIPA_VIEWER_PHONE_SEARCHES_PER_H", 30),
+        metrics_token=(env.get("LIPA_METRICS_TOKEN") or "").strip(),
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES
@@ -250,6 +258,8 @@ def _check(config: Config) -> None:
         raise ConfigError("MPESA_TILL_NUMBER", "is required when MPESA_TRANSACTION_TYPE=CustomerBuyGoodsOnline")
     if config.mpesa_callback_token and len(config.mpesa_callback_token) < 16:
         raise ConfigError("MPESA_CALLBACK_TOKEN", "must be at least 16 characters")
+    if config.metrics_token and len(config.metrics_token) < 16:
+        raise ConfigError("LIPA_METRICS_TOKEN", "must be at least 16 characters")
     _check_keys(config)
     if config.at_callback_token and len(config.at_callback_token) < 16:
         raise ConfigError("AT_CALLBACK_TOKEN", "must be at least 16 characters")

@@ -59,7 +59,7 @@ def test_bad_configuration_exits_2_naming_it(tmp_path, env, args, extra, variabl
 
 
 @pytest.mark.parametrize("args,message", [
-    (["create-staff", "--username", "amina", "--password", "short", "--role", "admin"], "at least 8"),
+    (["create-staff", "--username", "amina", "--password", "short", "--role", "admin"], "at least 12"),
     (["create-staff", "--username", "no spaces", "--password", "long-enough", "--role", "viewer"], "username"),
     (["create-api-key", "--name", ""], "merchant name"),
 ])
@@ -71,11 +71,11 @@ def test_account_commands_refuse_bad_input_in_one_line(tmp_path, env, args, mess
 
 
 def test_created_staff_can_log_in(tmp_path, env, make_app):
-    proc = run_gateway(["create-staff", "--username", "amina", "--password", "s3cret-pass", "--role",
+    proc = run_gateway(["create-staff", "--username", "amina", "--password", "s3cret-passphrase", "--role",
                         "operator"], tmp_path, env)
     assert proc.returncode == 0 and proc.stdout.strip() == "staff member amina created with role operator"
     client = make_app().test_client()
-    answer = client.post("/api/v1/auth/login", json={"username": "amina", "password": "s3cret-pass"})
+    answer = client.post("/api/v1/auth/login", json={"username": "amina", "password": "s3cret-passphrase"})
     assert answer.status_code == 200 and answer.get_json()["token"]
 
 

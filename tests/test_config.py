@@ -24,6 +24,15 @@ def test_local_defaults():
     assert config.stk_timeout_s == 120 and config.mpesa_shortcode == "174379" and config.sms_enabled
 
 
+def test_staff_session_and_metrics_settings():
+    assert (load_config({}).session_idle_s, load_config({}).viewer_phone_searches_per_h) == (1800, 30)
+    assert load_config({}).metrics_token == ""
+    config = load_config({"LIPA_SESSION_IDLE_S": "600", "LIPA_VIEWER_PHONE_SEARCHES_PER_H": "5",
+                          "LIPA_METRICS_TOKEN": "m" * 20})
+    assert (config.session_idle_s, config.viewer_phone_searches_per_h) == (600, 5)
+    assert config.metrics_token == "m" * 20 and "m" * 20 not in repr(config)
+
+
 def test_production_complete():
     config = load_config(PROD)
     assert config.mpesa_base_url == "https://api.safaricom.co.ke"
@@ -59,6 +68,10 @@ def test_production_complete():
     ({**PROD, "MPESA_ALLOWED_IPS": ""}, "MPESA_ALLOWED_IPS"),
     ({**PROD, "LIPA_WEBHOOK_SECRET": "w" * 31}, "LIPA_WEBHOOK_SECRET"),
     ({"LIPA_DATA_KEY": PROD["LIPA_DATA_KEY"], "LIPA_LOOKUP_KEY": PROD["LIPA_DATA_KEY"]}, "LIPA_LOOKUP_KEY"),
+    ({"LIPA_SESSION_IDLE_S": "30"}, "LIPA_SESSION_IDLE_S"),
+    ({"LIPA_SESSION_IDLE_S": "half an hour"}, "LIPA_SESSION_IDLE_S"),
+    ({"LIPA_VIEWER_PHONE_SEARCHES_PER_H": "0"}, "LIPA_VIEWER_PHONE_SEARCHES_PER_H"),
+    ({"LIPA_METRICS_TOKEN": "short"}, "LIPA_METRICS_TOKEN"),
 ])
 def test_bad_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError) as info:

@@ -94,8 +94,8 @@ def personal_traffic(app) -> dict:
     assert post_json(app, f"/mpesa/c2b/confirmation/{CALLBACK_TOKEN}", c2b).status_code == 200
     from gateway.backoffice import auth
 
-    auth.create_staff("op", "op-password", "operator")
-    token = auth.login("op", "op-password")[0]
+    auth.create_staff("op", "op-password-1", "operator")
+    token = auth.login("op", "op-password-1")[0]
     answer = post_json(app, "/api/v1/payment-requests", {"amount": 700, "account": "BILL1", "phone": "0" + BILLED[3:]},
                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "bill-1"})
     assert answer.status_code == 201, answer.get_json()

@@ -83,7 +83,7 @@ def daraja(make_client):
 
 
 @pytest.fixture
-def token_db(db_url):
+def token_db(db_url, config):  # config installs the personal-data keys: the stored token is sealed
     database = init_db(db_url)
     migrate()
     yield database
@@ -430,3 +430,15 @@ def test_secrets_and_phone_never_logged(fake, daraja, caplog):
         assert secret not in text
     assert "254708***149" in text
     assert "secret" not in repr(daraja) and SANDBOX_PASSKEY not in repr(daraja)
+
+
+def test_the_stored_token_is_sealed_at_rest(token_db):
+    """A database dump must not hand out a live Daraja bearer token (issue 13)."""
+    from shared.db import db
+
+    store = DbTokenStore("daraja")
+    for token in ("live-token-1", "live-token-2"):  # the insert, then the upsert's update
+        store.put(token, datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+        raw = db.execute_sql(f"SELECT token FROM {ProviderToken._meta.table_name}").fetchone()[0]
+        assert token not in raw and raw.startswith("gAAAA")  # a Fernet token
+        assert store.get()[0] == token

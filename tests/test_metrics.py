@@ -110,3 +110,25 @@ def test_a_database_failure_still_answers(client, monkeypatch):
     monkeypatch.setattr("gateway.http.metrics._payments", broken)
     samples = scrape(client)
     assert samples[("lipa_metrics_database_up", ())] == 0.0 and "lipa_payments" not in names(samples)
+
+
+def test_business_figures_are_cached_for_15_seconds(app, client):
+    business, now = app.extensions["lipa_metrics_business"], [1000.0]
+    business.clock = lambda: now[0]
+    assert ("lipa_payments", (("status", "CANCELLED"),)) not in scrape(client)
+    seed()
+    now[0] += 14.9
+    assert ("lipa_payments", (("status", "CANCELLED"),)) not in scrape(client)  # the cached figures
+    now[0] += 0.2
+    assert scrape(client)[("lipa_payments", (("status", "CANCELLED"),))] == 2.0
+
+
+def test_with_a_metrics_token_a_scrape_must_bring_it(make_app):
+    secret = "metrics-token-0123456789"
+    client = make_app(dispatcher=QuietDispatcher(), config_overrides={"metrics_token": secret}).test_client()
+    for header in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": secret}):
+        refused = client.get("/metrics", headers=header)
+        assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "unauthorized"
+        assert "lipa_payments" not in refused.get_data(as_text=True)
+    ok = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert ok.status_code == 200 and "lipa_metrics_database_up 1.0" in ok.get_data(as_text=True)

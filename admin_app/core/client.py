@@ -134,6 +134,16 @@ class ApiClient:
                                                         {"username": username, "password": password}))
         return self.session_info
 
+    def logout(self) -> None:
+        """End this session on the gateway too (its token stops working at once), then forget it. Never
+        retried, and forgotten even when the gateway cannot be reached (the idle timeout ends it there)."""
+        if self.session_info is None:
+            return
+        try:
+            self.request("POST", "/api/v1/auth/logout", raw=True, retries=0, timeout=min(self.timeout, 5))
+        finally:
+            self.session_info = None
+
     def ping(self) -> dict:
         """The health check, with no retries: the connection banner retries on its own clock."""
         return self.request("GET", "/healthz", retries=0, timeout=min(self.timeout, 5))

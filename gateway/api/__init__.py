@@ -5,8 +5,8 @@ from __future__ import annotations
 def register(app) -> None:
     """Mount the one blueprint, with the routes of every routes_* module (each adds its own to it)."""
     from . import (  # noqa: F401 - imported for the routes they add to bp
-        routes_auth, routes_events, routes_openapi, routes_ops, routes_payments, routes_receipts, routes_requests,
-        routes_stats,
+        routes_audit, routes_auth, routes_events, routes_openapi, routes_ops, routes_payments, routes_receipts,
+        routes_requests, routes_stats,
     )
     from .common import bp
 

@@ -12,13 +12,15 @@ from shared.db import write_tx
 from shared.errors import InvalidInput, LipaError
 from shared.models import IdempotencyRecord
 
-from ..backoffice.auth import Principal, authenticate
-from .ratelimit import Limit, RateLimited, hit
+from ..backoffice.auth import Principal, Unauthorized, authenticate
+from .ratelimit import Limit, RateLimited, hit, refuse_if_over
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC = {"api.login", "api.openapi"}
-LIMITS = {  # per client and route group, shared across processes
-    "login": Limit(10, 900),
+# Per client and route group, shared across processes. Logins are limited by their failures instead
+# (api/lockout.py), and so are bearer tokens: BAD_TOKENS per address, then 429 before any token is checked.
+BAD_TOKENS = Limit(50, 900)
+LIMITS = {
     "read": Limit(300, 900),
     "events": Limit(1200, 900),  # the desktop app long-polls the feed all day
     "write": Limit(120, 900),
@@ -34,17 +36,44 @@ def principal() -> Principal:
     return g.principal
 
 
+def limits_on() -> bool:
+    """LIPA_API_RATE_LIMITS=0 turns every API limit off (tests, benchmarks)."""
+    return current_app.extensions["lipa"].config.api_rate_limits
+
+
 @bp.before_request
 def _who_and_how_often():
     """Authenticate (except public routes) and count the request against its limit."""
-    group = {"api.login": "login", "api.events": "events"}.get(
-        request.endpoint or "", "read" if request.method == "GET" else "write")
-    client = request.remote_addr or "?"
-    if request.endpoint not in PUBLIC:
-        g.principal = authenticate(request.headers.get("Authorization"))
-        client = g.principal.actor
-    if current_app.extensions["lipa"].config.api_rate_limits:
-        hit(f"{group}:{client}", LIMITS[group])
+    if request.endpoint in PUBLIC:
+        return
+    g.principal = _authenticated(request.remote_addr or "?")
+    if limits_on():
+        group = "events" if request.endpoint == "api.events" else "read" if request.method == "GET" else "write"
+        hit(f"{group}:{g.principal.scope}", LIMITS[group])
+
+
+def _authenticated(address: str) -> Principal:
+    """The caller; an address that sent BAD_TOKENS wrong tokens is refused (429) before its next one is
+    even looked at, so tokens cannot be guessed at any speed."""
+    bucket = f"bad-token:{address}"
+    if limits_on():
+        refuse_if_over(bucket, BAD_TOKENS)
+    try:
+        return authenticate(request.headers.get("Authorization"),
+                            idle_s=current_app.extensions["lipa"].config.session_idle_s)
+    except Unauthorized:
+        if limits_on():
+            hit(bucket, BAD_TOKENS)
+        raise
+
+
+@bp.after_app_request
+def _no_store(response):
+    """API answers carry personal data and tokens: no browser or proxy may keep a copy. On the app, so
+    answers no route of the blueprint gave (an unknown /api/v1 path, a 405) carry it too."""
+    if request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.errorhandler(RateLimited)
@@ -105,7 +134,7 @@ def idempotent(create):
         return jsonify(body), status
     if len(key) > 200:
         raise InvalidInput("Idempotency-Key must be at most 200 characters.", code="invalid_idempotency_key")
-    scope = principal().actor
+    scope = principal().scope
     digest = hashlib.sha256(request.get_data()).hexdigest()
     stored = IdempotencyRecord.get_or_none(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
     if stored is None:

@@ -77,13 +77,15 @@ def _payments() -> dict:
     receipt = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}, "text/plain": {"schema": STR}}
     return {
         "/payments": {
-            "get": op("List payments, newest first", tag="payments", schema=page_of("Payment"),
+            "get": op("List payments, newest first (a merchant key: only its own)", tag="payments",
+                      schema=page_of("Payment"),
                       params=(*filters, CURSOR, LIMIT)),
             "post": op("Start a payment (STK push)", tag="payments", ok="201", schema=ref("Payment"),
                        params=(IDEMPOTENCY,), body=obj({"phone": STR, "amount": INT, "account": STR}),
                        errors="400 401 403 409 415 429"),
         },
-        "/payments/{payment_id}": {"get": op("A payment with its timeline, callbacks, messages and refunds",
+        "/payments/{payment_id}": {"get": op("A payment with its timeline, callbacks, messages and refunds "
+                                             "(a merchant key: its own payment, without them)",
                                              tag="payments", schema=ref("Payment"), params=(pid,),
                                              errors="401 403 404")},
         "/payments/{payment_id}/receipt": {"get": op(
@@ -124,7 +126,8 @@ def _requests() -> dict:
     optional = {"description": STR, "phone": STR, "expires_in": INT, "callback_url": STR}
     return {
         "/payment-requests": {
-            "get": op("List payment requests, newest first", tag="payment-requests", schema=page_of("PaymentRequest"),
+            "get": op("List payment requests, newest first (a merchant key: only its own)", tag="payment-requests",
+                      schema=page_of("PaymentRequest"),
                       params=(query("status", {"enum": [s.value for s in RequestStatus]}), CURSOR, LIMIT)),
             "post": op("Open a payment request with a code customers type", tag="payment-requests", ok="201",
                        schema=ref("PaymentRequest"), params=(IDEMPOTENCY,),
@@ -144,6 +147,12 @@ def _ops() -> dict:
     statement = {"multipart/form-data": {"schema": obj({"file": {"type": "string", "format": "binary"}})},
                  "text/csv": {"schema": STR}}
     return {
+        "/audit": {"get": op(
+            "Every audit row, newest first: who (actor), what (action, target), when, why (reason) (admin)",
+            tag="ops", schema=page_of("AuditEntry"), errors="400 401 403",
+            params=(*[query(name, STR, "exact match") for name in ("actor", "action", "target_type", "target_id")],
+                    query("from", STR, "ISO date or date-time (UTC)"), query("to", STR, "ISO date (inclusive) or "
+                                                                                "date-time"), CURSOR, LIMIT))},
         "/stats": {"get": op("Dashboard numbers for a period (Nairobi days; default today)", tag="ops",
                              schema=ref("Stats"), params=(query("from", STR, "ISO date (Nairobi) or date-time"),
                                                           query("to", STR, "ISO date, inclusive, or date-time")))},
@@ -210,6 +219,8 @@ def _schemas() -> dict:
                       "created_at": TIME}, closed=False),
         "FeedItem": obj({"type": {"enum": ["payment_event", "alert", "notification"]}, "id": INT, "at": TIME},
                         closed=False),
+        "AuditEntry": obj({"id": INT, "actor": STR, "action": STR, "target_type": STR, "target_id": STR,
+                           "reason": STR, "created_at": TIME}, closed=False),
         "JobRun": obj({"id": INT, "job": STR, "trigger": STR, "outcome": STR}, closed=False),
         "ReconException": obj({"id": INT, "kind": STR, "status": STR}, closed=False),
         "Verification": obj({"id": INT, "receipt": STR, "amount": INT, "purpose": STR,
@@ -233,6 +244,15 @@ def document(server_url: str = "/api/v1") -> dict:
         "/auth/login": {"post": op("Staff login: a bearer token for 12 hours", tag="auth", body=login,
                                    schema=obj({"token": STR, "role": STR, "expires_at": TIME}, closed=False),
                                    errors="400 401 415 429", public=True)},
+        "/auth/logout": {"post": {**op("End this staff session: the token stops working at once", tag="auth",
+                                       errors="401 403 429"),
+                                  "responses": {"204": {"description": "Logged out"},
+                                                **{c: {"$ref": f"#/components/responses/E{c}"} for c in
+                                                   ("401", "403", "429")}}}},
+        "/auth/password": {"post": op(
+            "Change this staff member's password (12+ characters, not the username, not a common one); "
+            "their other sessions end", tag="auth", body=obj({"current": STR, "new": STR}),
+            schema=obj({"changed": {"type": "boolean"}, "sessions_ended": INT}), errors="400 401 403 415 429")},
         "/openapi.json": {"get": op("This document", tag="meta", errors="", public=True)},
         **_payments(), **_requests(), **_ops(),
     }

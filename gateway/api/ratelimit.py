@@ -3,6 +3,6 @@ caller guard that needs them too (the channels may not import the API package: t
 Kept here under the old name for the API's and the pay page's imports."""
 from __future__ import annotations
 
-from ..http.ratelimit import Limit, RateLimited, hit, over, prune
+from ..http.ratelimit import Limit, RateLimited, hit, over, prune, refuse_if_over
 
-__all__ = ["Limit", "RateLimited", "hit", "over", "prune"]
+__all__ = ["Limit", "RateLimited", "hit", "over", "prune", "refuse_if_over"]

@@ -13,6 +13,7 @@ from gateway.refunds import service as refunds_service
 from shared.db import for_update, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound, ProviderError
 from shared.models import AuditLog, Notification, Payment, PhonePreference
+from shared.phone import mask_phone
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
@@ -23,8 +24,9 @@ from ..payments import flags, resolution, service, verification
 from ..payments.transitions import record
 from ..payments.verification import verification_json
 from ..backoffice import timeline
+from .ratelimit import Limit, hit
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
-from ..backoffice.payments_query import list_payments, parse_filters
+from ..backoffice.payments_query import list_payments, of_merchant, parse_filters
 from ..backoffice.serialize import notification_json, payment_json, refund_json, reveals
 
 S = PaymentStatus
@@ -47,6 +49,19 @@ def require_creator():
 def load_payment(payment_id: int) -> Payment:
     """The payment, or a 404."""
     payment = Payment.get_or_none(Payment.id == payment_id) if 0 < payment_id <= MAX_ID else None
+    if payment is None:
+        raise NotFound(f"There is no payment {payment_id}.")
+    return payment
+
+
+def visible_payment(who, payment_id: int) -> Payment:
+    """The payment if the caller may read it: staff any, a merchant only its own (404 otherwise, the same
+    answer as for a payment that does not exist, so ids of other merchants' payments are not confirmed)."""
+    if who.kind != "merchant":
+        return load_payment(payment_id)
+    payment = None
+    if 0 < payment_id <= MAX_ID:
+        payment = Payment.select().where(Payment.id == payment_id, of_merchant(who.id)).first()
     if payment is None:
         raise NotFound(f"There is no payment {payment_id}.")
     return payment
@@ -84,24 +99,39 @@ def _push(payment: Payment) -> None:
 
 @bp.get("/payments")
 def list_payments_route():
-    """Payments newest first, filtered, one keyset page at a time."""
+    """Payments newest first, filtered, one keyset page at a time; a merchant key lists only its own."""
     who = principal()
-    who.require("viewer")
+    who.require_reader()
     filters = parse_filters(request.args)
     before, limit = decode_cursor(request.args.get("cursor")), page_limit()
-    rows, next_id = list_payments(filters, before_id=before, limit=limit)
+    if filters.phone and who.kind == "staff" and not reveals(who):
+        _viewer_phone_search(who, filters.phone)
+    rows, next_id = list_payments(filters, before_id=before, limit=limit,
+                                  merchant_id=who.id if who.kind == "merchant" else None)
     reveal = reveals(who)
     return {"items": [payment_json(p, reveal=reveal) for p in rows],
             "next_cursor": encode_cursor(next_id) if next_id else None}
 
 
+def _viewer_phone_search(who, phone: str) -> None:
+    """A viewer sees phones masked; searching by phone=… would unmask them one guess at a time, so each
+    search is audited (the phone masked) and LIPA_VIEWER_PHONE_SEARCHES_PER_H a viewer may make an hour."""
+    per_hour = services().config.viewer_phone_searches_per_h
+    hit(f"phone-search:{who.scope}", Limit(per_hour, 3600))
+    with write_tx():
+        audit("phone_search", who.id, target_type="staff", details={"phone": mask_phone(phone)})
+
+
 @bp.get("/payments/<int:payment_id>")
 def get_payment(payment_id: int):
-    """One payment with its whole timeline, raw callbacks, messages and refunds."""
+    """One payment with its whole timeline, raw callbacks, messages and refunds; a merchant gets only
+    its own payment itself (the timeline holds staff actions and other parties' provider exchanges)."""
     who = principal()
-    who.require("viewer")
-    payment = load_payment(payment_id)
+    who.require_reader()
+    payment = visible_payment(who, payment_id)
     reveal = reveals(who)
+    if who.kind == "merchant":
+        return payment_json(payment, reveal=reveal)
     return {**payment_json(payment, reveal=reveal), "events": timeline.timeline(payment, reveal=reveal),
             "callbacks": timeline.callbacks(payment, reveal=reveal),
             "notifications": timeline.notifications(payment, reveal=reveal), "refunds": timeline.refunds(payment)}
@@ -116,18 +146,20 @@ def create_payment():
 
     def create():
         payment = service.initiate(phone=data["phone"], amount=data["amount"], account=data["account"],
-                                   channel="api", actor=who.actor, idempotency_key=scoped_key(who.actor, key))
+                                   channel="api", actor=who.actor, idempotency_key=scoped_key(who, key),
+                                   merchant=who.id if who.kind == "merchant" else None)
         _push(payment)
         return payment_json(payment, reveal=reveals(who)), 201
 
     return idempotent(create)
 
 
-def scoped_key(actor: str, key: str | None) -> str | None:
-    """api:<actor>:<key>, hashed when it would not fit the column."""
+def scoped_key(who, key: str | None) -> str | None:
+    """api:<kind>:<id>:<key>, hashed when it would not fit the column. By id, not name: merchant "Acme" with
+    key "shop:order-1" and merchant "Acme:shop" with "order-1" would otherwise share one key."""
     if not key:
         return None
-    raw = f"api:{actor}:{key}"
+    raw = f"api:{who.scope}:{key}"
     return raw if len(raw) <= 200 else "api:sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 

@@ -34,7 +34,7 @@ def create_payment_request():
     if not isinstance(data.get("description", ""), str):
         raise InvalidInput("description must be text.", code="invalid_description")
     merchant = Merchant.get_by_id(who.id) if who.kind == "merchant" else None
-    key = scoped_key(who.actor, request.headers.get("Idempotency-Key"))
+    key = scoped_key(who, request.headers.get("Idempotency-Key"))
 
     def create():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
@@ -49,10 +49,8 @@ def create_payment_request():
 @bp.get("/payment-requests/<int:request_id>")
 def get_payment_request(request_id: int):
     """One request; a merchant sees only its own."""
-    who = principal()
-    if who.kind != "merchant":
-        who.require("viewer")
-    return _json(_visible(request_id), who)
+    principal().require_reader()
+    return _json(_visible(request_id), principal())
 
 
 @bp.post("/payment-requests/<int:request_id>/cancel")
@@ -72,13 +70,15 @@ def cancel_payment_request(request_id: int):
 
 @bp.get("/payment-requests")
 def list_payment_requests():
-    """Requests newest first (staff), optionally by status, one keyset page at a time."""
+    """Requests newest first, optionally by status, one keyset page at a time; a merchant sees only its own."""
     who = principal()
-    who.require("viewer")
+    who.require_reader()
     unknown = sorted(set(request.args) - {"status", "limit", "cursor"})
     if unknown:
         raise InvalidInput(f"Filter {unknown[0]!r} is not a filter of this list.", code="invalid_filter")
     query = PaymentRequest.select().order_by(PaymentRequest.id.desc())
+    if who.kind == "merchant":
+        query = query.where(PaymentRequest.merchant == who.id)
     status = request.args.get("status")
     if status:
         if status.upper() not in {s.value for s in RequestStatus}:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import peewee
@@ -20,10 +20,14 @@ from shared.errors import InvalidInput, LipaError
 from shared.models import ApiKey, Merchant, Staff, StaffToken
 from shared.timeutil import utcnow
 
+from .passwords import check_password_rule
+
 log = logging.getLogger(__name__)
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
-TOKEN_TTL = timedelta(hours=12)
+TOKEN_TTL = timedelta(hours=12)  # the absolute lifetime; LIPA_SESSION_IDLE_S ends an unused one sooner
+IDLE_DEFAULT_S = 1800
+TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most once a minute per session
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
@@ -45,10 +49,22 @@ class Principal:
     id: int
     name: str
     role: str = ""
+    session: int | None = field(default=None, compare=False)  # the StaffToken behind a staff call
 
     @property
     def actor(self) -> str:
+        """For people reading the audit log: staff:amina, merchant:Acme."""
         return f"{self.kind}:{self.name}"
+
+    @property
+    def scope(self) -> str:
+        """For keys that must never collide: merchant:7 (a name may contain the separator, an id cannot)."""
+        return f"{self.kind}:{self.id}"
+
+    def require_reader(self) -> None:
+        """Merchant keys (which then see only their own rows) and staff of any role may read."""
+        if self.kind != "merchant":
+            self.require("viewer")
 
     def require(self, role: str) -> None:
         """Staff of at least `role` (viewer < operator < admin); merchants are never staff."""
@@ -83,8 +99,7 @@ def create_staff(username: str, password: str, role: str) -> Staff:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}", code="invalid_role")
     if not username or len(username) > 64 or not username.replace(".", "").replace("_", "").isalnum():
         raise InvalidInput("username must be 1-64 letters, digits, dots or underscores", code="invalid_username")
-    if len(password) < 8:
-        raise InvalidInput("password must be at least 8 characters", code="weak_password")
+    check_password_rule(password, username)
     try:
         with write_tx():
             return Staff.create(username=username, password_hash=hash_password(password), role=role)
@@ -95,17 +110,26 @@ def create_staff(username: str, password: str, role: str) -> Staff:
 _DUMMY_HASH = hash_password("timing-equaliser")
 
 
-def login(username: str, password: str, *, now=None) -> tuple[str, Staff, object]:
-    """A fresh bearer token for valid credentials; the same answer for every failure."""
+def verify_credentials(username: str, password: str) -> Staff:
+    """The active staff member with this password; the same Unauthorized for every failure (and the same
+    scrypt work, so the time taken does not say whether the username exists)."""
     staff = Staff.get_or_none(Staff.username == str(username)[:64])
     ok = check_password(str(password), staff.password_hash if staff else _DUMMY_HASH)
     if not (staff and ok and staff.active):
         log.warning("API login refused: wrong username or password")  # neither is logged: either may be a secret
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    return staff
+
+
+def login(username: str, password: str, *, now=None) -> tuple[str, Staff, object]:
+    """A fresh bearer token for valid credentials; the same answer for every failure."""
+    staff = verify_credentials(username, password)
     token = "lps_" + secrets.token_urlsafe(32)
-    expires_at = (now or utcnow()) + TOKEN_TTL
+    now = now or utcnow()
+    expires_at = now + TOKEN_TTL
     with write_tx():
-        StaffToken.create(staff=staff, token_hash=_digest(token), expires_at=expires_at)
+        StaffToken.create(staff=staff, token_hash=_digest(token), expires_at=expires_at, created_at=now,
+                          last_used_at=now)
     return token, staff, expires_at
 
 
@@ -121,8 +145,10 @@ def create_api_key(merchant_name: str) -> str:
     return key
 
 
-def authenticate(header: str | None, *, now=None) -> Principal:
-    """The caller behind `Authorization: Bearer …`: a live staff token or an unrevoked merchant key."""
+def authenticate(header: str | None, *, now=None, idle_s: int = IDLE_DEFAULT_S) -> Principal:
+    """The caller behind `Authorization: Bearer …`: a live staff token (of an active member, used within
+    the last ``idle_s`` seconds, younger than TOKEN_TTL) or an unrevoked merchant key. Read on every call,
+    so logout, deactivate-staff and revoke-api-key take effect on the next request."""
     if not header or not header.startswith("Bearer ") or len(header) > 300:
         log.warning("API call without a bearer token refused")
         raise Unauthorized("Send Authorization: Bearer <token>.")
@@ -133,9 +159,21 @@ def authenticate(header: str | None, *, now=None) -> Principal:
         if key:
             return Principal("merchant", key.merchant_id, key.merchant.name)
     else:
+        now = now or utcnow()
         row = StaffToken.get_or_none(StaffToken.token_hash == digest)
-        if row and row.expires_at > (now or utcnow()) and row.staff.active:
-            return Principal("staff", row.staff_id, row.staff.username, row.staff.role)
+        if row and row.expires_at > now and row.staff.active and _still_fresh(row, now, idle_s):
+            return Principal("staff", row.staff_id, row.staff.username, row.staff.role, session=row.id)
     log.warning("API call with an unknown, expired or revoked %s refused",  # the value itself never logged
                 "API key" if secret.startswith("lpk_") else "token")
     raise Unauthorized("The token is invalid or has expired.")
+
+
+def _still_fresh(row: StaffToken, now, idle_s: int) -> bool:
+    """Used within the idle timeout; the use is recorded (at most once a minute, to spare the writes)."""
+    last = row.last_used_at or row.created_at
+    if now - last > timedelta(seconds=idle_s):
+        return False
+    if now - last >= TOUCH_EVERY:
+        with write_tx():
+            StaffToken.update(last_used_at=now).where(StaffToken.id == row.id).execute()
+    return True

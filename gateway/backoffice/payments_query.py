@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from shared.errors import InvalidInput
-from shared.models import Payment
+from shared.models import Payment, PaymentRequest
 from shared.phone import normalize_phone
 from shared.states import PaymentStatus
 
@@ -38,7 +38,7 @@ def parse_filters(args, extra: tuple = ("limit", "cursor")) -> PaymentFilters:
     unknown = sorted(set(args) - set(FILTERS) - set(extra))
     if unknown:
         raise _bad(unknown[0], "is not a filter of this list")
-    since, until = _time(args, "from", end=False), _time(args, "to", end=True)
+    since, until = parse_time(args, "from", end=False), parse_time(args, "to", end=True)
     if since and until and since >= until:
         raise _bad("from", "must be before to")
     return PaymentFilters(
@@ -103,7 +103,7 @@ def _flag(raw: str | None) -> bool | None:
     return raw.lower() == "true"
 
 
-def _time(args, name: str, *, end: bool) -> datetime | None:
+def parse_time(args, name: str, *, end: bool) -> datetime | None:
     """An ISO date or date-time to naive UTC."""
     raw = args.get(name)
     if raw is None or raw == "":
@@ -142,13 +142,22 @@ def _conditions(f: PaymentFilters) -> list:
     return conds
 
 
-def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50):
-    """(payments newest first, the id to continue below or None).
+def of_merchant(merchant_id: int):
+    """The payments a merchant may read: those its key created and those that paid its payment requests."""
+    its_requests = PaymentRequest.select(PaymentRequest.id).where(PaymentRequest.merchant == merchant_id)
+    return (Payment.merchant == merchant_id) | (Payment.request.in_(its_requests))
+
+
+def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limit: int = 50,
+                  merchant_id: int | None = None):
+    """(payments newest first, the id to continue below or None); with ``merchant_id`` only that merchant's.
 
     Without a time filter: ORDER BY id DESC, WHERE id < cursor. With from/to: ORDER BY created_at DESC, id DESC,
     continuing after the cursor's row, so the created_at index yields the page already in order (id order
     would make the database fetch and sort the whole period first)."""
     conds = _conditions(filters)
+    if merchant_id is not None:
+        conds.append(of_merchant(merchant_id))
     timed = filters.since is not None or filters.until is not None
     if before_id is not None:
         last = Payment.get_or_none(Payment.id == before_id) if timed else None
@@ -158,10 +167,15 @@ def list_payments(filters: PaymentFilters, *, before_id: int | None = None, limi
             conds.append(Payment.created_at <= last.created_at)
             conds.append((Payment.created_at < last.created_at) | (Payment.id < before_id))
     order = (Payment.created_at.desc(), Payment.id.desc()) if timed else (Payment.id.desc(),)
-    query = Payment.select().order_by(*order).limit(limit + 1)
+    return keyset_page(Payment.select().order_by(*order), conds, limit)
+
+
+def keyset_page(query, conds: list, limit: int):
+    """(up to ``limit`` rows of the ordered query under conds, the last row's id when more follow, else None):
+    one row more than asked is read to know whether there is a next page."""
     if conds:
         query = query.where(*conds)
-    rows = list(query)
+    rows = list(query.limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more else None)

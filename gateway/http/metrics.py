@@ -5,18 +5,22 @@ several gunicorn workers each scrape sees one worker's requests (prometheus mult
 scope). The business numbers are queried from the database at scrape time, so every worker answers the
 same. Endpoint labels are Flask endpoint names, never raw paths, so label values stay bounded.
 
-/metrics has no authentication: it is for the internal network. The server binds 127.0.0.1 by default;
-put the public reverse proxy in front and do not route /metrics through it. As a second guard a request
-that came through a proxy (it carries X-Forwarded-For) is answered 404.
+/metrics is for the internal network. The server binds 127.0.0.1 by default; put the public reverse proxy
+in front and do not route /metrics through it. As a second guard a request that came through a proxy (it
+carries X-Forwarded-For) is answered 404, and with LIPA_METRICS_TOKEN set a scrape must send
+``Authorization: Bearer <token>`` (401 otherwise). The business figures are cached for CACHE_S seconds per
+process, so scrapes every few seconds (or a stranger hammering the endpoint) cost the database little.
 """
 from __future__ import annotations
 
+import hmac
 import logging
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import peewee
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, current_app, g, request
 from peewee import fn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -27,6 +31,7 @@ from shared.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+CACHE_S = 15.0
 
 
 def install_metrics(app: Flask) -> CollectorRegistry:
@@ -38,8 +43,10 @@ def install_metrics(app: Flask) -> CollectorRegistry:
     requests_total = Counter("lipa_http_requests", "HTTP requests answered.", labels, registry=registry)
     latency = Histogram("lipa_http_request_duration_seconds", "Time to answer an HTTP request.", labels,
                         buckets=LATENCY_BUCKETS, registry=registry)
-    registry.register(BusinessCollector())
+    business = BusinessCollector()
+    registry.register(business)
     app.extensions["lipa_metrics"] = registry
+    app.extensions["lipa_metrics_business"] = business
 
     @app.before_request
     def _start_timer():
@@ -61,24 +68,47 @@ def install_metrics(app: Flask) -> CollectorRegistry:
 def _scrape(registry: CollectorRegistry) -> Response:
     if request.headers.get("X-Forwarded-For"):
         abort(404)
+    token = current_app.extensions["lipa"].config.metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                         f"Bearer {token}".encode()):
+        log.warning("metrics scrape without the right LIPA_METRICS_TOKEN refused")
+        response = Response('{"error": {"code": "unauthorized", "message": "Send Authorization: Bearer '
+                            '<LIPA_METRICS_TOKEN>."}}', status=401, mimetype="application/json")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 class BusinessCollector:
-    """Payments, STK results, callback lag, notifications and job runs, counted when scraped."""
+    """Payments, STK results, callback lag, notifications and job runs, counted when scraped and kept for
+    CACHE_S seconds (a failed read is not kept, so a recovered database shows at the next scrape)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list] | None = None
 
     def describe(self):
         return []
 
     def collect(self):
+        with self._lock:
+            if self._cached is None or self.clock() - self._cached[0] >= CACHE_S:
+                families = self._read()
+                self._cached = (self.clock(), families) if families else None
+            else:
+                families = self._cached[1]
+        yield from families
+        yield GaugeMetricFamily("lipa_metrics_database_up", "1 when the scrape could read the database.",
+                                1 if families else 0)
+
+    @staticmethod
+    def _read() -> list:
         try:
-            families = [_payments(), _result_codes(), _callback_lag(), _notifications(), *_jobs()]
-            ok = 1
+            return [_payments(), _result_codes(), _callback_lag(), _notifications(), *_jobs()]
         except peewee.PeeweeException as exc:
             log.error("metrics: database query failed (%s)", type(exc).__name__)
-            families, ok = [], 0
-        yield from families
-        yield GaugeMetricFamily("lipa_metrics_database_up", "1 when the scrape could read the database.", ok)
+            return []
 
 
 def _today_start():

@@ -37,8 +37,22 @@ def hit(bucket: str, limit: Limit, *, now: float | None = None) -> None:
         hits = RateLimitBucket.get(RateLimitBucket.bucket == bucket[:160],
                                    RateLimitBucket.window_start == window).hits
     if hits > limit.requests:
-        retry_after = max(1, int(window + limit.window_s - now))
-        raise RateLimited(f"Too many requests; retry in {retry_after} s.", retry_after)
+        _refuse(window, limit, now)
+
+
+def refuse_if_over(bucket: str, limit: Limit, *, now: float | None = None) -> None:
+    """RateLimited when the bucket's window already holds ``limit.requests`` hits, without counting this
+    request (failed bearer tokens: counted only when they fail, refused before the next one is checked)."""
+    now = time.time() if now is None else now
+    window = int(now // limit.window_s) * limit.window_s
+    row = RateLimitBucket.get_or_none(RateLimitBucket.bucket == bucket[:160], RateLimitBucket.window_start == window)
+    if row is not None and row.hits >= limit.requests:
+        _refuse(window, limit, now)
+
+
+def _refuse(window: int, limit: Limit, now: float):
+    retry_after = max(1, int(window + limit.window_s - now))
+    raise RateLimited(f"Too many requests; retry in {retry_after} s.", retry_after)
 
 
 def over(bucket: str, limit: Limit, *, now: float | None = None) -> bool:

@@ -60,7 +60,7 @@ def active_payment(phone: str) -> Payment | None:
 @retry_locked
 def initiate(*, phone, amount, account, channel: str, actor: str | None = None,
              idempotency_key: str | None = None, request: PaymentRequest | None = None,
-             retry_of: Payment | None = None, language: str = "en") -> Payment:
+             retry_of: Payment | None = None, language: str = "en", merchant=None) -> Payment:
     """Validate and create a PENDING payment; the caller then sends the push with send_push().
 
     The same idempotency key returns the first payment; a phone with a payment still waiting
@@ -76,7 +76,7 @@ def initiate(*, phone, amount, account, channel: str, actor: str | None = None,
     try:
         with write_tx():
             return _create(phone, amount, account, channel, actor or channel,
-                           idempotency_key, request, retry_of, language)
+                           idempotency_key, request, retry_of, language, merchant)
     except peewee.IntegrityError:
         if idempotency_key:
             existing = Payment.get_or_none(Payment.idempotency_key == idempotency_key)
@@ -104,14 +104,14 @@ def new_reference() -> str:
     return reference
 
 
-def _create(phone, amount, account, channel, actor, idempotency_key, request, retry_of, language):
+def _create(phone, amount, account, channel, actor, idempotency_key, request, retry_of, language, merchant):
     busy = active_payment(phone)
     if busy:
         raise _busy(busy)
     payment = Payment.create(
         reference=new_reference(), phone=phone, amount=amount, account=account, channel=channel,
         status=S.PENDING.value, active_phone=phone, idempotency_key=idempotency_key,
-        request=request, retry_of=retry_of, language=language,
+        request=request, retry_of=retry_of, language=language, merchant=merchant,
         status_message="Waiting to send the M-Pesa prompt.",
     )
     linked = f", retry of {retry_of.reference}" if retry_of else ""
@@ -126,7 +126,7 @@ def retry(original: Payment, *, actor: str) -> Payment:
         raise NotAllowed(f"Only a failed, cancelled or expired payment can be retried, not {original.status}.")
     return initiate(phone=original.phone, amount=original.amount, account=original.account,
                     channel=original.channel, actor=actor, request=original.request,
-                    retry_of=original, language=original.language)
+                    retry_of=original, language=original.language, merchant=original.merchant_id)
 
 
 def send_push(payment_id: int, *, daraja, callback_url: str, actor: str = "stk-push") -> Payment:

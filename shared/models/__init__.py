@@ -3,9 +3,9 @@ gathered here so ``from shared.models import Payment`` and ``ALL_MODELS`` work e
 from __future__ import annotations
 
 from .operations import (
-    Alert, ApiKey, Approval, AuditLog, IdempotencyRecord, JobRun, JobState, ProviderToken, RateLimitBucket,
-    ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine, StatementUpload,
-    WebhookSecret,
+    Alert, ApiKey, Approval, AuditLog, IdempotencyRecord, JobRun, JobState, LoginFailure, ProviderToken,
+    RateLimitBucket, ReconException, SchemaVersion, Setting, Staff, StaffToken, StatementImport, StatementLine,
+    StatementUpload, WebhookSecret,
 )
 from .payments import (
     InboxMessage, JSONText, LateCallback, Merchant, Notification, Payment, PaymentEvent, PaymentRequest,
@@ -17,7 +17,7 @@ ALL_MODELS = [
     PhonePreference, ProviderToken, Alert, Setting, Notification, Refund, JobState, JobRun,
     StatementImport, StatementLine, ReconException, AuditLog, Staff, StaffToken, ApiKey,
     IdempotencyRecord, RateLimitBucket, Receipt, Verification, Approval, LateCallback, StatementUpload,
-    WebhookSecret,
+    WebhookSecret, LoginFailure,
 ]
 
 __all__ = [model.__name__ for model in ALL_MODELS] + ["ALL_MODELS", "JSONText", "SchemaVersion", "TimestampedModel"]

@@ -79,6 +79,22 @@ def _v12_webhook_secrets(database) -> None:
     database.create_tables([m.WebhookSecret], safe=True)
 
 
+def _v13_staff_and_merchants(database) -> None:
+    """Issue 13: payments remember the merchant that created them (merchants read their own), tokens their
+    last use (the idle timeout), failed logins are counted, and the cached Daraja token is sealed: the
+    clear one stored so far is dropped (the next STK push fetches a new one). Stored idempotent answers move
+    from the caller's name to its id (their new scope), so a retry sent across the upgrade still replays."""
+    _add_columns(database, m.Payment, ["merchant"])
+    for kind, model, name in (("merchant", m.Merchant, m.Merchant.name), ("staff", m.Staff, m.Staff.username)):
+        for row_id, row_name in model.select(model.id, name).tuples():
+            (m.IdempotencyRecord.update(scope=f"{kind}:{row_id}")
+             .where(m.IdempotencyRecord.scope == f"{kind}:{row_name}").execute())
+    database.execute_sql("CREATE INDEX IF NOT EXISTS payment_merchant_id ON payment (merchant_id)")
+    _add_columns(database, m.StaffToken, ["last_used_at"])
+    database.create_tables([m.LoginFailure], safe=True)
+    m.ProviderToken.delete().execute()
+
+
 def _v14_money_collected(database) -> None:
     """Issue 12: the dashboard's money is dated by when M-Pesa said it was paid, so collected money is a
     range scan of (completed_at, status, amount, refunded_amount), and completed refunds of (status, updated_at)."""
@@ -185,7 +201,8 @@ def _add_columns(database, model, names: list[str]) -> None:
     table = model._meta.table_name
     present = {c.name for c in database.get_columns(table)}
     migrator = SchemaMigrator.from_database(database)
-    ops = [migrator.add_column(table, name, model._meta.fields[name]) for name in names if name not in present]
+    ops = [migrator.add_column(table, name, model._meta.fields[name]) for name in names
+           if model._meta.fields[name].column_name not in present]
     if ops:
         migrate(*ops)
 
@@ -200,8 +217,8 @@ def _v10_late_callbacks(database) -> None:
 MIGRATIONS = [
     (1, _v1_initial), (2, _v2_notifications), (3, _v3_notification_index), (4, _v4_money_operations),
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
-    (10, _v10_late_callbacks), (11, _v11_verifications), (12, _v12_webhook_secrets), (14, _v14_money_collected),
-    (15, _v15_background_imports),
+    (10, _v10_late_callbacks), (11, _v11_verifications), (12, _v12_webhook_secrets),
+    (13, _v13_staff_and_merchants), (14, _v14_money_collected), (15, _v15_background_imports),
 ]
 
 

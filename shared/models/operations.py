@@ -14,7 +14,7 @@ class ProviderToken(BaseModel):
     """A cached provider access token shared by every thread and process."""
 
     name = pw.CharField(max_length=32, unique=True)
-    token = pw.TextField()
+    token = SealedText()  # a live bearer credential for Daraja: sealed like personal data (issue 13)
     expires_at = pw.DateTimeField()
 
 
@@ -154,6 +154,7 @@ class StaffToken(BaseModel):
     token_hash = pw.CharField(max_length=64, unique=True)
     expires_at = pw.DateTimeField(index=True)
     created_at = pw.DateTimeField(default=utcnow)
+    last_used_at = pw.DateTimeField(null=True)  # the idle timeout (LIPA_SESSION_IDLE_S) counts from here
 
 
 class ApiKey(BaseModel):
@@ -199,6 +200,16 @@ class RateLimitBucket(BaseModel):
 
     class Meta:
         indexes = ((("bucket", "window_start"), True),)
+
+
+class LoginFailure(BaseModel):
+    """Failed logins counted per username or per client address (``user:<name>``, ``addr:<ip>``), with the
+    lock that grows with them; a success clears the username's row."""
+
+    key = pw.CharField(max_length=160, unique=True)
+    failures = pw.IntegerField(default=0)
+    locked_until = pw.DoubleField(default=0)  # Unix time (a PostgreSQL REAL would round it to minutes)
+    last_failure_at = pw.DoubleField(default=0)
 
 
 class Setting(BaseModel):

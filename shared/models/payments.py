@@ -83,6 +83,8 @@ class Payment(KeepsLookups, TimestampedModel):
     payer_lookup = LookupHash("payer_hash")
     payer_name = SealedText(null=True)
     refunded_amount = pw.IntegerField(default=0)
+    # The merchant whose API key created it (issue 13): a merchant lists these and its requests' payments.
+    merchant = pw.ForeignKeyField(Merchant, null=True, backref="payments", index=True)
 
     class Meta:
         indexes = ((("phone_hash", "created_at"), False),)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from gateway.api.lockout import USERNAME
 from shared.db import db, init_db
 from shared.models import InboxMessage, JobRun, JobState, Notification, Payment, ProviderToken
 from tests.helpers import wait_for
@@ -21,7 +22,7 @@ from tests.scale_support import (
 
 pytestmark = pytest.mark.server
 FINAL = ("SENT", "DELIVERED", "FAILED", "SUPPRESSED")
-LOGIN_LIMIT = 10  # gateway.api.common.LIMITS["login"]
+LOGIN_LIMIT = USERNAME.free + 1  # failed logins answered 401 before the username locks (gateway.api.lockout)
 SMS_REPLY_LIMIT = 5  # gateway.sms.ratelimit.MAX_REPLIES
 
 
