@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none 
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
+LARGER_BODIES = {"/api/v1/reconciliation/statements": 20 * 1024 * 1024}  # M-Pesa statements (routes_ops)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     migrate()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_BODY_BYTES)  # chunked bodies too (issue 7)
+    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_BODY_BYTES, larger=LARGER_BODIES)  # chunked bodies too (issue 7)
     app.json = SafeJSONProvider(app)  # JSON nested too deep is a 400, not a 500
     if config.trusted_proxies:  # behind nginx: the caller's address (MPESA_ALLOWED_IPS, rate limits) and scheme
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -189,8 +189,8 @@ def _api_key_lines(name: str) -> str:
 
     key = auth.create_api_key(name)
     secret = webhook_secrets.issue_first(Merchant.get(Merchant.name == name.strip()))
-    return f"api_key: {key}\n" + (f"webhook_secret: {secret}" if secret else
-                                  "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)")
+    kept = "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)"
+    return f"api_key: {key}\n" + (f"webhook_secret: {secret}" if secret else kept)
 
 
 def _staff_password(args) -> str:

@@ -69,7 +69,8 @@ def back_to_schema_8() -> None:
                   "phone_preference_phone_hash"):
         db.execute_sql(f'DROP INDEX IF EXISTS "{index}"')
     for table, column in (("payment", "phone_hash"), ("payment", "payer_lookup"),
-                          ("notification", "recipient_hash"), ("phone_preference", "phone_hash")):
+                          ("notification", "recipient_hash"), ("phone_preference", "phone_hash"),
+                          *(("statement_import", c) for c in ("lines_total", "lines_done", "lease_until", "error"))):
         db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
     if not is_sqlite():
         for table, column, size in (("payment", "phone", 12), ("payment", "active_phone", 12),

@@ -141,6 +141,18 @@ def test_amount_mismatch_is_an_exception_and_flags_the_payment(lipa):
     assert (imp.matched, imp.exceptions) == (0, 1)
 
 
+def test_resolving_an_exception_acknowledges_its_alert(lipa):
+    payment = pay(receipt="RD00000002", amount=1000)
+    import_statement(statement(row("RD00000002")))
+    (exc,) = exceptions()
+    alert = Alert.get(Alert.payment == payment.id, Alert.kind == "recon_mismatch")
+    other = Alert.create(kind="late_money", message="not the statement's", payment=payment.id)
+    assert not alert.acknowledged
+    resolve_exception(exc.id, staff="staff:ann", note="refund agreed with the customer")
+    assert Alert.get_by_id(alert.id).acknowledged and not Alert.get_by_id(other.id).acknowledged
+    assert service.references([exc]) == {payment.id: payment.reference}
+
+
 def test_fuzzy_match_attaches_the_receipt_to_a_payment_confirmed_without_one(lipa):
     payment = pay(receipt=None, at=AT + timedelta(minutes=4))
     imp = import_statement(statement(row("RE00000001")))

@@ -45,7 +45,7 @@ def hooks():
 def merchant(capsys, name: str) -> dict:
     """What create-api-key prints, parsed: {"api_key": "lpk_…", "webhook_secret": "whsec_…"}."""
     with db.connection_context():
-        cli._print_api_key(name)
+        print(cli._api_key_lines(name))
     lines = capsys.readouterr().out.strip().splitlines()
     return dict(line.split(": ", 1) for line in lines)
 

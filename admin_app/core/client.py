@@ -244,10 +244,16 @@ class ApiClient:
     def resume_job(self, name: str) -> dict:
         return self.post(f"/api/v1/jobs/{name}/resume")
 
-    def upload_statement(self, data: bytes, filename: str) -> dict:
-        """Import an M-Pesa statement CSV and reconcile it; the run summary."""
-        return self.request("POST", "/api/v1/reconciliation/statements",
-                            files={"file": (filename, data, "text/csv")}, timeout=max(self.timeout, 120))
+    def upload_statement(self, data: bytes, filename: str, *, dry_run: bool = False) -> dict:
+        """Import an M-Pesa statement CSV and reconcile it; the run summary (a large file answers at once with a
+        QUEUED run that imports in the background: follow it with reconciliation_run). ``dry_run`` previews
+        what the import would do and writes nothing."""
+        return self.request("POST", "/api/v1/reconciliation/statements", params={"dry_run": 1} if dry_run else None,
+                            files={"file": (filename, data, "text/csv")}, timeout=max(self.timeout, 120), retries=0)
+
+    def reconciliation_runs(self, cursor: str | None = None, limit: int = 50) -> dict:
+        """Past runs, newest first (``items``, ``next_cursor``)."""
+        return self.get("/api/v1/reconciliation/runs", cursor=cursor, limit=limit)
 
     def reconciliation_run(self, run_id: int, status: str | None = None, cursor: str | None = None) -> dict:
         """A run's summary (``run``) and a page of its exceptions (``items``, ``next_cursor``)."""

@@ -32,6 +32,13 @@ class RecordsModel(QAbstractTableModel):
         self.rows = list(rows)
         self.endResetModel()
 
+    def append_rows(self, rows: list[dict]) -> None:
+        """A further page at the end (the selection stays)."""
+        if rows:
+            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(rows) - 1)
+            self.rows.extend(rows)
+            self.endInsertRows()
+
     def row(self, index: int) -> dict | None:
         return self.rows[index] if 0 <= index < len(self.rows) else None
 
@@ -45,7 +52,7 @@ class RecordsModel(QAbstractTableModel):
         if not index.isValid():
             return None
         record = self.rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):  # a cut cell shows in full on hover
             value = self.columns[index.column()][1](record)
             return "" if value is None else str(value)
         if role == Qt.ItemDataRole.BackgroundRole and self.colour is not None:

@@ -1,11 +1,12 @@
-"""The Reconciliation screen: upload an M-Pesa statement CSV in a worker, see matched and exception counts,
-resolve the exceptions one by one with a note, and go back to the runs of this session (or any run id)."""
+"""The Reconciliation screen: past runs from the gateway, an upload previewed (dry run) before it is imported
+and followed while it imports in the background, a run's exceptions page by page with their payments'
+references, each resolved with a note (its alert acknowledged) or opened in the Payments screen."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -14,21 +15,29 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from admin_app.core.models import role_at_least
+from admin_app.core.models import local_time, parse_time, role_at_least
 
 from . import Screen, ScreenContext
+from .alerts_view import open_payment_in_window
 from .charts import RecordsModel, records_table
 
-COLUMNS = (("Id", lambda e: e["id"]), ("Status", lambda e: e["status"]), ("Kind", lambda e: e["kind"]),
-           ("Payment", lambda e: e["payment_id"] or ""), ("Line", lambda e: e["line_id"] or ""),
+COLUMNS = (("Id", lambda e: e["id"]), ("Status", lambda e: e["status"].title()),
+           ("Kind", lambda e: KIND_NAMES.get(e["kind"], e["kind"].replace("_", " "))),
+           ("Payment", lambda e: e.get("payment_reference") or ("—" if not e["payment_id"] else f"#{e['payment_id']}")),
            ("Details", lambda e: _details(e["details"])), ("Note", lambda e: e["resolution_note"] or ""))
+KIND_NAMES = {"missing_in_lipa": "Money not in Lipa", "unpaid_in_lipa": "Unpaid in Lipa",
+              "missing_in_statement": "Not on the statement", "amount_mismatch": "Amount differs",
+              "duplicate": "Receipt twice"}
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the gateway's limit for a statement
+FOLLOW_MS = 1000  # a background import's progress is read once a second while it runs
+PAGE = 100  # exceptions per page; further pages on demand
 
 
 def _details(details) -> str:
@@ -42,19 +51,58 @@ def choose_statement(parent: QWidget) -> str:
 
 
 def ask_note(parent: QWidget, exception: dict) -> str | None:
-    """The default note dialog; None when cancelled or empty."""
+    """The default note dialog; None when cancelled, "" when left empty."""
     note, ok = QInputDialog.getText(parent, f"Resolve exception {exception['id']}", "Why is this settled?")
-    return note.strip() if ok and note.strip() else None
+    return note.strip() if ok else None
+
+
+def confirm_import(parent: QWidget, preview: dict) -> bool:
+    """The default: the dry run's summary, and Import / Cancel."""
+    answer = QMessageBox.question(parent, "Import this statement?", preview_text(preview),
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                  QMessageBox.StandardButton.Cancel)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def preview_text(preview: dict) -> str:
+    """What a dry run found, in words."""
+    kinds = ", ".join(f"{count} {KIND_NAMES.get(kind, kind).lower()}" for kind, row in
+                      sorted((preview.get("exceptions_by_kind") or {}).items()) for count in [row.get("OPEN", 0)]
+                      if count)
+    unknown = preview.get("unknown_money") or {}
+    return (f"{preview.get('lines', 0):,} lines: {preview.get('matched', 0):,} match Lipa's payments, "
+            f"{preview.get('would_settle', 0):,} would be settled.\n"
+            f"{preview.get('exceptions', 0):,} exceptions for review{': ' + kinds if kinds else ''}.\n"
+            f"Money Lipa does not know: {unknown.get('count', 0):,} lines, KES {unknown.get('amount', 0):,}.\n"
+            "Nothing has been written yet.")
 
 
 def summary_text(run: dict) -> str:
     """One line about a run."""
-    return (f"Run #{run['id']} — {run.get('filename', '')}: {run.get('lines', 0)} lines, {run.get('matched', 0)} "
-            f"matched, {run.get('exceptions', 0)} exceptions ({run.get('open_exceptions', 0)} open)")
+    text = (f"Run #{run['id']} — {run.get('filename', '')}: {run.get('lines', 0):,} lines, "
+            f"{run.get('matched', 0):,} matched, {run.get('exceptions', 0):,} exceptions "
+            f"({run.get('open_exceptions', 0):,} open)")
+    status = run.get("status", "DONE")
+    if status in ("QUEUED", "IMPORTING"):
+        return (f"Run #{run['id']} — {run.get('filename', '')}: importing in the background, "
+                f"{run.get('lines_done', 0):,} of {run.get('lines_total', 0):,} lines "
+                f"({100 * float(run.get('progress') or 0):.0f} %)")
+    if status == "FAILED":
+        return f"Run #{run['id']} — {run.get('filename', '')}: the import failed ({run.get('error') or 'no reason'})"
+    return text
+
+
+def run_item_text(run: dict) -> str:
+    """A run in the list of past runs: number, file, period and what is left to do."""
+    when = local_time(parse_time(run.get("created_at")))[:16]
+    state = {"QUEUED": "queued", "IMPORTING": f"importing {100 * float(run.get('progress') or 0):.0f} %",
+             "FAILED": "failed"}.get(run.get("status", "DONE"), f"{run.get('exceptions', 0):,} exceptions")
+    return f"#{run['id']} {run.get('filename', '')} · {when} EAT · {state}"
 
 
 class ReconciliationView(Screen):
-    """Statement uploads and their exceptions; Ctrl+U uploads, Ctrl+E resolves the selected exception."""
+    """Past runs (newest first), a run's exceptions page by page, uploads previewed then followed in the
+    background; Ctrl+U uploads, Ctrl+E resolves the selected exception, Enter or double-click opens its payment."""
 
     key = "reconciliation"
     title = "Reconciliation"
@@ -63,8 +111,12 @@ class ReconciliationView(Screen):
         super().__init__(ctx, parent)
         self.choose_statement = lambda: choose_statement(self)
         self.ask_note = lambda exception: ask_note(self, exception)
+        self.confirm_import = lambda preview: confirm_import(self, preview)
+        self.open_payment = lambda payment_id: open_payment_in_window(self, payment_id)
         self.runs: dict[int, dict] = {}
         self.run: dict | None = None
+        self.next_cursor: str | None = None
+        self._follow = QTimer(self, singleShot=True, interval=FOLLOW_MS, timeout=self._follow_run)
         self._build_controls()
         self._build_tables()
         self._build_layout()
@@ -72,15 +124,16 @@ class ReconciliationView(Screen):
 
     def _build_controls(self) -> None:
         self.upload_button, self.resolve_button = QPushButton("&Upload statement…"), QPushButton("R&esolve…")
-        self.run_id_spin, self.open_run_button = QSpinBox(), QPushButton("Open run")
-        self.run_id_spin.setRange(1, 2_000_000_000)
+        self.open_button, self.more_button = QPushButton("&Open payment"), QPushButton("Load more exceptions")
         self.upload_button.clicked.connect(self.upload)
         self.resolve_button.clicked.connect(self.resolve_current)
-        self.open_run_button.clicked.connect(lambda: self.open_run(self.run_id_spin.value()))
+        self.open_button.clicked.connect(self.open_current_payment)
+        self.more_button.clicked.connect(self.load_more)
         QShortcut(QKeySequence("Ctrl+U"), self, activated=self.upload)
         QShortcut(QKeySequence("Ctrl+E"), self, activated=self.resolve_current)
-        self.summary_label = QLabel("Upload a statement (Ctrl+U) or open a run by its number.")
+        self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
+        self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
 
     def _build_tables(self) -> None:
         self.history = QListWidget()
@@ -88,97 +141,178 @@ class ReconciliationView(Screen):
         self.history.itemClicked.connect(lambda item: self.open_run(item.data(Qt.ItemDataRole.UserRole)))
         colour = lambda e: "#fff1c2" if e["status"] == "OPEN" else None  # noqa: E731
         self.model = RecordsModel(COLUMNS, colour, self)
-        self.table = records_table(self.model, (55, 75, 140, 70, 55, 400))
+        self.table = records_table(self.model, (55, 75, 150, 110, 420))
         self.table.selectionModel().currentRowChanged.connect(self._update_buttons)
-        self.table.doubleClicked.connect(lambda _index: self.resolve_current())
+        self.table.doubleClicked.connect(lambda _index: self.open_current_payment())
+        for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            shortcut = QShortcut(QKeySequence(key), self.table, context=Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(self.open_current_payment)
 
     def _build_layout(self) -> None:
         top = QHBoxLayout()
-        for widget in (self.upload_button, QLabel("Run #"), self.run_id_spin, self.open_run_button):
-            top.addWidget(widget)
+        top.addWidget(self.upload_button)
         top.addStretch(1)
-        top.addWidget(self.resolve_button)
+        for widget in (self.open_button, self.resolve_button):
+            top.addWidget(widget)
         left = QWidget()
         left_column = QVBoxLayout(left)
         left_column.setContentsMargins(0, 0, 0, 0)
-        left_column.addWidget(QLabel("Runs"))
+        left_column.addWidget(QLabel("Runs (newest first)"))
         left_column.addWidget(self.history)
+        right = QWidget()
+        right_column = QVBoxLayout(right)
+        right_column.setContentsMargins(0, 0, 0, 0)
+        right_column.addWidget(self.table, 1)
+        right_column.addWidget(self.more_button)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
-        splitter.addWidget(self.table)
-        splitter.setSizes([260, 900])
+        splitter.addWidget(right)
+        splitter.setSizes([300, 900])
         column = QVBoxLayout(self)
         column.addLayout(top)
         column.addWidget(self.summary_label)
         column.addWidget(splitter, 1)
-        for first, second in ((self.upload_button, self.run_id_spin), (self.run_id_spin, self.open_run_button),
-                              (self.open_run_button, self.resolve_button), (self.resolve_button, self.history),
-                              (self.history, self.table)):
+        for first, second in ((self.upload_button, self.open_button), (self.open_button, self.resolve_button),
+                              (self.resolve_button, self.history), (self.history, self.table)):
             QWidget.setTabOrder(first, second)
 
     # --- loading --------------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Reload the open run, if any (the API has no list of runs)."""
-        if self.run is None:
-            self.last_error = None
-            self.loaded.emit()
-        else:
-            self.open_run(self.run["id"])
+        """The list of past runs, then the open run again (the newest one the first time)."""
+        client = self.ctx.client
+        self.ctx.run(lambda: client.reconciliation_runs(), self._on_runs, self._on_error, owner=self)
+
+    def _on_runs(self, body: dict) -> None:
+        self.runs = {run["id"]: run for run in body["items"]}
+        self._show_history()
+        if self.run is not None or self.runs:
+            self.open_run(self.run["id"] if self.run else max(self.runs))
+            return
+        self.last_error = None
+        self.summary_label.setText("No statement uploaded yet." + (" Upload one with Ctrl+U." if self._operator()
+                                                                   else ""))
+        self.loaded.emit()
 
     def open_run(self, run_id: int) -> None:
-        """A run's summary and its exceptions, open ones first, in a worker."""
+        """A run's summary and its first page of exceptions, open ones first, in a worker."""
         client = self.ctx.client
-        self.ctx.run(lambda: _whole_run(client, int(run_id)), self._on_run, self._on_error, owner=self)
+        self.ctx.run(lambda: client.reconciliation_run(int(run_id)), self._on_run, self._on_error, owner=self)
 
     def _on_run(self, body: dict) -> None:
         self.last_error = None
-        self.run = body["run"]
-        self._remember(self.run)
+        self.run, self.next_cursor = body["run"], body.get("next_cursor")
+        self.runs[self.run["id"]] = {**self.runs.get(self.run["id"], {}), **self.run}
+        self._show_history()
         self.summary_label.setText(summary_text(self.run))
         self.model.set_rows(body["items"])
         self._update_buttons()
+        if self.run.get("status") in ("QUEUED", "IMPORTING"):
+            self._follow.start()
         self.loaded.emit()
+
+    def load_more(self) -> None:
+        """The next page of the open run's exceptions (never every page at once: the read budget)."""
+        if not (self.run and self.next_cursor):
+            return
+        client, run_id, cursor = self.ctx.client, self.run["id"], self.next_cursor
+        self.more_button.setEnabled(False)
+
+        def more(body: dict) -> None:
+            if self.run and self.run["id"] == run_id:
+                self.model.append_rows(body["items"])
+                self.next_cursor = body.get("next_cursor")
+            self._update_buttons()
+
+        self.ctx.run(lambda: client.reconciliation_run(run_id, cursor=cursor), more, self._on_error, owner=self)
+
+    def _follow_run(self) -> None:
+        if self.run and self.run.get("status") in ("QUEUED", "IMPORTING") and self.isVisible():
+            self.open_run(self.run["id"])
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = exc
-        self.ctx.error(exc, "Loading the reconciliation run")
+        self.ctx.error(exc, "Loading reconciliation")
+        self._update_buttons()
         self.loaded.emit()
 
-    def _remember(self, run: dict) -> None:
-        """Add or update the run in the session's history list."""
-        self.runs[run["id"]] = run
+    def _show_history(self) -> None:
         self.history.clear()
         for run_id in sorted(self.runs, reverse=True):
-            item = QListWidgetItem(summary_text(self.runs[run_id]).split(": ")[0] + f" ({self.runs[run_id]['matched']}"
-                                   f" matched, {self.runs[run_id]['open_exceptions']} open)")
+            item = QListWidgetItem(run_item_text(self.runs[run_id]))
             item.setData(Qt.ItemDataRole.UserRole, run_id)
+            item.setToolTip(summary_text(self.runs[run_id]))
             self.history.addItem(item)
+            if self.run and run_id == self.run["id"]:
+                self.history.setCurrentItem(item)
 
     # --- actions --------------------------------------------------------------------------------------------
 
+    def _operator(self) -> bool:
+        return role_at_least(self.ctx.role, "operator")
+
     def _update_buttons(self, *_args) -> None:
-        operator = role_at_least(self.ctx.role, "operator")
-        exception = self.current()
+        operator, exception = self._operator(), self.current()
         self.upload_button.setEnabled(operator)
+        self.upload_button.setVisible(operator)  # a viewer is never offered an upload
         self.resolve_button.setEnabled(bool(operator and exception and exception["status"] == "OPEN"))
+        self.resolve_button.setToolTip("" if operator else "Resolving needs an operator or admin.")
+        self.open_button.setEnabled(bool(exception and exception.get("payment_id")))
+        self.more_button.setVisible(bool(self.next_cursor))
+        self.more_button.setEnabled(bool(self.next_cursor))
 
     def current(self) -> dict | None:
         return self.model.row(self.table.currentIndex().row())
 
+    def open_current_payment(self) -> None:
+        exception = self.current()
+        if exception and exception.get("payment_id"):
+            self.open_payment(int(exception["payment_id"]))
+        elif exception:
+            self.ctx.info("This exception is about money Lipa has no payment for.")
+
     def upload(self) -> None:
-        """Choose a CSV, upload it in a worker, then show the run it made."""
+        """Choose a CSV, preview what importing it would do (nothing written), then import on Yes."""
         if not self.upload_button.isEnabled():
             return
         path = self.choose_statement()
         if not path:
             return
-        client = self.ctx.client
+        name, size = Path(path).name, Path(path).stat().st_size
+        if size > MAX_UPLOAD_BYTES:
+            self.ctx.info(f"{name} is {size / 1e6:.1f} MB; the gateway takes statements up to 20 MB. "
+                          "Export a shorter period from the M-Pesa portal.")
+            return
+        data, client = Path(path).read_bytes(), self.ctx.client
         self.upload_button.setEnabled(False)
-        self.summary_label.setText(f"Uploading {Path(path).name}…")
-        self.ctx.run(lambda: client.upload_statement(Path(path).read_bytes(), Path(path).name),
-                     lambda run: self.open_run(run["id"]), lambda exc: self.ctx.error(exc, "Uploading the statement"),
+        self.summary_label.setText(f"Checking {name}…")
+        self.ctx.run(lambda: client.upload_statement(data, name, dry_run=True),
+                     lambda preview: self._previewed(preview, data, name), self._upload_failed, owner=self)
+
+    def _previewed(self, preview: dict, data: bytes, name: str) -> None:
+        if preview.get("already_imported"):
+            self._update_buttons()
+            self.ctx.info(f"{name} was imported already (run #{preview['id']}).")
+            self.open_run(preview["id"])
+            return
+        if not self.confirm_import(preview):
+            self._update_buttons()
+            self.summary_label.setText(f"{name} not imported.")
+            return
+        client = self.ctx.client
+        self.summary_label.setText(f"Uploading {name}…")
+        self.ctx.run(lambda: client.upload_statement(data, name), self._uploaded, self._upload_failed,
                      self._update_buttons, owner=self)
+
+    def _uploaded(self, run: dict) -> None:
+        self.ctx.info(f"Statement imported as run #{run['id']}." if run.get("status") == "DONE" else
+                      f"Run #{run['id']} is importing in the background; its progress shows here.")
+        self.open_run(run["id"])
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        self.summary_label.setText("The statement was not imported.")
+        self._update_buttons()
+        self.ctx.error(exc, "Uploading the statement")
 
     def resolve_current(self) -> None:
         """Ask for a note, resolve the selected exception in a worker, then move on to the next open one."""
@@ -186,7 +320,10 @@ class ReconciliationView(Screen):
         if exception is None or not self.resolve_button.isEnabled():
             return
         note = self.ask_note(exception)
+        if note is None:
+            return
         if not note:
+            self.ctx.info("Nothing resolved: say why in the note.")
             return
         client, row = self.ctx.client, self.table.currentIndex().row()
         self.resolve_button.setEnabled(False)
@@ -194,17 +331,6 @@ class ReconciliationView(Screen):
                      lambda exc: self.ctx.error(exc, "Resolving the exception"), owner=self)
 
     def _resolved(self, row: int) -> None:
-        self.ctx.info("Exception resolved.")
+        self.ctx.info("Exception resolved (its alert is acknowledged too).")
         self.loaded.connect(lambda: self.table.selectRow(0), Qt.ConnectionType.SingleShotConnection)
-        self.refresh()
-
-
-def _whole_run(client, run_id: int) -> dict:
-    """Every page of a run's exceptions (open first) with its summary."""
-    body = client.reconciliation_run(run_id)
-    items, cursor = list(body["items"]), body.get("next_cursor")
-    while cursor:
-        page = client.reconciliation_run(run_id, cursor=cursor)
-        items += page["items"]
-        cursor = page.get("next_cursor")
-    return {"run": body["run"], "items": items}
+        self.open_run(self.run["id"])

@@ -182,9 +182,16 @@ def _ops() -> dict:
         "/jobs/{name}/resume": {"post": op("Resume a paused job (admin)", tag="ops", params=(job,),
                                            errors="401 403 404 501")},
         "/reconciliation/statements": {"post": {**op(
-            "Upload an M-Pesa statement (CSV, up to 20 MB) and reconcile it (operator+)", tag="reconciliation",
-            ok="201", schema={"type": "object"}, errors="400 401 403 413 415 501"),
+            "Upload an M-Pesa statement (CSV, up to 20 MB) and reconcile it (operator+): 201 with the run; 202 with "
+            "a QUEUED run over 2,000 lines (it imports in the background: follow /reconciliation/runs/{id}); "
+            "?dry_run=1 answers 200 with what the import would do and writes nothing", tag="reconciliation",
+            ok="201", schema={"type": "object"}, params=(query("dry_run", {"enum": ["0", "1"]}),),
+            errors="400 401 403 413 415 501"),
             "requestBody": {"required": True, "content": statement}}},
+        "/reconciliation/runs": {"get": op(
+            "Past reconciliation runs, newest first, with counts and progress (viewer+)", tag="reconciliation",
+            schema=obj({"items": {"type": "array", "items": {"type": "object"}},
+                        "next_cursor": {"type": ["string", "null"]}}, closed=False), params=(CURSOR, LIMIT), errors="400 401 403")},
         "/reconciliation/runs/{run_id}": {"get": op(
             "A reconciliation run with a page of its exceptions, open ones first", tag="reconciliation",
             schema={"type": "object"}, params=(path_id("run_id"), query("status", {"enum": ["OPEN", "RESOLVED"]}),

@@ -25,7 +25,7 @@ from ..backoffice.serialize import notification_json, reveals
 
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")
-MAX_STATEMENT_BYTES = 20 * 1024 * 1024
+MAX_STATEMENT_BYTES = 20 * 1024 * 1024  # also gateway.app.LARGER_BODIES, which lets a body this large through
 CSV_TYPES = ("text/csv", "text/plain", "application/csv")
 ID = "int(max=9223372036854775807)"  # a row id SQLite can bind
 
@@ -240,10 +240,12 @@ def upload_statement():
     return response, 202
 
 
-def exception_json(e: ReconException) -> dict:
+def exception_json(e: ReconException, references: dict[int, str] | None = None) -> dict:
+    """An exception, with its payment's reference (what staff talk in) and its line's receipt when known."""
+    references = references if references is not None else recon_service.references([e])
     return {"id": e.id, "kind": e.kind, "payment_id": e.payment_id, "line_id": e.line_id, "details": e.details,
-            "status": e.status, "resolved_by": e.resolved_by, "resolution_note": e.resolution_note,
-            "resolved_at": iso(e.resolved_at), "created_at": iso(e.created_at)}
+            "payment_reference": references.get(e.payment_id), "status": e.status, "resolved_by": e.resolved_by,
+            "resolution_note": e.resolution_note, "resolved_at": iso(e.resolved_at), "created_at": iso(e.created_at)}
 
 
 @bp.get("/reconciliation/runs")
@@ -267,7 +269,8 @@ def get_run(run_id: int):
         query = query.where(ReconException.status == status)
     rank = Case(None, [(ReconException.status == "OPEN", 0)], 1)
     rows, cursor = ranked_page(query, rank, ReconException.id, args.get("cursor"), page_limit())
-    return jsonify({"run": summary, "items": [exception_json(e) for e in rows], "next_cursor": cursor})
+    references = recon_service.references(rows)  # one query for the page, not one per row
+    return jsonify({"run": summary, "items": [exception_json(e, references) for e in rows], "next_cursor": cursor})
 
 
 @bp.post(f"/reconciliation/exceptions/<{ID}:exception_id>/confirm")

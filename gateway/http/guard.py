@@ -25,22 +25,28 @@ DRAIN_AT_MOST = 1024 * 1024  # past this a sender is not just careless: stop rea
 
 
 class BodyLimit:
-    """WSGI middleware: buffer a chunked body of at most ``limit`` bytes, mark a longer one as too large."""
+    """WSGI middleware: buffer a chunked body of at most ``limit`` bytes, mark a longer one as too large.
 
-    def __init__(self, app, limit: int):
+    ``larger`` names the paths that take more ({path: bytes}, the statement upload's 20 MB): without it, a
+    statement over 64 KiB was drained here and reached its route empty ("send the file"), whatever the
+    route's own limit said."""
+
+    def __init__(self, app, limit: int, larger: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.larger = dict(larger or {})
 
     def __call__(self, environ, start_response):
         declared = _length(environ)
-        if declared is not None and self.limit < declared <= DRAIN_AT_MOST:
+        limit = self.larger.get(environ.get("PATH_INFO", ""), self.limit)
+        if declared is not None and limit < declared <= DRAIN_AT_MOST:
             # Read the refused body through, so the answer (413) reaches the caller and a kept-alive connection
             # does not start its next request inside this body's leftovers (gunicorn does not skip them).
             _drain(environ["wsgi.input"], declared)
             environ["wsgi.input"] = io.BytesIO()
         elif "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and declared is None:
-            body = _read(environ["wsgi.input"], self.limit + 1)
-            if len(body) > self.limit:  # read (and drop) a bounded rest, so the caller gets its 413, not a reset
+            body = _read(environ["wsgi.input"], limit + 1)
+            if len(body) > limit:  # read (and drop) a bounded rest, so the caller gets its 413, not a reset
                 _drain(environ["wsgi.input"], DRAIN_AT_MOST)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))  # limit + 1 when it was longer: a 413 wherever it is read

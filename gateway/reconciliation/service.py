@@ -18,7 +18,7 @@ from peewee import SQL, chunked, fn
 
 from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
-from shared.models import AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
+from shared.models import Alert, AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
 from shared.timeutil import utcnow
 
 from ..payments.transitions import flag, raise_alert
@@ -45,6 +45,7 @@ from .rematch import close_found
 from .rematch import rematch_open as rematch_open
 
 log = logging.getLogger(__name__)
+RECON_ALERTS = ("recon_mismatch", "recon_unpaid_in_lipa", "recon_missing_in_statement")
 ALREADY_PAID = (S.SETTLED.value, S.REFUND_PENDING.value, S.REFUNDED.value)
 IMPORT_LOCK = 0x4C495041  # PostgreSQL advisory lock: one import at a time
 LINE_FIELDS = [StatementLine.statement, StatementLine.line_no, StatementLine.receipt, StatementLine.completed_at,
@@ -345,7 +346,16 @@ def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
             raise NotAllowed(f"Exception {exc_id} was already resolved by {row.resolved_by}.",
                              code="already_resolved")
         _resolve(row, str(staff), note)
+        if row.payment_id:  # the alert the exception raised is answered too: nothing left open twice
+            Alert.update(acknowledged=True).where(Alert.payment == row.payment_id, Alert.kind.in_(RECON_ALERTS),
+                                                  Alert.acknowledged == False).execute()  # noqa: E712 - SQL
     return row
+
+
+def references(exceptions: list[ReconException]) -> dict[int, str]:
+    """{payment id: reference} for the exceptions' payments, in one query."""
+    ids = sorted({e.payment_id for e in exceptions if e.payment_id})
+    return dict(Payment.select(Payment.id, Payment.reference).where(Payment.id.in_(ids)).tuples()) if ids else {}
 
 
 def run_summary(import_id: int) -> dict:

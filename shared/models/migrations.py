@@ -104,8 +104,16 @@ def _v14_money_collected(database) -> None:
 
 
 def _v15_background_imports(database) -> None:
-    """Issue 12: large statements import in the background, in chunks, with progress and a lease."""
-    _add_columns(database, m.StatementImport, ["lines_total", "lines_done", "lease_until", "error"])
+    """Issue 12: large statements import in the background, in chunks, with progress and a lease.
+
+    Plain ALTER TABLE … DEFAULT: peewee's SQLite migrator adds a NOT NULL column by rebuilding the table,
+    which a statement_import that statement lines point to (foreign keys on) refuses."""
+    present = {c.name for c in database.get_columns("statement_import")}
+    stamp = "DATETIME" if is_sqlite() else "TIMESTAMP"
+    for name, ddl in (("lines_total", "INTEGER NOT NULL DEFAULT 0"), ("lines_done", "INTEGER NOT NULL DEFAULT 0"),
+                      ("lease_until", f"{stamp} NULL"), ("error", "VARCHAR(255) NOT NULL DEFAULT ''")):
+        if name not in present:
+            database.execute_sql(f'ALTER TABLE "statement_import" ADD COLUMN "{name}" {ddl}')
     database.create_tables([m.StatementUpload], safe=True)
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from admin_app.core.dashboard_data import PeriodNumbers  # noqa: E402
 from admin_app.gui.main_window import MainWindow  # noqa: E402
@@ -174,30 +175,79 @@ def test_a_preview_before_printing_leaves_the_first_print_the_original(gui, qtbo
     assert "COPY" not in printer.last_text and "PREVIEW" not in printer.last_text
 
 
-def test_reconciliation_upload_then_resolve_one_by_one(gui, qtbot):
+def test_reconciliation_preview_upload_then_resolve_one_by_one(gui, qtbot):
+    """The dry run is shown before anything is written; exceptions name payments by reference; Enter opens
+    the payment; an empty note resolves nothing; resolving acknowledges the exception's alert."""
+    failed = seed(status="FAILED", mpesa_receipt="RKTQDM7W6T", amount=1200, account="12345")[0]
     window = gui("operator")
     view = show(qtbot, window, "reconciliation")
+    assert "No statement uploaded yet" in view.summary_label.text()
     view.choose_statement = lambda: str(FIXTURES / "mpesa_statement.csv")
-    notes = []
-    view.ask_note = lambda exception: notes.append(exception["id"]) or "checked with the bank"
+    previews, notes = [], iter(["", "checked with the bank"])
+    view.confirm_import = lambda preview: previews.append(preview) or True
+    view.ask_note = lambda exception: next(notes)
     with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
         view.upload()
+    assert previews[0]["dry_run"] is True and previews[0]["exceptions"] > 0
     run = view.run
-    assert run["lines"] > 0 and run["exceptions"] > 0 and run["open_exceptions"] == run["exceptions"]
+    assert run["status"] == "DONE" and run["exceptions"] == previews[0]["exceptions"]
     assert view.model.rowCount() == run["exceptions"] and view.history.count() == 1
     assert f"{run['matched']} matched" in view.summary_label.text()
-    view.table.selectRow(0)
+    row = next(n for n, e in enumerate(view.model.rows) if e["payment_id"] == failed)
+    assert view.model.data(view.model.index(row, 3)) == "LPT000001"  # the reference, not an id
+    view.table.selectRow(row)
+    view.resolve_current()  # an empty note: nothing is sent
+    assert "say why" in window.message_bar.text()
     with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
         view.resolve_current()
-    assert view.run["open_exceptions"] == run["exceptions"] - 1 and len(notes) == 1
-    resolved = [e for e in view.model.rows if e["status"] == "RESOLVED"]
-    assert [e["resolution_note"] for e in resolved] == ["checked with the bank"]
-    view.run_id_spin.setValue(run["id"])
-    with qtbot.waitSignal(view.loaded, timeout=WAIT_MS):
-        view.open_run_button.click()
-    assert view.run["id"] == run["id"] and view.history.count() == 1
+    assert view.run["open_exceptions"] == run["exceptions"] - 1
+    with db.connection_context():
+        assert Alert.get(Alert.payment == failed, Alert.kind == "recon_unpaid_in_lipa").acknowledged
+    view.table.selectRow(next(n for n, e in enumerate(view.model.rows) if e["payment_id"] == failed))
+    payments = window.screen("payments")
+    view.table.setFocus()
+    qtbot.keyClick(view.table, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: payments.detail.payment is not None and payments.detail.payment.id == failed,
+                    timeout=WAIT_MS)
+    assert window.current_screen() is payments
+
+
+def test_a_large_statement_imports_in_the_background_with_progress(gui, qtbot, tmp_path):
+    from bench.recon_data import insert_payments, make_dataset
+
+    data = make_dataset(3000)  # over the gateway's 2,000-line threshold
+    with db.connection_context():
+        insert_payments(data.payments)
+    path = tmp_path / "november.csv"
+    path.write_bytes(data.csv_bytes)
+    window = gui("operator")
+    view = show(qtbot, window, "reconciliation")
+    view.choose_statement = lambda: str(path)
+    view.confirm_import = lambda preview: True
+    seen = []
+    view.loaded.connect(lambda: seen.append(view.summary_label.text()))
+    view.upload()
+    try:
+        qtbot.waitUntil(lambda: view.run is not None and view.run["status"] == "DONE", timeout=60_000)
+    except Exception:
+        raise AssertionError((view.run, window.message_bar.text(), seen))
+    assert view.run["lines"] == 3000 and view.run["progress"] == 1.0
+    assert "importing in the background" in window.message_bar.text() or any("importing" in t for t in seen)
+    assert view.history.count() == 1 and "november.csv" in view.history.item(0).text()
+
+
+def test_past_runs_are_listed_after_a_restart(gui, qtbot):
+    from shared.models import StatementImport
+
+    with db.connection_context():
+        for n in range(3):
+            StatementImport.create(sha256=f"run{n}", filename=f"week{n}.csv", lines=10 * n, uploaded_by="staff:x")
+    view = show(qtbot, gui("viewer"), "reconciliation")
+    assert [view.history.item(n).text().split(" ")[1] for n in range(3)] == ["week2.csv", "week1.csv", "week0.csv"]
+    assert view.run["filename"] == "week2.csv"  # the newest run is opened
 
 
 def test_reconciliation_is_read_only_for_viewers(gui, qtbot):
     view = show(qtbot, gui("viewer"), "reconciliation")
     assert not view.upload_button.isEnabled() and not view.resolve_button.isEnabled()
+    assert view.upload_button.isHidden() and "Ctrl+U" not in view.summary_label.text()
