@@ -33,6 +33,25 @@ def make_alerts():
     return rows
 
 
+def test_alerts_name_their_payment_and_acknowledge_in_bulk(client, as_):
+    with db.connection_context():
+        paid = Payment.create(reference="LPREF0001", phone="254712345678", amount=5, account="A", channel="ussd",
+                              status="COMPLETED")
+        ids = [Alert.create(kind="late_money", message=f"m{n}", payment=paid if n == 0 else None).id for n in range(3)]
+    items = client.get(f"{API}/alerts", headers=as_["viewer"]).get_json()["items"]
+    assert {i["id"]: i["payment_reference"] for i in items} == {ids[0]: "LPREF0001", ids[1]: None, ids[2]: None}
+    url = f"{API}/alerts/acknowledge"
+    assert client.post(url, json={"ids": ids[:2]}, headers=as_["viewer"]).status_code == 403
+    assert client.post(url, json={"ids": ["x"]}, headers=as_["operator"]).status_code == 400
+    assert client.post(url, json={"ids": list(range(1, 300))}, headers=as_["operator"]).status_code == 400
+    done = client.post(url, json={"ids": ids[:2], "note": "seen"}, headers=as_["operator"])
+    assert done.status_code == 200 and done.get_json() == {"acknowledged": 2}
+    assert client.post(url, json={"ids": ids}, headers=as_["operator"]).get_json() == {"acknowledged": 1}
+    with db.connection_context():
+        assert Alert.select().where(Alert.acknowledged == True).count() == 3  # noqa: E712
+        assert AuditLog.select().where(AuditLog.action == "alert_ack").count() == 3
+
+
 def test_alerts_unacknowledged_first_then_newest_over_pages(client, as_):
     rows = make_alerts()
     seen, cursor = [], None

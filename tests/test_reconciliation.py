@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bench.recon_data import insert_payments, make_dataset
+from gateway.backoffice.serialize import payment_references
 from gateway.payments import transitions
 from gateway.payments.requests import create_request
 from gateway.reconciliation import service
@@ -150,7 +151,7 @@ def test_resolving_an_exception_acknowledges_its_alert(lipa):
     assert not alert.acknowledged
     resolve_exception(exc.id, staff="staff:ann", note="refund agreed with the customer")
     assert Alert.get_by_id(alert.id).acknowledged and not Alert.get_by_id(other.id).acknowledged
-    assert service.references([exc]) == {payment.id: payment.reference}
+    assert payment_references([exc]) == {payment.id: payment.reference}
 
 
 def test_fuzzy_match_attaches_the_receipt_to_a_payment_confirmed_without_one(lipa):

@@ -215,13 +215,18 @@ class ApiClient:
 
     def _page(self, path: str, **params) -> Page[dict]:
         body = self.get(path, **params)
-        return Page(body["items"], body.get("next_cursor"))
+        counts = {key: value for key, value in body.items() if key not in ("items", "next_cursor")}
+        return Page(body["items"], body.get("next_cursor"), counts)
 
     def alerts(self, acknowledged: bool | None = None, kind: str | None = None, cursor: str | None = None,
                limit: int | None = None) -> Page[dict]:
         """Alerts, unacknowledged first."""
         ack = None if acknowledged is None else str(acknowledged).lower()
         return self._page("/api/v1/alerts", acknowledged=ack, kind=kind, cursor=cursor, limit=limit)
+
+    def ack_alerts(self, ids: list[int], note: str = "") -> dict:
+        """Acknowledge several alerts in one call; {"acknowledged": n}."""
+        return self.post("/api/v1/alerts/acknowledge", {"ids": [int(i) for i in ids], **({"note": note} if note else {})})
 
     def ack_alert(self, alert_id: int, note: str = "") -> dict:
         return self.post(f"/api/v1/alerts/{int(alert_id)}/ack", {"note": note} if note else None)

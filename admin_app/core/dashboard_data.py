@@ -117,10 +117,13 @@ class DashboardData:
     unread_alerts: int = 0
 
     @classmethod
-    def from_api(cls, today: dict, period: dict, alerts: list[dict] | None = None) -> DashboardData:
-        """From two ``/stats`` answers and a page of alerts."""
+    def from_api(cls, today: dict, period: dict, alerts: list[dict] | None = None, *,
+                 unread: int | None = None) -> DashboardData:
+        """From two ``/stats`` answers and a page of alerts; ``unread`` is the gateway's own count of open
+        alerts (the page holds at most 100 of them)."""
         open_alerts = [a for a in alerts or [] if not a.get("acknowledged")]
-        return cls(PeriodNumbers.from_stats(today), PeriodNumbers.from_stats(period), open_alerts, len(open_alerts))
+        return cls(PeriodNumbers.from_stats(today), PeriodNumbers.from_stats(period), open_alerts,
+                   len(open_alerts) if unread is None else int(unread))
 
     def status_table(self) -> list[tuple[str, str, str, str, str]]:
         """Rows of (status, today count, today amount, period count, period amount); all-zero rows left out."""
@@ -137,5 +140,5 @@ def load_dashboard(client, date_from: date | None, date_to: date | None) -> Dash
     """The blocking calls behind one dashboard refresh (run in a worker)."""
     today = client.stats()
     period = client.stats(date_from.isoformat(), date_to.isoformat()) if date_from and date_to else today
-    alerts = client.alerts(acknowledged=False, limit=100).items
-    return DashboardData.from_api(today, period, alerts)
+    alerts = client.alerts(acknowledged=False, limit=100)
+    return DashboardData.from_api(today, period, alerts.items, unread=alerts.counts.get("unacknowledged"))

@@ -60,6 +60,7 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+    counts: dict = field(default_factory=dict)  # totals some lists answer beside the page (alerts: unacknowledged)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from admin_app.core.dashboard_data import percent, seconds
 from admin_app.core.models import role_at_least
+from admin_app.core.words import eat, every
 
 from . import ScreenContext
 from .charts import RecordsModel, records_table
@@ -17,14 +18,24 @@ def _last(job: dict) -> str:
     last = job.get("last_run") or {}
     if not last:
         return "never"
-    return f"{(last.get('started_at') or '')[:19]} {last.get('outcome') or ''}".strip()
+    return f"{eat(last.get('started_at'))} {(last.get('outcome') or '').lower()}".strip()
+
+
+def counts_words(counts) -> str:
+    """What a run did: "applied 3, refunds sent 0"; "nothing to do" when every count is zero."""
+    if not isinstance(counts, dict) or not counts:
+        return ""
+    done = [f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items()
+            if isinstance(value, int) and not isinstance(value, bool)]
+    return ", ".join(done) if any(v for v in counts.values() if isinstance(v, int)) else "nothing to do"
 
 
 COLUMNS = (("Job", lambda j: j["name"]), ("Runs", lambda j: j["runs"]), ("OK", lambda j: j["ok"]),
            ("Failed", lambda j: j["failed"]), ("Success", lambda j: percent(j["success_rate"])),
-           ("Mean", lambda j: seconds(j["mean_duration_s"])), ("Last run (UTC)", _last),
-           ("Paused", lambda j: "paused" if j["paused"] else ""), ("Every", lambda j: seconds(j.get("interval_s"))),
-           ("Next run (UTC)", lambda j: (j.get("next_run_at") or "")[:19]),
+           ("Mean", lambda j: seconds(j["mean_duration_s"])), ("Last run (EAT)", _last),
+           ("Paused", lambda j: "paused" if j["paused"] else ""), ("Schedule", lambda j: every(j.get("interval_s"))),
+           ("Next run (EAT)", lambda j: "paused" if j["paused"] else eat(j.get("next_run_at"))),
+           ("Last did", lambda j: counts_words((j.get("last_run") or {}).get("counts"))),
            ("Last error", lambda j: ((j.get("last_run") or {}).get("error") or "")[:120]))
 
 
@@ -40,9 +51,11 @@ class JobsView(LiveScreen):
         super().__init__(ctx, parent)
         colour = lambda j: "#e8e8e8" if j["paused"] else ("#fbd5d5" if _failed(j) else None)  # noqa: E731
         self.model = RecordsModel(COLUMNS, colour, self)
-        self.table = records_table(self.model, (150, 50, 45, 50, 65, 65, 190, 55, 60, 140))
+        self.table = records_table(self.model, (150, 45, 40, 50, 65, 60, 200, 55, 75, 170, 200))
         self.table.selectionModel().currentRowChanged.connect(self._update_buttons)
         self.run_button, self.refresh_button = QPushButton("&Run now"), QPushButton("Refresh (F5)")
+        self.pause_button = QPushButton("&Pause")
+        self.pause_button.clicked.connect(self.toggle_pause)
         self.run_button.clicked.connect(self.run_now)
         self.refresh_button.clicked.connect(self.refresh)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.run_now)
@@ -55,6 +68,7 @@ class JobsView(LiveScreen):
         row = QHBoxLayout()
         row.addWidget(self.status_label, 1)
         row.addWidget(self.refresh_button)
+        row.addWidget(self.pause_button)
         row.addWidget(self.run_button)
         column = QVBoxLayout(self)
         column.addWidget(self.table, 1)
@@ -77,9 +91,28 @@ class JobsView(LiveScreen):
         return self.model.row(self.table.currentIndex().row())
 
     def _update_buttons(self, *_args) -> None:
-        allowed = role_at_least(self.ctx.role, "operator")
-        self.run_button.setEnabled(bool(allowed and self.current() and self.running is None))
+        allowed, admin, job = role_at_least(self.ctx.role, "operator"), role_at_least(self.ctx.role, "admin"), \
+            self.current()
+        self.run_button.setEnabled(bool(allowed and job and self.running is None))
         self.run_button.setToolTip("" if allowed else "Running a job needs the operator role.")
+        self.pause_button.setText("Res&ume" if job and job["paused"] else "&Pause")
+        self.pause_button.setEnabled(bool(admin and job))
+        self.pause_button.setToolTip("" if admin else "Pausing and resuming jobs needs the admin role.")
+
+    def toggle_pause(self) -> None:
+        """Pause the selected job everywhere, or let a paused one run on its schedule again (admin)."""
+        job, client = self.current(), self.ctx.client
+        if job is None or not self.pause_button.isEnabled():
+            return
+        name, resume = job["name"], bool(job["paused"])
+        self.pause_button.setEnabled(False)
+        self.ctx.run(lambda: client.resume_job(name) if resume else client.pause_job(name),
+                     lambda _r: self._switched(name, resume), lambda exc: self.ctx.error(exc, f"Switching {name}"),
+                     owner=self)
+
+    def _switched(self, name: str, resumed: bool) -> None:
+        self.ctx.info(f"Job {name} {'resumed: it runs on its schedule again' if resumed else 'paused everywhere'}.")
+        self.refresh()
 
     def run_now(self) -> None:
         """Run the selected job on the gateway (in a worker), then reload the statistics."""
@@ -94,8 +127,10 @@ class JobsView(LiveScreen):
                      lambda exc: self.ctx.error(exc, f"Running {name}"), self._run_finished, owner=self)
 
     def _ran(self, name: str, run: dict) -> None:
-        self.status_label.setText(f"{name}: {run.get('outcome', 'done')}")
-        self.ctx.info(f"Job {name} ran: {run.get('outcome', 'done')}.")
+        did = counts_words(run.get("counts"))
+        text = f"{name}: {str(run.get('outcome', 'done')).lower()}" + (f" ({did})" if did else "")
+        self.status_label.setText(text)
+        self.ctx.info(f"Job {text}.")
 
     def _run_finished(self) -> None:
         self.running = None

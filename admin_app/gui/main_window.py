@@ -173,8 +173,8 @@ class MainWindow(QMainWindow):
 
     def _show_unread(self, row: int, count: int) -> None:
         """The unacknowledged alert count in the navigation and the status bar."""
-        self.nav.item(row).setText(f"Alerts ({count})" if count else "Alerts")
-        self.alerts_label.setText(f"⚠ {count} open alert{'s' * (count != 1)}" if count else "")
+        self.nav.item(row).setText(f"Alerts ({count:,})" if count else "Alerts")
+        self.alerts_label.setText(f"⚠ {count:,} open alert{'s' * (count != 1)}" if count else "")
 
     def closeEvent(self, event) -> None:
         stop_feed(self.client)

@@ -168,6 +168,10 @@ def _ops() -> dict:
         "/alerts/{alert_id}/ack": {"post": op(
             "Acknowledge an alert (operator+)", tag="ops", schema=ref("Alert"), params=(path_id("alert_id"),),
             body=obj({}, {"note": STR}), body_required=False, errors="400 401 403 404 415")},
+        "/alerts/acknowledge": {"post": op(
+            "Acknowledge several alerts (operator+): {ids, note}; answers how many were acknowledged now", tag="ops",
+            schema=obj({"acknowledged": INT}), body=obj({"ids": {"type": "array", "items": ROW_ID}}, {"note": STR}),
+            errors="400 401 403 415")},
         "/notifications": {"get": op("The outbox: SMS and webhooks with delivery status", tag="ops",
                                      schema=page_of("Notification"), params=(
                                          query("status", STR), query("channel", {"enum": ["sms", "webhook", "email"]}),

@@ -21,8 +21,9 @@ from ..payments import verification
 from ..reconciliation import confirm as recon_confirm
 from .common import UnsupportedMediaType, bp, json_body, page_limit, principal
 from ..backoffice.feed import ranked_page
-from ..backoffice.serialize import notification_json, reveals
+from ..backoffice.serialize import notification_json, payment_references, reveals
 
+BULK_MAX = 200  # alerts acknowledged in one call
 NOTIFICATION_STATUSES = ("QUEUED", "SENDING", "SENT", "DELIVERED", "FAILED", "SUPPRESSED")
 NOTIFICATION_CHANNELS = ("sms", "webhook", "email")
 MAX_STATEMENT_BYTES = 20 * 1024 * 1024  # also gateway.app.LARGER_BODIES, which lets a body this large through
@@ -69,9 +70,11 @@ def _optional_note() -> str:
 
 # --- alerts -----------------------------------------------------------------------------------------------
 
-def alert_json(a: Alert) -> dict:
+def alert_json(a: Alert, references: dict[int, str] | None = None) -> dict:
+    references = references if references is not None else payment_references([a])
     return {"id": a.id, "kind": a.kind, "message": a.message, "payment_id": a.payment_id,
-            "acknowledged": bool(a.acknowledged), "created_at": iso(a.created_at)}
+            "payment_reference": references.get(a.payment_id), "acknowledged": bool(a.acknowledged),
+            "created_at": iso(a.created_at)}
 
 
 @bp.get("/alerts")
@@ -87,7 +90,30 @@ def list_alerts():
         query = query.where(Alert.kind == args["kind"][:32])
     rank = Case(None, [(Alert.acknowledged == True, 1)], 0)  # noqa: E712
     rows, cursor = ranked_page(query, rank, Alert.id, args.get("cursor"), page_limit())
-    return jsonify({"items": [alert_json(a) for a in rows], "next_cursor": cursor})
+    references = payment_references(rows)
+    unacknowledged = Alert.select().where(Alert.acknowledged == False).count()  # noqa: E712 - the real count
+    return jsonify({"items": [alert_json(a, references) for a in rows], "next_cursor": cursor,
+                    "unacknowledged": unacknowledged})
+
+
+@bp.post("/alerts/acknowledge")
+def ack_alerts():
+    """Acknowledge several alerts at once (operator+): {"ids": [...], "note"}; each one audited, those already
+    acknowledged or unknown left as they are. Answers how many were acknowledged now."""
+    principal().require("operator")
+    data = json_body(required=("ids",), optional=("note",))
+    ids = data["ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids):
+        raise InvalidInput("ids must be a list of alert ids.", code="invalid_ids")
+    if len(ids) > BULK_MAX:
+        raise InvalidInput(f"At most {BULK_MAX} alerts at once.", code="too_many")
+    note = str(data.get("note") or "")
+    with write_tx():
+        fresh = list(Alert.select(Alert.id, Alert.kind).where(Alert.id.in_(ids), Alert.acknowledged == False))  # noqa: E712
+        Alert.update(acknowledged=True).where(Alert.id.in_([a.id for a in fresh])).execute()
+        for alert in fresh:
+            _audit("alert_ack", "alert", alert.id, note, {"kind": alert.kind, "bulk": True})
+    return jsonify({"acknowledged": len(fresh)})
 
 
 @bp.post(f"/alerts/<{ID}:alert_id>/ack")
@@ -124,8 +150,9 @@ def list_notifications():
     order = _choice(args, "order", ("newest", "failures")) or "newest"
     rank = Case(None, [(Notification.status == "FAILED", 0)], 1) if order == "failures" else None
     rows, cursor = ranked_page(query, rank, Notification.id, args.get("cursor"), page_limit())
-    reveal = reveals(principal())
-    return jsonify({"items": [notification_json(n, reveal=reveal) for n in rows], "next_cursor": cursor})
+    reveal, references = reveals(principal()), payment_references(rows)
+    return jsonify({"items": [{**notification_json(n, reveal=reveal), "payment_reference": references.get(n.payment_id)}
+                              for n in rows], "next_cursor": cursor})
 
 
 # --- jobs -------------------------------------------------------------------------------------------------
@@ -242,7 +269,7 @@ def upload_statement():
 
 def exception_json(e: ReconException, references: dict[int, str] | None = None) -> dict:
     """An exception, with its payment's reference (what staff talk in) and its line's receipt when known."""
-    references = references if references is not None else recon_service.references([e])
+    references = references if references is not None else payment_references([e])
     return {"id": e.id, "kind": e.kind, "payment_id": e.payment_id, "line_id": e.line_id, "details": e.details,
             "payment_reference": references.get(e.payment_id), "status": e.status, "resolved_by": e.resolved_by,
             "resolution_note": e.resolution_note, "resolved_at": iso(e.resolved_at), "created_at": iso(e.created_at)}
@@ -269,7 +296,7 @@ def get_run(run_id: int):
         query = query.where(ReconException.status == status)
     rank = Case(None, [(ReconException.status == "OPEN", 0)], 1)
     rows, cursor = ranked_page(query, rank, ReconException.id, args.get("cursor"), page_limit())
-    references = recon_service.references(rows)  # one query for the page, not one per row
+    references = payment_references(rows)  # one query for the page, not one per row
     return jsonify({"run": summary, "items": [exception_json(e, references) for e in rows], "next_cursor": cursor})
 
 

@@ -116,6 +116,13 @@ def refund_json(r: Refund) -> dict:
     }
 
 
+def payment_references(rows) -> dict[int, str]:
+    """{payment id: reference} for the rows' payments (alerts, notifications, exceptions), in one query:
+    staff talk in references, not ids."""
+    ids = sorted({row.payment_id for row in rows if row.payment_id})
+    return dict(Payment.select(Payment.id, Payment.reference).where(Payment.id.in_(ids)).tuples()) if ids else {}
+
+
 def notification_json(n: Notification, *, reveal: bool) -> dict:
     """An outbox message with its delivery status; for a viewer, SMS recipients and phones in bodies masked."""
     recipient = shown_phone(n.recipient, reveal) if n.channel == "sms" else n.recipient

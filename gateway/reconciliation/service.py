@@ -352,12 +352,6 @@ def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
     return row
 
 
-def references(exceptions: list[ReconException]) -> dict[int, str]:
-    """{payment id: reference} for the exceptions' payments, in one query."""
-    ids = sorted({e.payment_id for e in exceptions if e.payment_id})
-    return dict(Payment.select(Payment.id, Payment.reference).where(Payment.id.in_(ids)).tuples()) if ids else {}
-
-
 def run_summary(import_id: int) -> dict:
     """An import's counts: lines by match kind, exceptions by kind and status (for the API)."""
     imp = StatementImport.get_or_none(StatementImport.id == import_id)

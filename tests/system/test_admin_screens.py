@@ -93,7 +93,11 @@ def test_alerts_badge_acknowledge_and_open_the_payment(gui, qtbot):
     assert window.alerts_label.text() == "⚠ 2 open alerts"
     show(qtbot, window, "alerts")
     assert [a["acknowledged"] for a in alerts.model.rows] == [False, False, True]
-    alerts.table.selectRow([a["payment_id"] for a in alerts.model.rows].index(payment_id))
+    first = [a["payment_id"] for a in alerts.model.rows].index(payment_id)
+    shown = [alerts.model.data(alerts.model.index(first, column)) for column in range(4)]
+    assert shown[1].endswith(" EAT") and "T" not in shown[1][:-4] and shown[3] == "LPT000001"  # EAT, a reference
+    assert "_" not in shown[2]  # the kind in words
+    alerts.table.selectRow(first)
     assert alerts.ack_button.isEnabled()
     alerts.ack_button.click()
     qtbot.waitUntil(lambda: alerts.unread == 1 and window.nav.item(row).text() == "Alerts (1)", timeout=WAIT_MS)
@@ -119,10 +123,21 @@ def test_notifications_show_failures_first(gui, qtbot):
         for status, reason in (("DELIVERED", ""), ("FAILED", "AbsentSubscriber"), ("SENT", "")):
             Notification.create(channel="sms", kind="payment_completed", payment=payment_id, recipient=PHONE,
                                 body="Paid", status=status, failure_reason=reason)
+        Notification.create(channel="webhook", kind="webhook_payment_paid", payment=payment_id,
+                            recipient="https://shop.example/hook", body="{}", status="QUEUED", attempts=9,
+                            failure_reason="HTTP 500")
     window = gui("viewer")
     view = show(qtbot, window, "notifications")
     assert [n["status"] for n in view.model.rows][0] == "FAILED" and len(view.model.rows) == 3
-    assert "AbsentSubscriber" in view.model.data(view.model.index(0, 9)) and "1 failed" in view.count_label.text()
+    text = lambda row, column: view.model.data(view.model.index(row, column))  # noqa: E731
+    assert text(0, 0) == "Failed" and "AbsentSubscriber" in text(0, 7) and "1 failed" in view.count_label.text()
+    assert text(0, 4) == "LPT000001" and text(0, 5).endswith(" EAT") and text(0, 9) == "Paid"
+    delivered = next(n for n, row in enumerate(view.model.rows) if row["status"] == "DELIVERED")
+    assert text(delivered, 7) == ""  # no failure shown for a message that went out
+    view.channel_combo.setCurrentIndex(view.channel_combo.findData("webhook"))
+    qtbot.waitUntil(lambda: len(view.model.rows) == 1, timeout=WAIT_MS)
+    assert text(0, 0) == "Retrying (9 tries failed)" and text(0, 7) == "HTTP 500"
+    assert view.channel_combo.findText("E-mail") == -1  # no channel without anything behind it
 
 
 def test_jobs_run_now_for_operators_only(gui, qtbot):
@@ -139,6 +154,22 @@ def test_jobs_run_now_for_operators_only(gui, qtbot):
         jobs.run_button.click()
     job = next(j for j in jobs.model.rows if j["name"] == "expire-pending")
     assert job["runs"] == 1 and job["last_run"]["outcome"] == "OK" and job["success_rate"] == 1.0
+    assert "expire-pending: ok" in jobs.status_label.text() and not jobs.pause_button.isEnabled()  # admin only
+    row = [j["name"] for j in jobs.model.rows].index("expire-pending")
+    assert jobs.model.data(jobs.model.index(row, 8)).startswith(("every", "daily"))
+
+
+def test_jobs_pause_and_resume_as_admin(gui, qtbot):
+    jobs = show(qtbot, gui("admin"), "jobs")
+    jobs.table.selectRow([j["name"] for j in jobs.model.rows].index("reconcile"))
+    assert jobs.pause_button.text() == "&Pause"
+    with qtbot.waitSignal(jobs.loaded, timeout=WAIT_MS):
+        jobs.pause_button.click()
+    assert next(j for j in jobs.model.rows if j["name"] == "reconcile")["paused"]
+    assert jobs.pause_button.text() == "Res&ume"
+    with qtbot.waitSignal(jobs.loaded, timeout=WAIT_MS):
+        jobs.pause_button.click()
+    assert not next(j for j in jobs.model.rows if j["name"] == "reconcile")["paused"]
 
 
 def test_receipt_to_pdf_then_the_reprint_text_says_copy(gui, qtbot, tmp_path):
