@@ -11,6 +11,7 @@ from datetime import datetime
 from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, Refund, UssdSession
 from shared.timeutil import iso
 
+from . import story
 from .serialize import audit_json, callback_json, event_json, notification_json, refund_json
 
 # At the same second, what happened first: the caller's hops, then our events, then the rest.
@@ -65,13 +66,13 @@ def _hops(session: UssdSession, at: datetime):
 
 
 def _events(payment: Payment, reveal: bool):
+    amounts = dict(Refund.select(Refund.id, Refund.amount).where(Refund.payment == payment).tuples())
     for row in PaymentEvent.select().where(PaymentEvent.payment == payment).order_by(PaymentEvent.id):
         if row.kind == "transition":
-            summary = f"{row.from_status} -> {row.to_status}"
-        elif row.kind == "flag_review":
-            summary = row.reason
+            summary = story.transition(row.from_status or "", row.to_status or "", row.actor, row.reason,
+                                       receipt=payment.mpesa_receipt, amount=story.refund_amount(row.reason, amounts))
         else:
-            summary = row.kind.replace("_", " ")
+            summary = story.event(row.kind, row.actor, row.reason)
         yield row.created_at, {"type": "event", "summary": summary, **event_json(row, reveal=reveal)}
 
 
@@ -79,24 +80,24 @@ def _callbacks(payment: Payment, reveal: bool):
     for row in InboxMessage.select().where(InboxMessage.payment == payment).order_by(InboxMessage.id):
         entry = callback_json(row, reveal=reveal)
         yield row.received_at, {"type": "callback", "actor": row.source,
-                                "summary": f"{row.source} callback ({row.status.lower()})", **entry}
+                                "summary": story.callback(row.source, row.status), **entry}
 
 
 def _notifications(payment: Payment, reveal: bool):
     for row in Notification.select().where(Notification.payment == payment).order_by(Notification.id):
-        yield row.created_at, {"type": "notification", "actor": "notify",
-                               "summary": f"{row.channel} {row.kind}: {row.status.lower()}",
-                               **notification_json(row, reveal=reveal)}
+        entry = notification_json(row, reveal=reveal)
+        yield row.created_at, {"type": "notification", "actor": "notify", **entry, "summary": story.notification(
+            row.channel, row.kind, row.status, entry["recipient"] or "", attempts=row.attempts)}
 
 
 def _refunds(payment: Payment, _reveal: bool):
     for row in Refund.select().where(Refund.payment == payment).order_by(Refund.id):
-        yield row.created_at, {"type": "refund", "actor": row.requested_by,
-                               "summary": f"refund of {row.amount} ({row.status.lower()})", **refund_json(row)}
+        yield row.created_at, {"type": "refund", "actor": row.requested_by, **refund_json(row), "summary": story.refund(
+            row.id, row.amount, row.requested_by, row.reason, row.status)}
 
 
 def _staff_actions(payment: Payment, reveal: bool):
     rows = AuditLog.select().where(AuditLog.target_type == "payment", AuditLog.target_id == str(payment.id))
     for row in rows.order_by(AuditLog.id):
-        yield row.created_at, {"type": "staff_action", "summary": row.action.replace("_", " "),
-                               **audit_json(row, reveal=reveal)}
+        yield row.created_at, {"type": "staff_action", **audit_json(row, reveal=reveal), "summary": story.staff_action(
+            row.action, row.actor, row.reason or "", row.details if isinstance(row.details, dict) else None)}

@@ -85,7 +85,9 @@ def test_detail_has_the_timeline_in_order(live, login):
     detail = login("viewer").payment(payment_id)
     assert isinstance(detail, PaymentDetail) and detail.payment.mpesa_receipt == "QK1ABC"
     assert all(isinstance(e, TimelineEntry) for e in detail.events)
-    assert [e.summary for e in detail.events] == ["created", "PENDING -> PROCESSING", "PROCESSING -> COMPLETED"]
+    assert [e.summary for e in detail.events] == ["Payment created by test",
+                                                  "Sent the M-Pesa prompt to the customer's phone",
+                                                  "test confirmed the payment, receipt QK1ABC"]
     assert [e.at for e in detail.events] == sorted(e.at for e in detail.events)
     assert detail.events[1].details["payload"] == {"ResponseCode": "0"} and '"ResponseCode": "0"' in \
         detail.events[1].pretty()
