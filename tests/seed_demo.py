@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.backoffice import auth  # noqa: E402
 from shared.db import db  # noqa: E402
-from shared.models import Alert, Notification, Payment, PaymentEvent  # noqa: E402
+from shared.models import Alert, Notification, Payment, PaymentEvent, Refund  # noqa: E402
 from shared.timeutil import utcnow  # noqa: E402
 
 PASSWORD = "demo-password-1"
@@ -68,12 +68,20 @@ def _events(payment: Payment, status: str, at: datetime, rng: random.Random) -> 
     if status != "PROCESSING":
         first = "COMPLETED" if status == "REFUNDED" else status
         steps.append(("PROCESSING", first, "daraja-callback", rng.uniform(4, 25)))
-    if status == "REFUNDED":
-        steps.append(("COMPLETED", "REFUNDED", "staff:admin", 900.0))
+    refund = None
+    if status == "REFUNDED":  # a refund as the gateway records one: requested by staff, completed by M-Pesa
+        refund = Refund.create(payment=payment, amount=payment.amount, reason="Requested by the customer: goods "
+                               "returned", requested_by="staff:admin", status="COMPLETED",
+                               originator_conversation_id=f"demo-refund-{payment.id}", transaction_id="SKR001DEMO",
+                               created_at=at + timedelta(seconds=900), updated_at=at + timedelta(seconds=960))
+        Payment.update(refunded_amount=payment.amount).where(Payment.id == payment.id).execute()
+        steps += [("COMPLETED", "REFUND_PENDING", "staff:admin", 900.0, f"refund {refund.id}: {refund.reason}"),
+                  ("REFUND_PENDING", "REFUNDED", "daraja-result", 60.0, f"refund {refund.id}: completed")]
     when = at
-    for before, after, actor, delay in steps:
+    for before, after, actor, delay, *reason in steps:
         when += timedelta(seconds=delay)
-        PaymentEvent.create(payment=payment, from_status=before, to_status=after, actor=actor, created_at=when)
+        PaymentEvent.create(payment=payment, from_status=before, to_status=after, actor=actor, created_at=when,
+                            reason=reason[0] if reason else "")
 
 
 def seed_notes_and_alerts(payments: list[Payment]) -> None:

@@ -110,6 +110,20 @@ class Payment:
         return available_actions(self, role)
 
 
+def _with_eat(value):
+    """Every ISO UTC time in a payload as "2026-12-02T07:18:06Z (10:18:06 EAT)"."""
+    if isinstance(value, dict):
+        return {key: _with_eat(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_eat(item) for item in value]
+    if isinstance(value, str) and len(value) >= 20 and value.endswith("Z") and value[10:11] == "T":
+        try:
+            return f"{value} ({local_time(parse_time(value))} EAT)"
+        except ValueError:
+            return value
+    return value
+
+
 @dataclass(frozen=True)
 class TimelineEntry:
     """One line of a payment's story; ``details`` holds the kind-specific fields (the raw payload)."""
@@ -127,8 +141,9 @@ class TimelineEntry:
                    details)
 
     def pretty(self) -> str:
-        """The payload as indented JSON, for the expandable row under the entry."""
-        return json.dumps(self.details, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        """The payload as indented JSON, for the expandable row under the entry; its UTC times carry their
+        Nairobi time beside them, as the rows above are shown in EAT."""
+        return json.dumps(_with_eat(self.details), indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
 @dataclass(frozen=True)

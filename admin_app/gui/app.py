@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication
 
 from admin_app.core.client import ApiClient, ClientError
@@ -100,18 +100,43 @@ class ScreenshotRun(QObject):
 
     def _timed_out(self) -> None:
         screen = self.window.screens[self.index]
-        screen.loaded.disconnect(self._loaded)
+        try:
+            screen.loaded.disconnect(self._loaded)
+        except (RuntimeError, TypeError):  # the screen had loaded: it was the payment detail that timed out
+            self._fail(f"{screen.title}: the payment detail did not load within {SCREEN_TIMEOUT_MS // 1000} s")
+            self._next()
+            return
         self._fail(f"{screen.title}: no data within {SCREEN_TIMEOUT_MS // 1000} s")
         self._capture()
 
-    def _capture(self) -> None:
+    def _capture(self, suffix: str = "") -> None:
         screen = self.window.screens[self.index]
-        path = self.out_dir / f"{self.index + 1:02d}-{screen.key}.png"
+        path = self.out_dir / f"{self.index + 1:02d}-{screen.key}{suffix}.png"
         if self.window.grab().save(str(path), "PNG"):
             print(path)
         else:
             self._fail(f"could not write {path}")
+        if not suffix and getattr(screen, "detail", None) is not None and self._open_detail(screen):
+            return  # the payment detail follows, with its own picture
         self._next()
+
+    def _open_detail(self, screen) -> bool:
+        """Open the most telling payment (one with a refund, else a paid one) beside the list: the detail's
+        refunds and timeline get their own screenshot."""
+        rows = screen.model.rows
+        chosen = next((p for p in rows if p.refunded_amount or p.status in ("REFUNDED", "REFUND_PENDING")), None) \
+            or next((p for p in rows if p.status in ("COMPLETED", "SETTLED")), None)
+        if chosen is None:
+            return False
+        screen.detail.loaded.connect(self._detail_loaded, Qt.ConnectionType.SingleShotConnection)
+        self.timer.start()
+        screen.table.selectRow(rows.index(chosen))
+        screen.open_payment(chosen)
+        return True
+
+    def _detail_loaded(self) -> None:
+        self.timer.stop()
+        QTimer.singleShot(0, lambda: self._capture("-detail"))
 
     def _fail(self, why: str) -> None:
         self.failed = True

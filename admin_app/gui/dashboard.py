@@ -2,7 +2,9 @@
 hourly charts, refreshed from the live feed so a change shows within two seconds."""
 from __future__ import annotations
 
-from PySide6.QtCore import QDate, QTime
+from datetime import datetime, timezone
+
+from PySide6.QtCore import QDate
 from PySide6.QtWidgets import (
     QDateEdit,
     QFrame,
@@ -16,6 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from admin_app.core.dashboard_data import DashboardData, by_hour_of_day, load_dashboard, success_by_hour
+from admin_app.core.words import kind_words
+from shared.timeutil import NAIROBI
 
 from . import ScreenContext
 from .charts import RecordsModel, chart_view, records_table, show_bars, show_line
@@ -29,7 +33,7 @@ STATUS_COLUMNS = tuple((header, lambda row, i=i: row[i]) for i, header in enumer
     ("Status", "Today", "Amount today", "Period", "Amount in period")))
 FAILURE_COLUMNS = (("Result code", lambda row: row[0]), ("Count", lambda row: row[1]),
                    ("Meaning", lambda row: row[2]))
-ALERT_COLUMNS = (("Kind", lambda a: a["kind"]), ("Message", lambda a: a["message"]))
+ALERT_COLUMNS = (("Kind", lambda a: kind_words(a["kind"])), ("Message", lambda a: a["message"]))
 
 
 class Tile(QFrame):
@@ -144,7 +148,8 @@ class Dashboard(LiveScreen):
     def show_data(self, data: DashboardData) -> None:
         self.data = data
         self._show(data)
-        self.updated_label.setText(f"Updated {QTime.currentTime().toString('HH:mm:ss')} — live")
+        now = datetime.now(timezone.utc).astimezone(NAIROBI)  # Nairobi time, as the charts: not the workstation's
+        self.updated_label.setText(f"Updated {now:%H:%M:%S} EAT — live")
 
     def _show(self, data: DashboardData) -> None:
         today, period = data.today.tiles(), data.period.tiles()

@@ -26,7 +26,7 @@ def counts_words(counts) -> str:
     if not isinstance(counts, dict) or not counts:
         return ""
     done = [f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items()
-            if isinstance(value, int) and not isinstance(value, bool)]
+            if isinstance(value, int) and not isinstance(value, bool) and value]
     return ", ".join(done) if any(v for v in counts.values() if isinstance(v, int)) else "nothing to do"
 
 
@@ -51,7 +51,7 @@ class JobsView(LiveScreen):
         super().__init__(ctx, parent)
         colour = lambda j: "#e8e8e8" if j["paused"] else ("#fbd5d5" if _failed(j) else None)  # noqa: E731
         self.model = RecordsModel(COLUMNS, colour, self)
-        self.table = records_table(self.model, (150, 45, 40, 50, 65, 60, 200, 55, 75, 170, 200))
+        self.table = records_table(self.model, (150, 45, 40, 50, 65, 60, 200, 55, 100, 170, 200))
         self.table.selectionModel().currentRowChanged.connect(self._update_buttons)
         self.run_button, self.refresh_button = QPushButton("&Run now"), QPushButton("Refresh (F5)")
         self.pause_button = QPushButton("&Pause")

@@ -33,7 +33,7 @@ class NotificationsView(LiveScreen):
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.model = RecordsModel(COLUMNS, lambda n: COLOURS.get(n["status"]), self)
-        self.table = records_table(self.model, (150, 65, 130, 120, 95, 160, 160, 160, 90))
+        self.table = records_table(self.model, (150, 65, 130, 120, 95, 190, 190, 140, 90))
         self.order_combo, self.channel_combo, self.status_combo = QComboBox(), QComboBox(), QComboBox()
         for text, value in ORDERS:
             self.order_combo.addItem(text, value)

@@ -9,18 +9,33 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
 from admin_app.core.refund_form import refund_line
+from shared.timeutil import NAIROBI
 
 from . import ScreenContext
 from .payment_dialogs import ask, confirm_box, refund_dialog, resolve_dialog
 from .payments_model import STATUS_COLOURS
 from .receipt_printing import ReceiptPrinter, choose_printer
 
-PREVIEW, PDF = "preview", "pdf"  # receipt outputs: allowed whenever printing is
+PREVIEW, PDF = "preview", "pdf"
+
+
+def short_time(moment) -> str:
+    """"02 Dec 21:34:53" in Nairobi time: the whole date and time fit a narrow panel (the year is in the tooltip)."""
+    return moment.astimezone(NAIROBI).strftime("%d %b %H:%M:%S") if moment else ""  # receipt outputs: allowed whenever printing is
 BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
            (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"), (PREVIEW, "Preview receipt"),
            (PDF, "Save receipt PDF…"))
@@ -78,11 +93,21 @@ class PaymentDetailPanel(QWidget):
             self.buttons[action] = button
 
     def _build_timeline(self) -> None:
+        """Time, then what happened in words (it takes the room left, so it is never scrolled off at 1366x768),
+        then who; each entry expands to its raw payload, with times in EAT, and Ctrl+C copies it."""
         self.timeline = QTreeWidget()
-        self.timeline.setHeaderLabels(["Time (EAT)", "Type", "Actor", "What happened"])
-        for column, width in enumerate((170, 85, 120)):
-            self.timeline.setColumnWidth(column, width)
+        self.timeline.setHeaderLabels(["Time (EAT)", "What happened", "By"])
+        self.timeline.setColumnWidth(0, 150)
+        self.timeline.setColumnWidth(2, 105)
+        header = self.timeline.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.timeline.setWordWrap(True)  # a long story wraps onto a second line instead of being cut
+        self.timeline.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.timeline.setUniformRowHeights(False)
         self.timeline.setAlternatingRowColors(True)
+        copy = QShortcut(QKeySequence.StandardKey.Copy, self.timeline, context=Qt.ShortcutContext.WidgetShortcut)
+        copy.activated.connect(self.copy_entry)
 
     def _build_layout(self) -> None:
         rows = [QHBoxLayout(), QHBoxLayout(), QHBoxLayout()]
@@ -150,15 +175,25 @@ class PaymentDetailPanel(QWidget):
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.timeline.clear()
         for entry in detail.events:
-            item = QTreeWidgetItem([local_time(entry.at), entry.type, entry.actor, entry.summary])
-            item.setToolTip(3, entry.summary)
+            item = QTreeWidgetItem([short_time(entry.at), entry.summary, entry.actor])
+            item.setToolTip(0, f"{local_time(entry.at)} EAT")
+            item.setToolTip(1, f"{entry.summary}\n({entry.type})")
+            item.setData(0, Qt.ItemDataRole.UserRole, entry.pretty() if entry.details else entry.summary)
             if entry.details:
                 child = QTreeWidgetItem([entry.pretty()])
+                child.setData(0, Qt.ItemDataRole.UserRole, entry.pretty())
                 child.setFont(0, mono)
                 item.addChild(child)
             self.timeline.addTopLevelItem(item)
             if item.childCount():
                 item.child(0).setFirstColumnSpanned(True)
+
+    def copy_entry(self) -> None:
+        """Ctrl+C on a timeline entry: its raw payload (or its words) to the clipboard."""
+        item = self.timeline.currentItem()
+        if item is not None:
+            QGuiApplication.clipboard().setText(str(item.data(0, Qt.ItemDataRole.UserRole) or item.text(1)))
+            self.ctx.info("Copied the timeline entry.")
 
     def _update_buttons(self) -> None:
         allowed = self.payment.actions(self.ctx.role) if self.payment else frozenset()

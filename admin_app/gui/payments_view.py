@@ -89,7 +89,7 @@ class PaymentsView(Screen):
             edit.setCalendarPopup(True)
             edit.setDisplayFormat("yyyy-MM-dd")
             edit.setEnabled(False)
-            edit.dateChanged.connect(self._dates_changed)
+            edit.editingFinished.connect(self._dates_changed)  # not every keystroke of a date being typed
         self.dates_check.toggled.connect(self._dates_toggled)
         self.status_combo.currentIndexChanged.connect(self.apply_filters)
         self.flagged_combo.currentIndexChanged.connect(self.apply_filters)
@@ -118,19 +118,28 @@ class PaymentsView(Screen):
         self.count_label = QLabel("")
 
     def _build_layout(self) -> None:
-        top, second = QHBoxLayout(), QHBoxLayout()
-        for widget in (self.search_edit, self.status_combo, self.phone_edit, self.account_edit):
+        # Three short rows, every field able to shrink: with the detail open at 1366x768 the list may narrow
+        # to a third of the window, and the story beside it gets the room (two long rows used to block the
+        # splitter and push "What happened" off-screen).
+        top, second, third = QHBoxLayout(), QHBoxLayout(), QHBoxLayout()
+        for widget in (self.search_edit, self.search_button, self.clear_button, self.export_button):
             top.addWidget(widget)
-        for widget in (self.dates_check, self.from_date, QLabel("to"), self.to_date, self.flagged_combo):
+        for widget in (self.status_combo, self.phone_edit, self.account_edit, self.flagged_combo):
             second.addWidget(widget)
-        second.addStretch(1)
-        for widget in (self.search_button, self.clear_button, self.export_button):
-            second.addWidget(widget)
+        for widget in (self.dates_check, self.from_date, QLabel("to"), self.to_date):
+            third.addWidget(widget)
+        third.addStretch(1)
+        for edit in (self.search_edit, self.phone_edit, self.account_edit):
+            edit.setMinimumWidth(70)
+        for combo in (self.status_combo, self.flagged_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(9)
         left = QWidget()
         column = QVBoxLayout(left)
         column.setContentsMargins(0, 0, 0, 0)
         column.addLayout(top)
         column.addLayout(second)
+        column.addLayout(third)
         column.addWidget(self.table, 1)
         column.addWidget(self.count_label)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -280,7 +289,7 @@ class PaymentsView(Screen):
         if not self.detail.isVisible():
             self.detail.show()
             width = max(self.splitter.width(), 1000)
-            self.splitter.setSizes([width * 11 // 20, width * 9 // 20])
+            self.splitter.setSizes([width * 9 // 20, width * 11 // 20])  # the story needs the room
         self.detail.show_payment(payment)
 
     def _shortcut(self, action: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer  # noqa: E402
 from PySide6.QtPrintSupport import QPrinter  # noqa: E402
-from PySide6.QtWidgets import QDialogButtonBox, QLabel  # noqa: E402
+from PySide6.QtWidgets import QDialogButtonBox, QHeaderView, QLabel  # noqa: E402
 
 from admin_app.core.client import ApiClient  # noqa: E402
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY  # noqa: E402
@@ -267,12 +267,14 @@ def test_opening_a_payment_shows_its_timeline_with_raw_payloads(gui, qtbot):
     detail = view.detail
     qtbot.waitUntil(lambda: detail.timeline.topLevelItemCount() == 3, timeout=WAIT_MS)
     tree = detail.timeline
-    assert [tree.topLevelItem(n).text(3) for n in range(3)] == ["created", "PENDING -> PROCESSING",
-                                                                 "PROCESSING -> COMPLETED"]
+    assert [tree.topLevelItem(n).text(1) for n in range(3)] == [
+        "Payment created by test", "Sent the M-Pesa prompt to the customer's phone",
+        "test confirmed the payment, receipt QK7TIME"]
+    assert tree.header().sectionResizeMode(1) == QHeaderView.ResizeMode.Stretch  # never scrolled off
     times = [tree.topLevelItem(n).text(0) for n in range(3)]
     assert times == sorted(times)
     payload = tree.topLevelItem(1).child(0).text(0)
-    assert '"ResponseCode": "0"' in payload and payload.startswith("{\n  ")
+    assert '"ResponseCode": "0"' in payload and payload.startswith("{\n  ") and " EAT)" in payload
     assert "QK7TIME" in detail.facts_label.text() and detail.isVisible()
 
 
@@ -297,7 +299,7 @@ def test_refund_as_admin(gui, qtbot):
     assert asked[0] == payment_id and "KES 400" in asked[1] and "double charge" in asked[1]
     assert "KES 400" in window.message_bar.text() and window.message_bar.level == "info"
     qtbot.waitUntil(lambda: view.model.rows[0].status == "REFUND_PENDING", timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: any(detail.timeline.topLevelItem(n).text(1) == "refund"
+    qtbot.waitUntil(lambda: any(detail.timeline.topLevelItem(n).text(1).startswith("Refund of KES 400 requested by")
                                 for n in range(detail.timeline.topLevelItemCount())), timeout=WAIT_MS)
     assert not detail.buttons[REFUND].isEnabled()  # nothing more to refund while one is pending
 
