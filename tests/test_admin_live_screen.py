@@ -86,6 +86,7 @@ def test_a_failure_goes_to_the_message_bar_and_still_says_loaded(screen, qtbot):
 
 
 def test_feed_items_reload_now_when_shown_else_on_the_next_show(screen, qtbot):
+    screen.feed_interval_ms = 0
     screen.feed.changed.emit([{"type": "notification"}])
     screen.feed.changed.emit([{"type": "alert"}])  # hidden: remembered, not loaded
     assert screen.ctx.calls == []
@@ -101,3 +102,18 @@ def test_reload_when_hidden_keeps_a_count_fresh_off_screen(screen):
     screen.reload_when_hidden = True
     screen.feed.changed.emit([{"type": "alert"}])
     assert len(screen.ctx.calls) == 1 and not screen.isVisible()
+
+
+def test_a_busy_feed_reloads_at_most_once_per_interval(screen, qtbot):
+    """Twenty feed pages in a burst: one reload now, one more after the interval, none in between."""
+    screen.feed_interval_ms = 300
+    screen.show()
+    qtbot.waitExposed(screen)
+    screen.refresh()
+    finish(screen)  # a load just now
+    for _ in range(20):
+        screen.feed.changed.emit([{"type": "alert"}])
+    assert screen.ctx.calls == []  # within the interval of the last load: waits
+    qtbot.waitUntil(lambda: len(screen.ctx.calls) == 1, timeout=2000)
+    finish(screen)
+    assert screen.ctx.calls == []

@@ -21,7 +21,7 @@ PUBLIC = {"api.login", "api.openapi"}
 # (api/lockout.py), and so are bearer tokens: BAD_TOKENS per address, then 429 before any token is checked.
 BAD_TOKENS = Limit(50, 900)
 LIMITS = {
-    "read": Limit(300, 900),
+    "read": Limit(3000, 900),  # a desktop's own reads on a busy day fit (README: "Reads the app makes")
     "events": Limit(1200, 900),  # the desktop app long-polls the feed all day
     "write": Limit(120, 900),
 }
