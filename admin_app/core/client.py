@@ -187,12 +187,17 @@ class ApiClient:
         return Payment.from_json(self._action(payment_id, "retry", {"reason": reason} if reason else None))
 
     def refund(self, payment_id: int, amount: int, reason: str) -> dict:
-        """Start a refund (admin); the refund row as JSON."""
+        """Start a refund (admin); the refund row as JSON, or ``{"approval": …}`` when a second admin must
+        approve it first (over LIPA_FOUR_EYES_OVER)."""
         return self._action(payment_id, "refund", {"amount": int(amount), "reason": reason})
 
-    def resolve(self, payment_id: int, status: str, reason: str) -> Payment:
-        """Set a status by hand through the state machine (admin)."""
-        return Payment.from_json(self._action(payment_id, "resolve", {"status": status, "reason": reason}))
+    def resolve(self, payment_id: int, status: str, reason: str, receipt: str = "") -> dict:
+        """Set a status by hand through the state machine (admin): ``{"payment": Payment}`` when done now;
+        ``{"verification": …}`` when the receipt is being checked with M-Pesa first (COMPLETED needs one), or
+        ``{"approval": …}`` when a second admin must approve (over LIPA_FOUR_EYES_OVER)."""
+        body = {"status": status, "reason": reason, **({"receipt": receipt} if receipt else {})}
+        answer = self._action(payment_id, "resolve", body)
+        return answer if "verification" in answer or "approval" in answer else {"payment": Payment.from_json(answer)}
 
     def receipt(self, payment_id: int, fmt: str = "pdf", width: int = 32, *, preview: bool = False) -> bytes:
         """The customer receipt as PDF or thermal-printer text (each print after the first says COPY); a

@@ -72,3 +72,19 @@ def refund_line(refund: dict) -> str:
     if status == "FAILED" and refund.get("result_desc"):
         parts.insert(3, f"M-Pesa: {' '.join(str(refund['result_desc']).split())}")
     return " · ".join(part for part in parts if part)
+
+
+def action_outcome(what: str, reference: str, answer: dict) -> str:
+    """The message bar's words for a money action's answer: done, waiting for M-Pesa, or for a second admin."""
+    if "approval" in answer:
+        approval = answer["approval"]
+        return (f"{what} of {reference} waits for a second admin (approval #{approval.get('id')}); nothing has "
+                "moved yet.")
+    if "verification" in answer:
+        check = answer["verification"]
+        return (f"Checking receipt {check.get('receipt')} with M-Pesa before {reference} completes; the payment "
+                "changes only if M-Pesa confirms it.")
+    if "payment" in answer:
+        return f"{reference} resolved by hand as {answer['payment'].status}."
+    return f"Refund #{answer.get('id')} of KES {int(answer.get('amount') or 0):,} for {reference} started " \
+           f"({answer.get('status')})."

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
-from admin_app.core.refund_form import refund_line
+from admin_app.core.refund_form import action_outcome, refund_line
 from shared.timeutil import NAIROBI
 
 from . import ScreenContext
@@ -255,8 +255,7 @@ class PaymentDetailPanel(QWidget):
         if not answer or not self.confirm("Confirm refund", f"Refund KES {answer[0]:,} of {p.reference} to "
                                                             f"{p.phone}?\nReason: {answer[1]}"):
             return
-        self._act("Refund", lambda: client.refund(p.id, *answer),
-                  lambda r: f"Refund #{r['id']} of KES {r['amount']:,} for {p.reference} started ({r['status']}).")
+        self._act("Refund", lambda: client.refund(p.id, *answer), lambda r: action_outcome("Refund", p.reference, r))
 
     def resolve(self) -> None:
         """Set a status by hand, with a mandatory reason (admin)."""
@@ -266,7 +265,7 @@ class PaymentDetailPanel(QWidget):
                                                                 f"Reason: {answer[1]}"):
             return
         self._act("Resolving", lambda: client.resolve(p.id, *answer),
-                  lambda r: f"{p.reference} resolved by hand as {r.status}.")
+                  lambda r: action_outcome("Resolving", p.reference, r))
 
     def print_receipt(self) -> None:
         """Choose a printer first (cancelling prints nothing), then fetch the numbered receipt and print it, both

@@ -107,11 +107,40 @@ def refund_dialog(payment: Payment, parent: QWidget | None = None, refunds: list
     return RefundDialog(payment, refunds, parent)
 
 
-def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ReasonDialog:
-    """A status the state machine allows from here, and the mandatory reason."""
-    status = QComboBox()
-    status.addItems(list(payment.allowed_transitions))
-    return ReasonDialog(f"Resolve {payment.reference} by hand", "New status", status, status.currentText, parent)
+class ResolveDialog(ReasonDialog):
+    """A status the state machine allows from here, the mandatory reason, and for COMPLETED the M-Pesa
+    receipt: the gateway checks it with Transaction Status before anything moves."""
+
+    def __init__(self, payment: Payment, parent: QWidget | None = None):
+        status = QComboBox()
+        status.addItems(list(payment.allowed_transitions))
+        self.receipt = QLineEdit()
+        self.receipt.setPlaceholderText("M-Pesa receipt, e.g. QK12ABC34D (M-Pesa confirms it first)")
+        super().__init__(f"Resolve {payment.reference} by hand", "New status", status, status.currentText, parent)
+        self.setMinimumWidth(460)
+        self.layout().insertRow(1, "M-Pesa receipt", self.receipt)
+        status.currentTextChanged.connect(self._check)
+        self.receipt.textChanged.connect(self._check)
+        self._check()
+
+    def _check(self) -> None:
+        super()._check()
+        if not hasattr(self, "receipt"):
+            return
+        needs = self.field.currentText() == "COMPLETED"
+        self.receipt.setEnabled(needs)
+        if needs and not self.receipt.text().strip():
+            self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
+
+    def values(self) -> tuple:
+        """(status, reason, receipt) — the receipt only for COMPLETED."""
+        status, reason = super().values()
+        return status, reason, (self.receipt.text().strip().upper() if status == "COMPLETED" else "")
+
+
+def resolve_dialog(payment: Payment, parent: QWidget | None = None) -> ResolveDialog:
+    """The resolve form for the payment."""
+    return ResolveDialog(payment, parent)
 
 
 def ask(dialog: ReasonDialog | RefundDialog):

@@ -341,6 +341,20 @@ def test_resolve_by_hand_as_admin(gui, qtbot):
     assert view.detail.payment.allowed_transitions == ("COMPLETED",) and view.detail.buttons[RETRY].isEnabled()
 
 
+def test_completing_by_hand_waits_for_m_pesa_to_confirm_the_receipt(gui, qtbot):
+    seed(status="EXPIRED", checkout_request_id="ws_x")
+    window = gui("admin")
+    view = payments_of(window)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
+    open_row(qtbot, view, 0)
+    qtbot.waitUntil(lambda: view.detail.buttons[RESOLVE].isEnabled(), timeout=WAIT_MS)
+    view.detail.ask_resolve = lambda payment: ("COMPLETED", "customer shows the M-Pesa SMS", "QK12ABC34D")
+    view.detail.confirm = lambda title, text: True
+    qtbot.mouseClick(view.detail.buttons[RESOLVE], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Checking receipt QK12ABC34D with M-Pesa" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.message_bar.level == "info"
+
+
 def test_declining_the_confirmation_refunds_nothing(gui, qtbot):
     seed(status="COMPLETED", mpesa_receipt="QK5KEEP", amount=1000)
     window = gui("admin")
@@ -470,7 +484,16 @@ def test_refund_and_resolve_dialogs_need_a_reason(qtbot):
     assert [dialog.field.itemText(n) for n in range(dialog.field.count())] == ["REFUND_PENDING", "SETTLED"]
     dialog.field.setCurrentIndex(1)
     dialog.reason.setText("statement shows it settled")
-    assert dialog.values() == ("SETTLED", "statement shows it settled")
+    assert dialog.values() == ("SETTLED", "statement shows it settled", "")
+    failed = Payment.from_json({"id": 2, "reference": "LP2", "phone": "254712345678", "amount": 900, "account": "A",
+                                "status": "FAILED", "allowed_transitions": ["COMPLETED"]})
+    dialog = resolve_dialog(failed)
+    qtbot.addWidget(dialog)
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    dialog.reason.setText("customer shows the M-Pesa SMS")
+    assert not ok.isEnabled()  # COMPLETED by hand needs the M-Pesa receipt, which M-Pesa then confirms
+    dialog.receipt.setText("qk12abc34d")
+    assert ok.isEnabled() and dialog.values() == ("COMPLETED", "customer shows the M-Pesa SMS", "QK12ABC34D")
 
 
 def test_qsettings_store_remembers_the_gateway(qapp, tmp_path):
