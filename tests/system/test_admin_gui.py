@@ -326,16 +326,22 @@ def test_the_list_and_the_open_detail_follow_the_live_feed(gui, qtbot, monkeypat
     assert "2 payments shown" in view.count_label.text()
 
 
-def test_resolve_by_hand_as_admin(gui, qtbot):
-    seed(status="PROCESSING", checkout_request_id="ws_r")
+def resolve_only_payment(gui, qtbot, answer: tuple):
+    """An admin resolves the one listed payment, answering the dialog with ``answer``: (window, view)."""
     window = gui("admin")
     view = payments_of(window)
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
     open_row(qtbot, view, 0)
     qtbot.waitUntil(lambda: view.detail.buttons[RESOLVE].isEnabled(), timeout=WAIT_MS)
-    view.detail.ask_resolve = lambda payment: ("EXPIRED", "customer's phone was off")
+    view.detail.ask_resolve = lambda payment: answer
     view.detail.confirm = lambda title, text: True
     qtbot.mouseClick(view.detail.buttons[RESOLVE], Qt.MouseButton.LeftButton)
+    return window, view
+
+
+def test_resolve_by_hand_as_admin(gui, qtbot):
+    seed(status="PROCESSING", checkout_request_id="ws_r")
+    window, view = resolve_only_payment(gui, qtbot, ("EXPIRED", "customer's phone was off"))
     qtbot.waitUntil(lambda: "resolved by hand as EXPIRED" in window.message_bar.text(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: view.model.rows[0].status == "EXPIRED", timeout=WAIT_MS)
     assert view.detail.payment.allowed_transitions == ("COMPLETED",) and view.detail.buttons[RETRY].isEnabled()
@@ -343,14 +349,7 @@ def test_resolve_by_hand_as_admin(gui, qtbot):
 
 def test_completing_by_hand_waits_for_m_pesa_to_confirm_the_receipt(gui, qtbot):
     seed(status="EXPIRED", checkout_request_id="ws_x")
-    window = gui("admin")
-    view = payments_of(window)
-    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
-    open_row(qtbot, view, 0)
-    qtbot.waitUntil(lambda: view.detail.buttons[RESOLVE].isEnabled(), timeout=WAIT_MS)
-    view.detail.ask_resolve = lambda payment: ("COMPLETED", "customer shows the M-Pesa SMS", "QK12ABC34D")
-    view.detail.confirm = lambda title, text: True
-    qtbot.mouseClick(view.detail.buttons[RESOLVE], Qt.MouseButton.LeftButton)
+    window, _ = resolve_only_payment(gui, qtbot, ("COMPLETED", "customer shows the M-Pesa SMS", "QK12ABC34D"))
     qtbot.waitUntil(lambda: "Checking receipt QK12ABC34D with M-Pesa" in window.message_bar.text(), timeout=WAIT_MS)
     assert window.message_bar.level == "info"
 
