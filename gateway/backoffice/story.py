@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 
 from shared.money import format_kes
-from shared.phone import mask_phone
 
 SOURCES = {"daraja.stk": "M-Pesa STK callback", "daraja.c2b": "M-Pesa C2B confirmation",
            "daraja.result": "M-Pesa result", "daraja.timeout": "M-Pesa queue time-out",
@@ -96,7 +95,8 @@ def callback(source: str, status: str) -> str:
 
 
 def notification(channel: str, kind: str, status: str, recipient: str, *, attempts: int = 0) -> str:
-    to = mask_phone(recipient) if channel == "sms" else recipient
+    """``recipient`` as the caller may see it (serialize masks it for a viewer, shows it to an operator)."""
+    to = recipient
     what = KINDS.get(kind, f"{channel.upper() if channel == 'sms' else channel.title()} {kind.replace('_', ' ')}")
     state = status.lower() if not (status == "QUEUED" and attempts) else f"retrying ({attempts} failed)"
     return f"{what} to {to}: {state}"

@@ -534,7 +534,8 @@ def test_screenshot_saves_one_png_per_screen(live_process, staff, tmp_path):
     assert result.returncode == 0, result.stderr
     keys = [load_screen_class(path).key for path in SCREENS]
     shots = sorted(out.glob("*.png"))
-    assert [p.name for p in shots] == [f"{n:02d}-{key}.png" for n, key in enumerate(keys, start=1)]
+    expected = [f"{n:02d}-{key}.png" for n, key in enumerate(keys, start=1)] + ["01-payments-detail.png"]
+    assert [p.name for p in shots] == sorted(expected)  # every screen, and a paid payment's detail
     for shot in shots:
         assert shot.stat().st_size > 5000 and shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
