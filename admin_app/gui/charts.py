@@ -11,7 +11,16 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QWidget
 
 try:
-    from PySide6.QtCharts import QBarCategoryAxis, QBarSeries, QBarSet, QChart, QChartView, QLineSeries, QValueAxis
+    from PySide6.QtCharts import (
+        QBarCategoryAxis,
+        QBarSeries,
+        QBarSet,
+        QChart,
+        QChartView,
+        QLineSeries,
+        QScatterSeries,
+        QValueAxis,
+    )
 except ImportError:  # pragma: no cover - PySide6-Essentials alone has no QtCharts
     QChart = None
 
@@ -143,11 +152,16 @@ def show_line(view: QWidget, labels: list[str], values: list[float | None], colo
             f"{k} {v * 100:.0f}%" for k, v in zip(labels, values, strict=False) if v is not None))
         return
     chart, x_axis, y_axis = _reset(view, labels, 100, "%d%%")
-    series = QLineSeries()
+    series, points = QLineSeries(), QScatterSeries()  # the points too: one hour of data is one point, no line
     series.setColor(QColor(colour))
+    points.setColor(QColor(colour))
+    points.setMarkerSize(7)
     for x, value in enumerate(values):
         if value is not None:
             series.append(x, value * 100)
-    chart.addSeries(series)
-    series.attachAxis(x_axis)
-    series.attachAxis(y_axis)
+            points.append(x, value * 100)
+    for shown in (series, points):
+        chart.addSeries(shown)
+        shown.attachAxis(x_axis)
+        shown.attachAxis(y_axis)
+    chart.legend().hide()

@@ -89,7 +89,7 @@ class Dashboard(LiveScreen):
         self.status_model = RecordsModel(STATUS_COLUMNS, parent=self)
         self.failure_model = RecordsModel(FAILURE_COLUMNS, parent=self)
         self.alert_model = RecordsModel(ALERT_COLUMNS, parent=self)
-        self.status_table = records_table(self.status_model, (95, 48, 95, 48))
+        self.status_table = records_table(self.status_model, (95, 60, 110, 60))  # "25,000" and "KES 1,234,500" fit
         self.failure_table = records_table(self.failure_model, (80, 55))
         self.alert_table = records_table(self.alert_model, (110,))
 
