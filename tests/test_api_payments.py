@@ -138,12 +138,16 @@ def test_filters_combine(client, heads):
     assert flagged == [Payment.get(Payment.flagged == True).id]  # noqa: E712
 
 
-def test_q_matches_reference_or_receipt_exactly_ignoring_case(client, heads):
-    first, second, _ = seed(3)
+def test_q_matches_reference_or_receipt_whole_or_by_its_start_ignoring_case(client, heads):
+    first, second, third = seed(3)
     Payment.update(mpesa_receipt="QK12ABC34D").where(Payment.id == second.id).execute()
     assert ids(client.get(f"/api/v1/payments?q={first.reference.lower()}", headers=heads["viewer"])) == [first.id]
     assert ids(client.get("/api/v1/payments?q=qk12abc34d", headers=heads["viewer"])) == [second.id]
-    assert ids(client.get("/api/v1/payments?q=QK12ABC34", headers=heads["viewer"])) == []
+    assert ids(client.get("/api/v1/payments?q=qk12abc", headers=heads["viewer"])) == [second.id]  # a prefix
+    prefix = first.reference[:5].lower()
+    assert ids(client.get(f"/api/v1/payments?q={prefix}", headers=heads["viewer"])) == [third.id, second.id, first.id]
+    assert ids(client.get("/api/v1/payments?q=QK1", headers=heads["viewer"])) == []  # under 4 characters: whole only
+    assert ids(client.get("/api/v1/payments?q=QK12ABC35", headers=heads["viewer"])) == []
 
 
 def test_merchant_creates_a_payment_pushed_in_the_background(client, app, heads):

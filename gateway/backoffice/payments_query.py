@@ -130,7 +130,7 @@ def _conditions(f: PaymentFilters) -> list:
     if f.account:
         conds.append(Payment.account == f.account)
     if f.q:
-        conds.append((Payment.reference == f.q.upper()) | (Payment.mpesa_receipt.in_(sorted({f.q, f.q.upper()}))))
+        conds.append(_reference_or_receipt(f.q))
     if f.since:
         conds.append(Payment.created_at >= f.since)
     if f.until:
@@ -179,3 +179,19 @@ def keyset_page(query, conds: list, limit: int):
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more else None)
+
+
+PREFIX_MIN = 4  # "LPXQ" finds LPXQ7K3M9: shorter prefixes would match too much to be a search
+
+
+def _reference_or_receipt(q: str):
+    """A reference or M-Pesa receipt, whole or by its first characters (at least PREFIX_MIN): a range on
+    their unique indexes (q <= value < q with its last character + 1), which both SQLite and PostgreSQL read
+    as an index range, unlike LIKE."""
+    upper = q.upper()
+    exact = (Payment.reference == upper) | Payment.mpesa_receipt.in_(sorted({q, upper}))
+    if len(upper) < PREFIX_MIN:
+        return exact
+    after = upper[:-1] + chr(ord(upper[-1]) + 1)
+    return exact | ((Payment.reference >= upper) & (Payment.reference < after)) | (
+        (Payment.mpesa_receipt >= upper) & (Payment.mpesa_receipt < after))
