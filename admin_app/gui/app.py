@@ -59,7 +59,17 @@ class Launcher(QObject):
 
     def open_window(self, client: ApiClient) -> None:
         self.window = MainWindow(client)
+        self.window.session_ended.connect(lambda why: self.session_ended(client.username, why))
         self.window.start()
+
+    def session_ended(self, username: str, why: str) -> None:
+        """The gateway no longer takes the token: close the window and offer the sign-in window again,
+        the username filled in (not "restart the app")."""
+        window, self.window = self.window, None
+        self.show_login(username, why)  # first: closing the last window would quit the app
+        if window is not None:
+            window.close()
+            window.deleteLater()
 
 
 class ScreenshotRun(QObject):

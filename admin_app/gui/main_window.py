@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from PySide6.QtCore import Qt, QThreadPool, QTimer
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFrame,
@@ -77,6 +77,8 @@ class Banner(QFrame):
 class MainWindow(QMainWindow):
     """One window; screens stay usable while the connection banner retries in the background."""
 
+    session_ended = Signal(str)  # a 401: the token expired, went idle or was revoked (the launcher asks again)
+
     def __init__(self, client: ApiClient, *, pool: QThreadPool | None = None, screens: list[str] | None = None):
         super().__init__()
         self.client, self.pool = client, pool
@@ -86,6 +88,7 @@ class MainWindow(QMainWindow):
         self.screens: list[Screen] = []
         self._shown: set[int] = set()
         self._retry_attempt, self._pinging = 0, False
+        self._session_over = False
         self._build_banners()
         self._build_screens(SCREENS if screens is None else screens)
         self._build_layout()
@@ -198,7 +201,10 @@ class MainWindow(QMainWindow):
             self.connection_lost(exc)
             return
         if isinstance(exc, ApiError) and exc.status == 401:
-            text = f"{doing} failed: your session has expired or was revoked; restart the app to sign in again."
+            text = f"{doing} failed: your session has expired or was revoked; sign in again."
+            if not self._session_over:  # once: the launcher offers the sign-in window
+                self._session_over = True
+                self.session_ended.emit(text)
         elif isinstance(exc, ApiError):
             text = f"{doing} failed: {exc.message} ({exc.code})"
         else:

@@ -519,6 +519,26 @@ def test_a_refused_direct_sign_in_falls_back_to_the_login_window(live_process, s
     qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
 
 
+def test_a_session_that_ends_offers_the_sign_in_window_again(live_process, staff, qtbot):
+    """The token is revoked under the app (another login's logout of the same token): the next read gets a
+    401 and the app offers the sign-in window with the username filled in, instead of "restart the app"."""
+    seed(1)
+    launcher = Launcher(AppSettings(MemoryStore()), live_process.url)
+    launcher.sign_in_directly("operator", staff["operator"])
+    qtbot.waitUntil(lambda: launcher.window is not None, timeout=WAIT_MS)
+    window = launcher.window  # the launcher owns it (and deletes it when the session ends)
+    qtbot.waitUntil(lambda: payments_of(window).model.rowCount() == 1, timeout=WAIT_MS)
+    twin = ApiClient(live_process.url)
+    twin.session_info = window.client.session_info  # the same token, ended from elsewhere
+    twin.logout()
+    qtbot.keyClick(window, Qt.Key.Key_F5)
+    qtbot.waitUntil(lambda: launcher.dialog is not None and launcher.dialog.isVisible(), timeout=WAIT_MS)
+    assert launcher.dialog.username_edit.text() == "operator" and "sign in again" in launcher.dialog.message_label.text()
+    assert launcher.window is None
+    launcher.dialog.close()
+    qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
+
+
 def test_screenshot_needs_credentials(qapp, tmp_path, capsys):
     assert main(["--screenshot", str(tmp_path)]) == 2
     assert "--screenshot needs --username and --password" in capsys.readouterr().err
