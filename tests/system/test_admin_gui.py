@@ -533,7 +533,8 @@ def test_a_session_that_ends_offers_the_sign_in_window_again(live_process, staff
     twin.logout()
     qtbot.keyClick(window, Qt.Key.Key_F5)
     qtbot.waitUntil(lambda: launcher.dialog is not None and launcher.dialog.isVisible(), timeout=WAIT_MS)
-    assert launcher.dialog.username_edit.text() == "operator" and "sign in again" in launcher.dialog.message_label.text()
+    dialog = launcher.dialog
+    assert dialog.username_edit.text() == "operator" and "sign in again" in dialog.message_label.text()
     assert launcher.window is None
     launcher.dialog.close()
     qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
