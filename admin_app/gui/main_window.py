@@ -136,8 +136,13 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(central)
         column.setContentsMargins(6, 6, 6, 0)
         column.addWidget(self.connection_banner)
-        column.addWidget(self.message_bar)
         column.addLayout(body, 1)
+        # Below the screens, its room kept while hidden: a message appearing never moves what is under the
+        # mouse (it used to push every screen down ~36 px, so a click landed beside the money buttons).
+        policy = self.message_bar.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.message_bar.setSizePolicy(policy)
+        column.addWidget(self.message_bar)
         self.setCentralWidget(central)
 
     def _build_shortcuts(self) -> None:

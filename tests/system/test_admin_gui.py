@@ -579,3 +579,17 @@ def test_saving_the_receipt_as_pdf_from_the_detail(gui, qtbot, tmp_path):
     assert "PAYMENT RECEIPT" in text and "QK7PDF" in text and "KES 1,500" in text, text
     assert "One thousand five hundred shillings only" in text and "COPY" not in text, text
     assert offered == ["LPT000001"]  # the save dialog offers receipt-LPT000001.pdf
+
+
+def test_a_message_never_moves_the_screen_under_the_mouse(gui, qtbot):
+    seed(1, status="COMPLETED", mpesa_receipt="QK1MOVE")
+    window = gui("admin")
+    view = payments_of(window)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
+    open_row(qtbot, view, 0)
+    qtbot.waitUntil(lambda: view.detail.buttons[REFUND].isEnabled(), timeout=WAIT_MS)
+    button = view.detail.buttons[REFUND]
+    before = button.mapTo(window, button.rect().topLeft())
+    window.info("Something happened.")
+    qtbot.waitUntil(window.message_bar.isVisible, timeout=WAIT_MS)
+    assert button.mapTo(window, button.rect().topLeft()) == before
