@@ -179,3 +179,15 @@ def test_timeline_entries_keep_their_payload():
                                      "summary": "daraja.stk callback (applied)", "body": {"Body": {"x": 1}}})
     assert entry.at.isoformat() == "2024-05-01T08:00:01+00:00" and entry.details == {"body": {"Body": {"x": 1}}}
     assert entry.pretty().splitlines()[:3] == ["{", '  "body": {', '    "Body": {']
+
+
+def test_a_disabled_action_says_why():
+    from admin_app.core.models import REFUND, REQUERY, RESOLVE, why_not
+
+    paid = Payment.from_json({"id": 1, "reference": "LP1", "phone": "254712***678", "amount": 100, "account": "A",
+                              "status": "COMPLETED", "refunded_amount": 100, "allowed_transitions": ["SETTLED"]})
+    assert why_not(REFUND, paid, "viewer") == "Needs the admin role (you are viewer)."
+    assert why_not(REFUND, paid, "admin") == "Nothing is left to refund."
+    assert why_not(REQUERY, paid, "operator") == "Not for a completed payment."
+    assert why_not(RESOLVE, paid, "admin") == ""
+    assert why_not(RESOLVE, None, "admin") == "Open a payment first."

@@ -202,6 +202,23 @@ def _status_allows(action: str, p: Payment) -> bool:
     return bool(rules[action])
 
 
+def why_not(action: str, payment: Payment | None, role: str) -> str:
+    """Why an action is not offered, in words for its tooltip ("" when it is): the role, then the state."""
+    if payment is None:
+        return "Open a payment first."
+    needed = ACTION_ROLES[action]
+    if not role_at_least(role, needed):
+        return f"Needs the {needed} role (you are {role})."
+    if _status_allows(action, payment):
+        return ""
+    state = payment.status.replace("_", " ").lower()
+    if action == REFUND and payment.status in PRINTABLE and payment.refundable <= 0:
+        return "Nothing is left to refund."
+    if action == REQUERY and payment.channel == "c2b":
+        return "A C2B payment had no prompt to ask M-Pesa about."
+    return f"Not for a {state} payment."
+
+
 def available_actions(payment: Payment, role: str) -> frozenset[str]:
     """The actions worth offering: the role may do them and the payment's state allows them."""
     return frozenset(a for a, needed in ACTION_ROLES.items() if role_at_least(role, needed)

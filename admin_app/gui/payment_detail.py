@@ -21,7 +21,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from admin_app.core.models import PRINT, REFUND, REQUERY, RESEND, RESOLVE, RETRY, Payment, PaymentDetail, local_time
+from admin_app.core.models import (
+    PRINT,
+    REFUND,
+    REQUERY,
+    RESEND,
+    RESOLVE,
+    RETRY,
+    Payment,
+    PaymentDetail,
+    local_time,
+    why_not,
+)
 from admin_app.core.refund_form import action_outcome, refund_line
 from shared.timeutil import NAIROBI
 
@@ -200,6 +211,8 @@ class PaymentDetailPanel(QWidget):
         for action, button in self.buttons.items():
             needed = PRINT if action in (PREVIEW, PDF) else action
             button.setEnabled(needed in allowed and not self.busy)
+            button.setToolTip("Busy with the last action…" if self.busy and needed in allowed
+                              else why_not(needed, self.payment, self.ctx.role))  # a disabled button says why
 
     # --- actions --------------------------------------------------------------------------------------------
 
