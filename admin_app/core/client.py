@@ -231,7 +231,8 @@ class ApiClient:
 
     def ack_alerts(self, ids: list[int], note: str = "") -> dict:
         """Acknowledge several alerts in one call; {"acknowledged": n}."""
-        return self.post("/api/v1/alerts/acknowledge", {"ids": [int(i) for i in ids], **({"note": note} if note else {})})
+        body = {"ids": [int(i) for i in ids], **({"note": note} if note else {})}
+        return self.post("/api/v1/alerts/acknowledge", body)
 
     def ack_alert(self, alert_id: int, note: str = "") -> dict:
         return self.post(f"/api/v1/alerts/{int(alert_id)}/ack", {"note": note} if note else None)

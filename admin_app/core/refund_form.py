@@ -67,7 +67,8 @@ def refund_line(refund: dict) -> str:
     """One refund as the detail lists it: "#3 · KES 200 · completed · Requested by the customer · 10:03 EAT"."""
     status = str(refund.get("status") or "")
     when = local_time(parse_time(refund.get("updated_at")))
-    parts = [f"#{refund.get('id')}", f"KES {int(refund.get('amount') or 0):,}", STATUS_WORDS.get(status, status.lower()),
+    words = STATUS_WORDS.get(status, status.lower())
+    parts = [f"#{refund.get('id')}", f"KES {int(refund.get('amount') or 0):,}", words,
              " ".join(str(refund.get("reason") or "").split()), f"{when} EAT"]
     if status == "FAILED" and refund.get("result_desc"):
         parts.insert(3, f"M-Pesa: {' '.join(str(refund['result_desc']).split())}")

@@ -41,16 +41,16 @@ from .payment_dialogs import ask, confirm_box, refund_dialog, resolve_dialog
 from .payments_model import STATUS_COLOURS
 from .receipt_printing import ReceiptPrinter, choose_printer
 
-PREVIEW, PDF = "preview", "pdf"
-
-
-def short_time(moment) -> str:
-    """"02 Dec 21:34:53" in Nairobi time: the whole date and time fit a narrow panel (the year is in the tooltip)."""
-    return moment.astimezone(NAIROBI).strftime("%d %b %H:%M:%S") if moment else ""  # receipt outputs: allowed whenever printing is
+PREVIEW, PDF = "preview", "pdf"  # receipt outputs: allowed whenever printing is
 BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
            (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"), (PREVIEW, "Preview receipt"),
            (PDF, "Save receipt PDF…"))
 
+
+
+def short_time(moment) -> str:
+    """"02 Dec 21:34:53" in Nairobi time: date and time fit a narrow panel (the year is in the tooltip)."""
+    return moment.astimezone(NAIROBI).strftime("%d %b %H:%M:%S") if moment else ""
 
 class PaymentDetailPanel(QWidget):
     """The detail of the payment opened from the list; reloads itself after every action."""
