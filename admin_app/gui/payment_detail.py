@@ -47,10 +47,10 @@ BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY,
            (PDF, "Save receipt PDF…"))
 
 
-
 def short_time(moment) -> str:
     """"02 Dec 21:34:53" in Nairobi time: date and time fit a narrow panel (the year is in the tooltip)."""
     return moment.astimezone(NAIROBI).strftime("%d %b %H:%M:%S") if moment else ""
+
 
 class PaymentDetailPanel(QWidget):
     """The detail of the payment opened from the list; reloads itself after every action."""
