@@ -24,7 +24,7 @@ from shared.timeutil import utcnow
 
 from ..ingest import inbox
 from ..payments import unexpected
-from ..payments.service import new_reference
+from ..payments.received import Received, record_received
 from ..payments.transitions import flag, raise_alert, record, transition
 
 log = logging.getLogger(__name__)
@@ -260,15 +260,12 @@ def _create_completed(c2b: C2BPayment) -> Payment:
     """Money received by itself: created PENDING, then COMPLETED through transition() so listeners run."""
     req = request_for(c2b.account)
     wrong_amount = req is not None and req.amount is not None and req.amount != c2b.amount
-    payment = Payment.create(
-        reference=new_reference(), phone=c2b.payer.phone or "", payer_hash=c2b.payer.payer_hash,
-        payer_name=c2b.payer_name or None, amount=_whole(c2b), account=c2b.account, channel="c2b",
-        status=S.PENDING.value, active_phone=None, request=None if wrong_amount else req,
-        mpesa_receipt=c2b.trans_id, description="C2B", status_message="Received by C2B.",
-    )
-    record(payment, "created", actor=ACTOR, reason=f"C2B payment of {c2b.raw_amount} KES to {c2b.account or '-'}")
-    transition(payment, S.COMPLETED, actor=ACTOR, reason=f"C2B confirmation {c2b.trans_id}", payload=c2b.raw,
-               message=f"Paid. M-Pesa receipt {c2b.trans_id}.")
+    payment = record_received(Received(
+        amount=_whole(c2b), receipt=c2b.trans_id, account=c2b.account, actor=ACTOR, description="C2B",
+        created_reason=f"C2B payment of {c2b.raw_amount} KES to {c2b.account or '-'}",
+        completed_reason=f"C2B confirmation {c2b.trans_id}", status_message="Received by C2B.",
+        phone=c2b.payer.phone or "", payer_hash=c2b.payer.payer_hash, payer_name=c2b.payer_name or None,
+        request=None if wrong_amount else req, payload=c2b.raw))
     _check_created(payment, c2b, req if wrong_amount else None)
     log.info("C2B %s recorded as %s from %s", c2b.trans_id, payment.reference, mask_phone(payment.phone))
     return payment

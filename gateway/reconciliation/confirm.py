@@ -12,9 +12,9 @@ from shared.errors import InvalidInput, NotAllowed, NotFound
 from shared.models import AuditLog, Payment, ReconException, StatementLine, Verification
 from shared.states import PaymentStatus as S
 
-from ..payments.transitions import flag, record, transition
 from ..payments import verification
-from ..payments.service import new_reference
+from ..payments.received import Received, record_received
+from ..payments.transitions import flag
 from ..payments.verification import CONFIRM_EXCEPTION, REQUESTED, request_verification
 from .common import _resolve
 
@@ -73,16 +73,13 @@ def on_confirmed(v: Verification, payload, complete_payment) -> str | None:
 def _record_money(v: Verification, row: ReconException) -> Payment:
     """Money M-Pesa confirms that no payment holds: a flagged COMPLETED payment, linked to its line."""
     line = StatementLine.get_or_none(StatementLine.id == row.line_id) if row.line_id else None
-    payment = Payment.create(reference=new_reference(), phone="", amount=v.amount,
-                             account=(line.account if line else "")[:20], channel="c2b", status=S.PENDING.value,
-                             active_phone=None, description="Statement", status_message="Found on the statement.")
     evidence = {"verification_id": v.id, "receipt": v.receipt, "exception_id": row.id, "by": v.requested_by}
-    record(payment, "created", actor=ACTOR, reason=f"exception {row.id} confirmed by {v.requested_by}",
-           payload=evidence)
-    dated = {"completed_at": line.completed_at} if line is not None and line.completed_at else {}
-    transition(payment, S.COMPLETED, actor=f"transaction-status:{v.requested_by}"[:64], payload=evidence,
-               reason=f"confirmed by Transaction Status: {v.reason}"[:255], mpesa_receipt=v.receipt,
-               message=f"Paid. M-Pesa receipt {v.receipt}.", **dated)
+    payment = record_received(Received(
+        amount=v.amount, receipt=v.receipt, account=line.account if line else "", actor=ACTOR,
+        created_reason=f"exception {row.id} confirmed by {v.requested_by}", created_payload=evidence,
+        completed_reason=f"confirmed by Transaction Status: {v.reason}", description="Statement",
+        status_message="Found on the statement.", completed_by=f"transaction-status:{v.requested_by}"[:64],
+        completed_at=line.completed_at if line is not None else None, payload=evidence))
     flag(payment, f"money found on a statement only, confirmed by M-Pesa (receipt {v.receipt})", actor=ACTOR,
          alert_kind="recon_missing_in_lipa")
     if line is not None:
