@@ -123,8 +123,11 @@ def test_resend_retry_refund_resolve_and_receipts(live, login):
     refund = admin.refund(paid, 400, "double charge")
     assert (refund["amount"], refund["payment_id"]) == (400, paid)
     assert admin.payment(paid).payment.status == "REFUND_PENDING"
-    resolved = admin.resolve(open_, "EXPIRED", "customer phone off")
+    resolved = admin.resolve(open_, "EXPIRED", "customer phone off")["payment"]
     assert resolved.status == "EXPIRED" and resolved.allowed_transitions == ("COMPLETED",)
+    checking = admin.resolve(open_, "COMPLETED", "the customer shows the SMS", receipt="QK9HAND01")
+    assert checking["verification"]["receipt"] == "QK9HAND01"  # M-Pesa is asked first: nothing moved yet
+    assert admin.payment(open_).payment.status == "EXPIRED"
     with pytest.raises(ApiError) as caught:
         admin.resolve(open_, "REFUNDED", "no")
     assert (caught.value.status, caught.value.code) == (409, "refund_only")
