@@ -8,11 +8,11 @@ from shared.errors import InvalidInput, NotFound
 from shared.models import Merchant, PaymentRequest
 from shared.states import RequestStatus
 
+from ..backoffice.serialize import request_json, reveals
 from ..payments.requests import create_request, set_request_status
 from ..providers.outbound import OutboundPolicy
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .routes_payments import MAX_ID, audit, optional_reason, require_creator, scoped_key
-from ..backoffice.serialize import request_json, reveals
 
 OPTIONAL = ("description", "phone", "expires_in", "callback_url")
 
@@ -34,13 +34,15 @@ def create_payment_request():
     if not isinstance(data.get("description", ""), str):
         raise InvalidInput("description must be text.", code="invalid_description")
     merchant = Merchant.get_by_id(who.id) if who.kind == "merchant" else None
+    lipa = current_app.extensions["lipa"]
     key = scoped_key(who, request.headers.get("Idempotency-Key"))
 
     def create():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
                              phone=data.get("phone"), expires_in=data.get("expires_in"),
                              callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant,
-                             url_policy=OutboundPolicy.from_config(current_app.extensions["lipa"].config))
+                             url_policy=OutboundPolicy.from_config(lipa.config), public_url=lipa.public_url,
+                             ussd_code=lipa.config.ussd_code)
         return _json(row, who), 201
 
     return idempotent(create)

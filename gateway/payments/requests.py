@@ -18,6 +18,7 @@ from shared.text import clean
 from shared.timeutil import iso, utcnow
 
 from ..notify import outbox
+from ..notify.links import queue_link_sms
 from ..providers.outbound import OutboundPolicy
 from .service import check_account
 from .unexpected import handle_unexpected
@@ -30,9 +31,11 @@ MAX_EXPIRES_IN = 90 * 24 * 3600
 @retry_locked
 def create_request(*, amount=None, account, description: str = "", phone=None, expires_in: int | None = None,
                    callback_url: str | None = None, idempotency_key: str | None = None,
-                   merchant=None, url_policy: OutboundPolicy | None = None) -> PaymentRequest:
+                   merchant=None, url_policy: OutboundPolicy | None = None, public_url: str = "",
+                   ussd_code: str = "") -> PaymentRequest:
     """Open a request with a fresh six-digit code; amount None lets the customer choose it. ``url_policy``
-    (the configured OutboundPolicy) says where ``callback_url`` may point; by default, the local rule."""
+    (the configured OutboundPolicy) says where ``callback_url`` may point; by default, the local rule.
+    With a ``phone`` and a ``ussd_code``, the customer's link SMS is queued in the same transaction."""
     values = dict(
         amount=None if amount is None else parse_amount(amount), account=check_account(account),
         description=clean(description, 100), phone=normalize_phone(phone) if phone else None,
@@ -42,7 +45,11 @@ def create_request(*, amount=None, account, description: str = "", phone=None, e
     for _ in range(10):
         try:
             with write_tx():
-                return PaymentRequest.create(code=request_code(), **values)
+                row = PaymentRequest.create(code=request_code(), **values)
+                if ussd_code:
+                    queue_link_sms(row, url=pay_url(row.code, public_url) if public_url else "",
+                                   dial=ussd_string(row.code, ussd_code))
+                return row
         except peewee.IntegrityError:
             if idempotency_key and PaymentRequest.get_or_none(PaymentRequest.idempotency_key == idempotency_key):
                 return PaymentRequest.get(PaymentRequest.idempotency_key == idempotency_key)
