@@ -128,10 +128,12 @@ def _dispatcher(config: Config):
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
-    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config))  # SSRF
+    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config),  # SSRF
+                             deadline_s=config.webhook_deadline_s)
     return Dispatcher(sms=sms, webhooks=webhooks, enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
-                      lease_s=config.notify_lease_s)
+                      lease_s=config.notify_lease_s, webhook_workers=config.webhook_workers,
+                      per_host=config.webhook_per_host)
 
 
 def _daraja(config: Config):
