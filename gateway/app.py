@@ -22,6 +22,7 @@ from .payments.transitions import TransitionHooks, bind_hooks
 if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
     from .jobs.scheduler import JobScheduler
     from .notify.dispatcher import Dispatcher
+    from .http.longpoll import LongPollGate
     from .providers.daraja.client import DarajaClient
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Services:
     hooks: TransitionHooks
     dispatcher: Dispatcher | None = None
     scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
+    longpolls: LongPollGate | None = None  # open GET /api/v1/events?wait= (issue 15), per app
 
     def wake_dispatcher(self) -> None:
         """Called once a transaction that queued notifications has committed (the fast path)."""
@@ -90,6 +92,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
         callback_token=token, public_url=public_url, hooks=build_hooks(config),
     )
     services.dispatcher = dispatcher or _dispatcher(config)
+    services.longpolls = _longpoll_gate(config)
     services.tasks.after_each = services.wake_dispatcher
     app.extensions["lipa"] = services
     bind_hooks(services.hooks)  # this thread (the CLI, a test); requests bind their own below
@@ -118,6 +121,12 @@ def build_hooks(config: Config) -> TransitionHooks:
     hooks.add("flags", flags.listener(config))
     hooks.add("notify", PaymentNotifier(config))
     return hooks
+
+
+def _longpoll_gate(config: Config):
+    from .http.longpoll import LongPollGate
+
+    return LongPollGate(per_principal=config.longpoll_per_principal, total=config.longpoll_total)
 
 
 def _dispatcher(config: Config):
