@@ -2,6 +2,7 @@
 the webhook isolation tests and bench/isolation_bench.py. Never part of a running gateway."""
 from __future__ import annotations
 
+import select
 import socket
 import threading
 
@@ -40,7 +41,9 @@ class Trickle:
         try:
             _read_request(conn)
             for byte in ANSWER:
-                if self._stop.wait(self.interval):
+                if self._client_left(conn):
+                    raise ConnectionResetError("the client closed the connection")
+                if self._stop.is_set():
                     return
                 conn.sendall(bytes([byte]))
         except OSError:
@@ -50,6 +53,12 @@ class Trickle:
             conn.close()
             with self._lock:
                 self.open -= 1
+
+    def _client_left(self, conn) -> bool:
+        """Wait one interval, watching the socket: a client that hangs up is seen at once, not at the next
+        byte, so ``open`` counts only connections the client still holds."""
+        readable, _, _ = select.select([conn], [], [], self.interval)
+        return bool(readable) and conn.recv(1) == b""
 
     def stop(self):
         self._stop.set()
