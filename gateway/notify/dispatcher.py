@@ -26,6 +26,7 @@ import os
 import random
 import socket
 import threading
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -309,9 +310,10 @@ class Dispatcher:
             self._thread, self._webhook_threads = None, []
         self._stopping.set()
         self.wake()
+        end = time.monotonic() + timeout  # one timeout for all the lanes, not one each
         for thread in threads:
             if thread is not None:
-                thread.join(timeout)
+                thread.join(max(0.0, end - time.monotonic()))
 
     def _run(self, lane: str | None, limit: int, wake: threading.Event) -> None:
         """Drain the lane, then sleep until woken or idle_wait_s passes (retries come due)."""
