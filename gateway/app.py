@@ -22,6 +22,7 @@ from .payments.transitions import TransitionHooks, bind_hooks
 if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
     from .jobs.scheduler import JobScheduler
     from .notify.dispatcher import Dispatcher
+    from .http.longpoll import LongPollGate
     from .providers.daraja.client import DarajaClient
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Services:
     hooks: TransitionHooks
     dispatcher: Dispatcher | None = None
     scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
+    longpolls: LongPollGate | None = None  # open GET /api/v1/events?wait= (issue 15), per app
 
     def wake_dispatcher(self) -> None:
         """Called once a transaction that queued notifications has committed (the fast path)."""
@@ -90,6 +92,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
         callback_token=token, public_url=public_url, hooks=build_hooks(config),
     )
     services.dispatcher = dispatcher or _dispatcher(config)
+    services.longpolls = _longpoll_gate(config)
     services.tasks.after_each = services.wake_dispatcher
     app.extensions["lipa"] = services
     bind_hooks(services.hooks)  # this thread (the CLI, a test); requests bind their own below
@@ -120,6 +123,12 @@ def build_hooks(config: Config) -> TransitionHooks:
     return hooks
 
 
+def _longpoll_gate(config: Config):
+    from .http.longpoll import LongPollGate
+
+    return LongPollGate(per_principal=config.longpoll_per_principal, total=config.longpoll_total)
+
+
 def _dispatcher(config: Config):
     from .notify.dispatcher import Dispatcher
     from .providers.africastalking import SmsSender
@@ -128,10 +137,12 @@ def _dispatcher(config: Config):
 
     sms = SmsSender(username=config.at_username, api_key=config.at_api_key,
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
-    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config))  # SSRF
+    webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config),  # SSRF
+                             deadline_s=config.webhook_deadline_s)
     return Dispatcher(sms=sms, webhooks=webhooks, enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
-                      lease_s=config.notify_lease_s)
+                      lease_s=config.notify_lease_s, webhook_workers=config.webhook_workers,
+                      per_host=config.webhook_per_host)
 
 
 def _daraja(config: Config):

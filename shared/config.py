@@ -69,6 +69,12 @@ class Config:
     retention_days: int = 30
     notify_backoff_s: float = 5.0  # first retry of a message the provider refused; doubles up to 120x
     notify_lease_s: int = 60  # a claimed message whose sender died is queued again after this
+    # Slow work apart from fast work (issue 15)
+    webhook_deadline_s: float = 10.0  # LIPA_WEBHOOK_DEADLINE_S: one webhook attempt, connect to last byte
+    webhook_workers: int = 4  # LIPA_WEBHOOK_WORKERS: webhook senders, apart from the SMS thread
+    webhook_per_host: int = 2  # LIPA_WEBHOOK_PER_HOST: attempts in flight to one merchant host at once
+    longpoll_per_principal: int = 2  # LIPA_LONGPOLL_PER_PRINCIPAL: open GET /events?wait= per token
+    longpoll_total: int = 8  # LIPA_LONGPOLL_TOTAL: open long-polls per worker process (a quarter of 32 threads)
     api_rate_limits: bool = True
     trusted_proxies: int = 0  # LIPA_TRUSTED_PROXIES: reverse proxies in front, whose X-Forwarded-For is believed
     bench_endpoints: bool = False  # LIPA_BENCH_ENDPOINTS=1: GET /bench/hello for the benchmarks only
@@ -212,6 +218,11 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         retention_days=_int(env, "LIPA_RETENTION_DAYS", 30),
         notify_backoff_s=_seconds(env, "LIPA_NOTIFY_BACKOFF_S", 5.0),
         notify_lease_s=_int(env, "LIPA_NOTIFY_LEASE_S", 60),
+        webhook_deadline_s=_seconds(env, "LIPA_WEBHOOK_DEADLINE_S", 10.0),
+        webhook_workers=_int(env, "LIPA_WEBHOOK_WORKERS", 4),
+        webhook_per_host=_int(env, "LIPA_WEBHOOK_PER_HOST", 2),
+        longpoll_per_principal=_int(env, "LIPA_LONGPOLL_PER_PRINCIPAL", 2),
+        longpoll_total=_int(env, "LIPA_LONGPOLL_TOTAL", 8),
         api_rate_limits=_bool(env, "LIPA_API_RATE_LIMITS", True),
         trusted_proxies=_int(env, "LIPA_TRUSTED_PROXIES", 0, minimum=0),
         bench_endpoints=_bool(env, "LIPA_BENCH_ENDPOINTS", False),

@@ -13,6 +13,9 @@ row goes out again after its lease (at least once there: AT has no idempotency k
 claimed in the same batch but not yet being sent are simply sent later, once. The window is one SDK call
 per sending thread, the commit follows the call at once, and nothing else runs in between.
 
+SMS and webhooks run in separate lanes (gateway/notify/lanes.py): one thread claims only SMS, a pool of
+``webhook_workers`` threads claims only webhooks, one row at a time, at most ``per_host`` to one host.
+
 A provider outage burns no message: failed sends back off (doubling, capped) and a message is given up
 (FAILED, alert) only after ``max_attempts`` AND ``min_retry_s`` (an hour) since it was queued.
 """
@@ -23,6 +26,7 @@ import os
 import random
 import socket
 import threading
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -33,6 +37,7 @@ from shared.timeutil import utcnow
 
 from . import webhook_secrets
 from .alerts import raise_alert
+from .lanes import HOST_BUSY_S, SMS_LANE, WEBHOOK_LANE, HostGate, host_of, lane_filter
 from ..providers.africastalking import SmsPermanent, SmsRetryable
 from ..providers.webhooks import WebhookPermanent, WebhookRetryable
 
@@ -68,7 +73,8 @@ class Dispatcher:
     def __init__(self, *, sms, webhooks, enabled: bool = True, worker_id: str | None = None,
                  batch_size: int = 20, max_attempts: int = 8, base_backoff_s: float = 5.0,
                  max_backoff_s: float = 600.0, lease_s: float = 60.0, idle_wait_s: float = 5.0,
-                 min_retry_s: float = RETRY_WINDOW_S, clock=utcnow, rng=random.random):
+                 min_retry_s: float = RETRY_WINDOW_S, clock=utcnow, rng=random.random,
+                 webhook_workers: int = 4, per_host: int = 2):
         self.sms = sms
         self.webhooks = webhooks
         self.enabled = enabled
@@ -82,21 +88,25 @@ class Dispatcher:
         self.idle_wait_s = idle_wait_s
         self.clock = clock
         self.rng = rng
-        self._wake = threading.Event()
+        self.webhook_workers = webhook_workers
+        self.hosts = HostGate(per_host)
+        self._wakes: list[threading.Event] = []
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the SMS lane (every channel if webhook_workers is 0)
+        self._webhook_threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     # --- claiming -------------------------------------------------------------------------------
 
     @retry_locked
-    def claim(self, limit: int) -> list[int]:
-        """Take up to limit due rows for this worker (and re-queue rows whose sender died)."""
+    def claim(self, limit: int, lane: str | None = None) -> list[int]:
+        """Take up to limit due rows of the lane for this worker (and re-queue rows whose sender died)."""
         now = self.clock()
         with write_tx():
             self._recover_expired(now)
             query = (Notification.select(Notification.id)
-                     .where((Notification.status == QUEUED) & (Notification.next_attempt_at <= now))
+                     .where((Notification.status == QUEUED) & (Notification.next_attempt_at <= now)
+                            & lane_filter(Notification, lane))
                      .order_by(Notification.id).limit(limit))
             ids = [row.id for row in self._locked(query)]
             if ids:
@@ -156,16 +166,26 @@ class Dispatcher:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def dispatch_once(self, limit: int | None = None) -> int:
-        """Claim and send one batch; returns how many rows were handled. Never raises for a row."""
+    def dispatch_once(self, limit: int | None = None, lane: str | None = None) -> int:
+        """Claim and send one batch of the lane (None: every channel); returns how many rows were handled.
+        Never raises for a row."""
         handled = 0
         claimed_at = self.clock()
-        for row_id in self.claim(limit or self.batch_size):
+        for row_id in self.claim(limit or self.batch_size, lane):
             try:
                 handled += self._handle(row_id, claimed_at)
             except Exception:
                 log.exception("notification %d: unexpected error; left to its lease", row_id)
         return handled
+
+    def recovery_pass(self) -> dict:
+        """The dispatch-notifications job: with the lanes running, SMS only (a webhook, however slow, is
+        the webhook pool's, never the job thread's) and the lanes woken; else every channel."""
+        if not self.running:
+            return {"handled": self.dispatch_once()}
+        handled = self.dispatch_once(lane=SMS_LANE if self.webhook_workers > 0 else None)
+        self.wake()
+        return {"handled": handled}
 
     def _handle(self, row_id: int, claimed_at) -> int:
         """Send one claimed row and record the outcome; 0 when it was no longer ours."""
@@ -176,6 +196,25 @@ class Dispatcher:
         if row.channel == "sms" and not self.enabled:
             self._record(row, status=SUPPRESSED, failure_reason="SMS disabled")
             return 1
+        if row.channel != "webhook":
+            return self._attempt(row)
+        host = host_of(row.recipient)
+        if not self.hosts.enter(host):
+            self._hand_back(row, host)
+            return 1  # handled for now: the lane goes on to the next row
+        try:
+            return self._attempt(row)
+        finally:
+            self.hosts.leave(host)
+
+    def _hand_back(self, row: Notification, host: str) -> None:
+        """The host already has per_host attempts in flight: queue the row again, this attempt not counted."""
+        self._record(row, status=QUEUED, attempts=Notification.attempts - 1, claim_expires_at=None,
+                     next_attempt_at=self.clock() + timedelta(seconds=HOST_BUSY_S))
+        log.info("notification %d: %s has %d webhooks in flight; later", row.id, host, self.hosts.per_host)
+
+    def _attempt(self, row: Notification) -> int:
+        """One send of a row this worker holds, and its outcome recorded."""
         try:
             fields = self._send(row)
         except PERMANENT as exc:
@@ -235,38 +274,58 @@ class Dispatcher:
     # --- background thread ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the loop on one daemon thread (idempotent)."""
+        """Run the SMS lane on one daemon thread and the webhook lane on ``webhook_workers`` more
+        (idempotent); with no webhook workers the one thread sends every channel."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping.clear()
-            self._thread = threading.Thread(target=self._run, name="lipa-dispatcher", daemon=True)
-            self._thread.start()
+            self._wakes = []
+            sms_lane = SMS_LANE if self.webhook_workers > 0 else None
+            self._thread = self._spawn("lipa-dispatcher", sms_lane, self.batch_size)
+            self._webhook_threads = [self._spawn(f"lipa-webhooks-{n}", WEBHOOK_LANE, 1)
+                                     for n in range(self.webhook_workers)]
+
+    def _spawn(self, name: str, lane: str | None, limit: int) -> threading.Thread:
+        wake = threading.Event()
+        wake.set()  # a first pass at once
+        self._wakes.append(wake)
+        thread = threading.Thread(target=self._run, args=(lane, limit, wake), name=name, daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def wake(self) -> None:
-        """Something was just committed to the outbox: look now rather than after the idle wait."""
-        self._wake.set()
+        """Something was just committed to the outbox: every lane looks now rather than after the idle wait."""
+        for wake in list(self._wakes):
+            wake.set()
 
     def stop(self, timeout: float = 5) -> None:
-        """Stop the loop after the current row and join the thread."""
+        """Stop the lanes after their current row and join the threads (a webhook ends by its deadline)."""
         with self._lock:
-            thread, self._thread = self._thread, None
+            threads = [self._thread, *self._webhook_threads]
+            self._thread, self._webhook_threads = None, []
         self._stopping.set()
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout)
+        self.wake()
+        end = time.monotonic() + timeout  # one timeout for all the lanes, not one each
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(0.0, end - time.monotonic()))
 
-    def _run(self) -> None:
-        """Drain the queue, then sleep until woken or idle_wait_s passes (retries come due)."""
+    def _run(self, lane: str | None, limit: int, wake: threading.Event) -> None:
+        """Drain the lane, then sleep until woken or idle_wait_s passes (retries come due)."""
         while not self._stopping.is_set():
-            self._wake.clear()
+            wake.clear()
             try:
                 with db.connection_context():
-                    while not self._stopping.is_set() and self.dispatch_once():
+                    while not self._stopping.is_set() and self.dispatch_once(limit, lane):
                         pass
             except UNAVAILABLE as exc:  # the database is away: one line a pass, not a traceback
                 log.error("dispatcher pass failed: database unavailable (%s); trying again after a pause",
                           type(exc).__name__)
             except Exception:
                 log.exception("dispatcher pass failed; trying again after a pause")
-            self._wake.wait(self.idle_wait_s)
+            wake.wait(self.idle_wait_s)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -149,18 +150,30 @@ class _Pinned:
         failure = None
         for address in self.policy.vet(self.host, self.port, scheme=self.scheme):  # OutboundRefused passes through
             try:
-                return create_connection((address, self.port), self.timeout, source_address=self.source_address,
+                sock = create_connection((address, self.port), self.timeout, source_address=self.source_address,
                                          socket_options=self.socket_options)
             except OSError as exc:
                 failure = exc
+            else:
+                _watch(sock)  # under a Deadline, shut down when it passes (before urllib3 holds it)
+                return sock
         raise NewConnectionError(self, f"Failed to establish a new connection: {failure}")
+
+
+class _Watched:
+    """A pool whose every connection handed out, new or kept alive, is under the thread's Deadline."""
+
+    def _get_conn(self, timeout=None):
+        connection = super()._get_conn(timeout)
+        _watch(connection)
+        return connection
 
 
 def _pool_classes(policy: OutboundPolicy) -> dict:
     http_conn = type("PinnedHTTPConnection", (_Pinned, HTTPConnection), {"policy": policy, "scheme": "http"})
     https_conn = type("PinnedHTTPSConnection", (_Pinned, HTTPSConnection), {"policy": policy, "scheme": "https"})
-    return {"http": type("PinnedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
-            "https": type("PinnedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})}
+    return {"http": type("PinnedHTTPPool", (_Watched, HTTPConnectionPool), {"ConnectionCls": http_conn}),
+            "https": type("PinnedHTTPSPool", (_Watched, HTTPSConnectionPool), {"ConnectionCls": https_conn})}
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -184,3 +197,62 @@ def pinned_session(policy: OutboundPolicy) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+# --- a total deadline per request (issue 15): a per-read timeout never fires against a trickle ----------
+
+_watching = threading.local()
+
+
+class Deadline:
+    """A watchdog for one outbound request: once ``seconds`` pass, every connection this thread opened
+    under it has its socket shut down, so a server trickling one byte a second cannot hold the sender
+    (urllib3's timeouts are per read and restart with every byte). ``fired`` says whether it did."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.fired = False
+        self._targets: list = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        _watching.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _watching.deadline = None
+
+    def watch(self, target) -> None:
+        """A connection (or the raw socket it is opening) to shut down at the deadline; at once if passed."""
+        with self._lock:
+            self._targets.append(target)
+            fired = self.fired
+        if fired:
+            _shut(target)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            targets = list(self._targets)
+        for target in targets:
+            _shut(target)
+
+
+def _shut(target) -> None:
+    """shutdown() (not close()) wakes a recv blocked in another thread; that request then fails."""
+    sock = target if isinstance(target, socket.socket) else getattr(target, "sock", None)
+    if sock is not None and sock.fileno() != -1:  # a raw socket TLS has wrapped is detached (-1)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def _watch(connection) -> None:
+    deadline = getattr(_watching, "deadline", None)
+    if deadline is not None:
+        deadline.watch(connection)

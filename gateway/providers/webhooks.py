@@ -16,13 +16,14 @@ import requests
 
 from shared.errors import LipaError, ProviderError
 
-from .outbound import OutboundPolicy, OutboundRefused, pinned_session
+from .outbound import Deadline, OutboundPolicy, OutboundRefused, pinned_session
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "Lipa-Signature"
 USER_AGENT = "Lipa-Webhooks/1"
 DEFAULT_TOLERANCE_S = 300
+DEFAULT_DEADLINE_S = 10.0  # LIPA_WEBHOOK_DEADLINE_S: a whole attempt, connect to last byte
 # A URL that can never work: retrying will not fix it, the merchant must.
 _BAD_URL_ERRORS = (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                    requests.exceptions.InvalidURL)
@@ -113,17 +114,22 @@ class WebhookSender:
     """POSTs signed JSON events to merchants; raises WebhookRetryable/WebhookPermanent unless 2xx.
 
     With a ``policy`` (the app passes the configured one) every connection is vetted when it is opened
-    and made to the vetted address (gateway/providers/outbound.py); without one, any URL is called."""
+    and made to the vetted address (gateway/providers/outbound.py); without one, any URL is called.
+    ``timeout`` is requests' (connect, per read); ``deadline_s`` bounds the whole attempt, so an endpoint
+    answering one byte a second fails it after deadline_s (issue 15) instead of holding a sender for ever.
+    The deadline is enforced on the connections the pinned session opens (an injected session has only
+    its own timeouts)."""
 
     def __init__(self, *, secret: str, timeout=(3.05, 10), session: requests.Session | None = None,
-                 clock=time.time, policy: OutboundPolicy | None = None):
+                 clock=time.time, policy: OutboundPolicy | None = None, deadline_s: float = DEFAULT_DEADLINE_S):
         self._secret = secret
         self.timeout = timeout
-        self.session = session if session is not None or policy is None else pinned_session(policy)
+        self.deadline_s = deadline_s
+        self.session = session if session is not None else pinned_session(policy or OutboundPolicy())
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"WebhookSender(timeout={self.timeout!r})"
+        return f"WebhookSender(timeout={self.timeout!r}, deadline_s={self.deadline_s!r})"
 
     def send(self, url: str, body: str, secrets: list[str] | None = None) -> int:
         """Deliver one event body (exact bytes signed with ``secrets``, by default the sender's own
@@ -147,9 +153,10 @@ class WebhookSender:
 
     def _post(self, url: str, data: bytes, headers: dict) -> int:
         """One POST without following redirects (a redirected POST loses its meaning); returns the status."""
-        post = self.session.post if self.session is not None else requests.post
+        deadline = Deadline(self.deadline_s)
         try:
-            with post(url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False) as response:
+            with deadline, self.session.post(url, data=data, headers=headers, timeout=self.timeout,
+                                             allow_redirects=False) as response:
                 return response.status_code
         except _BAD_URL_ERRORS as exc:
             raise WebhookPermanent(f"unusable URL ({type(exc).__name__})") from None
@@ -157,4 +164,8 @@ class WebhookSender:
             log.warning("webhook to %s refused: %s", urlsplit(url).hostname, exc.message)
             raise WebhookPermanent(f"refused: {exc.message}") from None
         except requests.RequestException as exc:
+            if deadline.fired:
+                log.warning("webhook to %s: no full answer within %.1fs; cut off", urlsplit(url).hostname,
+                            self.deadline_s)
+                raise WebhookRetryable(f"no full answer within the {self.deadline_s:g}s deadline") from None
             raise WebhookRetryable(f"unreachable ({type(exc).__name__})") from None
