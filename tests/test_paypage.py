@@ -48,6 +48,7 @@ def test_a_second_pay_from_the_same_phone_is_refused_in_plain_words(client, app,
     _form(client, bill.code)
     again = _form(client, bill.code)
     assert again.status_code == 409 and "already has a payment waiting" in again.get_data(as_text=True)
+    assert "345" not in again.get_data(as_text=True).split('id="phone"')[1]  # a valid number is not echoed
     assert Payment.select().count() == 1
 
 
@@ -84,6 +85,7 @@ def test_closed_requests_say_so_and_offer_no_pay_button(client, bill, status):
         set_request_status(PaymentRequest.get_by_id(bill.id), status)
     html = client.get(f"/pay/{bill.code}").get_data(as_text=True)
     assert 'id="payform" hidden' in html and ("expired" in html or "cancelled" in html)
+    assert "Ask Lipa for a new payment link." in html  # what to do next
     assert client.get(f"/pay/{bill.code}/status").get_json()["is_expired"] == (status == "EXPIRED")
 
 
@@ -125,3 +127,8 @@ def test_dialling_an_unknown_code_is_an_invalid_choice(client, conn):
     form = {"sessionId": "ATUid_direct2", "serviceCode": "*384*123#", "phoneNumber": "+254712345678"}
     answer = client.post("/ussd", data={**form, "text": "999999"}).get_data(as_text=True)
     assert answer.startswith("CON") and Payment.select().count() == 0
+
+
+def test_a_mistyped_number_comes_back_to_be_corrected(client, bill):
+    answer = _form(client, bill.code, phone="07123")
+    assert answer.status_code == 400 and 'value="07123"' in answer.get_data(as_text=True)

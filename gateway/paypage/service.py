@@ -20,7 +20,7 @@ PAID_ATTEMPT = {PaymentStatus.COMPLETED.value, PaymentStatus.SETTLED.value, Paym
 MESSAGES = {
     "en": {
         "DRAFT": "This payment link is not open yet.",
-        "OPEN": "Waiting for payment.",
+        "OPEN": "Not paid yet.",
         "PAID": "Paid.",
         "EXPIRED": "This payment link has expired.",
         "CANCELLED": "This payment link was cancelled.",
@@ -30,7 +30,7 @@ MESSAGES = {
     },
     "sw": {
         "DRAFT": "Kiungo hiki cha malipo bado hakijafunguliwa.",
-        "OPEN": "Inasubiri malipo.",
+        "OPEN": "Bado haijalipwa.",
         "PAID": "Imelipwa.",
         "EXPIRED": "Muda wa kiungo hiki cha malipo umekwisha.",
         "CANCELLED": "Kiungo hiki cha malipo kimeghairiwa.",

@@ -68,8 +68,10 @@ def pay(code: str):
     try:
         payment = service.pay(req, request.form.get("phone", ""), language=lang)
     except LipaError as exc:
+        # Only a number that is not one comes back to be corrected: a valid one is never shown in full.
+        typed = request.form.get("phone", "")[:20] if exc.code == "invalid_phone" else ""
         return _render(req, error=ERRORS[lang].get(exc.code, ERRORS[lang]["other"]), status=exc.http_status,
-                       phone=request.form.get("phone", "")[:20])
+                       phone=typed)
     response = redirect(url_for("paypage.page", code=req.code, ref=payment.reference, lang=lang), code=303)
     services = current_app.extensions["lipa"]
     response.call_on_close(lambda: services.tasks.submit(
@@ -137,9 +139,13 @@ TEXTS = {
     "en": {"title": "Pay with M-Pesa", "amount": "Amount", "to": "To", "for": "For", "phone": "M-Pesa phone number",
            "pay": "Pay", "check": "Check your phone for the M-Pesa prompt", "paid": "Paid", "receipt": "M-Pesa receipt",
            "again": "Try again", "switch": "Kiswahili", "ref": "Reference", "status": "Status",
-           "hint": "07…, 2547… or +2547…", "from": "From"},
+           "hint": "07…, 2547… or +2547…", "from": "From",
+           "live": "Enter your M-Pesa PIN on your phone. This page updates by itself.",
+           "closed": "Ask {merchant} for a new payment link."},
     "sw": {"title": "Lipa kwa M-Pesa", "amount": "Kiasi", "to": "Kwa", "for": "Kwa ajili ya",
            "phone": "Nambari ya simu ya M-Pesa", "pay": "Lipa", "check": "Angalia simu yako kwa ombi la M-Pesa",
            "paid": "Imelipwa", "receipt": "Risiti ya M-Pesa", "again": "Jaribu tena", "switch": "English",
-           "ref": "Kumbukumbu", "status": "Hali", "hint": "07…, 2547… au +2547…", "from": "Kutoka"},
+           "ref": "Kumbukumbu", "status": "Hali", "hint": "07…, 2547… au +2547…", "from": "Kutoka",
+           "live": "Weka PIN yako ya M-Pesa kwenye simu. Ukurasa huu utajisasisha wenyewe.",
+           "closed": "Omba {merchant} kiungo kipya cha malipo."},
 }

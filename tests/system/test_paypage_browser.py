@@ -106,6 +106,7 @@ def test_paid_live_without_reloading(live, held, phone_page, shot):
     pay_from(page, live, req.code)
     assert page.inner_text("#result") == "Check your phone for the M-Pesa prompt"
     assert "254712***678" in page.inner_text("#attempt") and page.locator("#payform").is_hidden()
+    assert "This page updates by itself" in page.inner_text("#live")  # so nobody reloads or leaves
     no_full_number(page)
     shot(page, "waiting")
     page.evaluate("window.notReloaded = true")  # lost if the page reloads
@@ -115,6 +116,7 @@ def test_paid_live_without_reloading(live, held, phone_page, shot):
         receipt = Payment.get(Payment.request == req.id).mpesa_receipt
     assert page.inner_text("#result") == f"Paid — M-Pesa receipt {receipt}" and receipt
     assert page.evaluate("window.notReloaded") is True and page.inner_text("#status") == "Paid."
+    assert page.locator("#live").is_hidden()
     no_full_number(page)
     shot(page, "paid")
 
@@ -154,6 +156,7 @@ def test_an_expired_link_says_so_with_no_pay_button(live, phone_page, shot):
     page = phone_page
     page.goto(f"{live.url}/pay/{req.code}")
     assert page.inner_text("#status") == "This payment link has expired."
+    assert page.inner_text(".closed") == "Ask Greenfield Academy for a new payment link."
     assert page.locator("#payform").is_hidden() and not page.get_by_role("button", name="Pay").is_visible()
     shot(page, "expired")
 

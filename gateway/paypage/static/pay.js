@@ -7,6 +7,20 @@
   if (!url || body.getAttribute("data-poll") !== "yes") { return; }
   var BASE = 3000, MAX = 30000, GIVE_UP = 15 * 60 * 1000, started = Date.now(), wait = BASE;
 
+  function settled() {
+    var live = document.getElementById("live");
+    if (live) { live.hidden = true; }
+    return true;
+  }
+
+  function gaveUp() {
+    var live = document.getElementById("live");
+    if (live) {
+      live.textContent = document.documentElement.lang === "sw" ?
+        "Fungua upya ukurasa huu kuona hali ya sasa." : "Reload this page to see the latest status.";
+    }
+  }
+
   function show(state) {
     document.getElementById("status").textContent = state.status_message;
     var a = state.attempt, result = document.getElementById("result"), form = document.getElementById("payform");
@@ -20,20 +34,20 @@
       b.textContent = a.receipt || (state.transaction && state.transaction.id) || "";
       result.appendChild(b);
       form.hidden = true;
-      return true;
+      return settled();
     }
     if (a.failed) {
       result.className = "failed";
       result.textContent = a.message;
       form.querySelector("button").textContent = document.documentElement.lang === "sw" ? "Jaribu tena" : "Try again";
       form.hidden = state.final;
-      return true;
+      return settled();
     }
-    return state.final;
+    return state.final && settled();
   }
 
   function poll() {
-    if (Date.now() - started > GIVE_UP) { return; }
+    if (Date.now() - started > GIVE_UP) { gaveUp(); return; }
     var xhr = new XMLHttpRequest();
     xhr.open("GET", url);
     xhr.setRequestHeader("Accept", "application/json");
