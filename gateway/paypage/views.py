@@ -72,11 +72,12 @@ def pay(code: str):
         typed = request.form.get("phone", "")[:20] if exc.code == "invalid_phone" else ""
         return _render(req, error=ERRORS[lang].get(exc.code, ERRORS[lang]["other"]), status=exc.http_status,
                        phone=typed)
-    response = redirect(url_for("paypage.page", code=req.code, ref=payment.reference, lang=lang), code=303)
+    # The payment is committed: the push goes now, on a task, not from the response's close. A browser
+    # following the 303 at once sometimes left the push unsent (seen in the browser tests): the customer
+    # would wait for a prompt that never came.
     services = current_app.extensions["lipa"]
-    response.call_on_close(lambda: services.tasks.submit(
-        send_push, payment.id, daraja=services.daraja, callback_url=services.stk_callback_url))
-    return response
+    services.tasks.submit(send_push, payment.id, daraja=services.daraja, callback_url=services.stk_callback_url)
+    return redirect(url_for("paypage.page", code=req.code, ref=payment.reference, lang=lang), code=303)
 
 
 @bp.get("/pay/<code>/status")

@@ -137,6 +137,9 @@ def test_paid_without_javascript_through_the_meta_refresh(live, held, phone_page
 
 def test_a_failed_attempt_says_why_and_offers_try_again(live, sim, phone_page, shot):
     sim.daraja.set_outcome(PHONE, "insufficient")
+    # A second, like a customer reading the prompt: the quick simulator's 0.05 s could beat the commit of the
+    # push's CheckoutRequestID, and with no scheduler here nothing would heal that callback.
+    sim.daraja.callback_delay = 1.0
     req = bill()
     page = phone_page
     page.goto(f"{live.url}/pay/{req.code}")
