@@ -117,3 +117,28 @@ def test_a_busy_feed_reloads_at_most_once_per_interval(screen, qtbot):
     qtbot.waitUntil(lambda: len(screen.ctx.calls) == 1, timeout=2000)
     finish(screen)
     assert screen.ctx.calls == []
+
+
+def test_date_pickers_open_on_nairobis_today_not_the_workstations(qtbot, monkeypatch):
+    """At 21:30 UTC it is already the next day in Nairobi: the dashboard's period and the payments filter end
+    on Nairobi's date, the API's day, or a payment made at 00:30 EAT falls outside "the last 7 days". The
+    clock is set days ahead, so the workstation's own date can never agree by chance."""
+    from datetime import datetime, timedelta, timezone
+
+    from admin_app.core import dashboard_data
+    from admin_app.gui import dashboard, payments_view
+
+    late = (datetime.now(timezone.utc) + timedelta(days=3)).replace(hour=21, minute=30)
+    clock = type("Clock", (datetime,), {"now": staticmethod(lambda tz=None: late)})
+    monkeypatch.setattr(dashboard_data, "datetime", clock)
+    feed = Feed()
+    monkeypatch.setattr(live_screen, "feed_for", lambda client: feed)
+    monkeypatch.setattr(payments_view, "feed_for", lambda client: feed)
+    ctx = ByHand(client=SimpleNamespace(role="viewer"), info=lambda text: None, error=lambda exc, doing: None)
+    ctx.calls = []
+    dash, payments = dashboard.Dashboard(ctx), payments_view.PaymentsView(ctx)
+    for widget in (dash, payments):
+        qtbot.addWidget(widget)
+    nairobi_day = (late + timedelta(hours=3)).date()
+    assert dash.period() == (nairobi_day - timedelta(days=6), nairobi_day)
+    assert payments.to_date.date().toPython() == nairobi_day

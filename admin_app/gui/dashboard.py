@@ -17,7 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from admin_app.core.dashboard_data import DashboardData, by_hour_of_day, load_dashboard, success_by_hour
+from admin_app.core.dashboard_data import (
+    DashboardData,
+    by_hour_of_day,
+    load_dashboard,
+    success_by_hour,
+    today_nairobi,
+)
 from admin_app.core.words import kind_words
 from shared.timeutil import NAIROBI
 
@@ -72,7 +78,7 @@ class Dashboard(LiveScreen):
     # --- widgets --------------------------------------------------------------------------------------------
 
     def _build_controls(self) -> None:
-        today = QDate.currentDate()
+        today = QDate(today_nairobi())  # the API's days are Nairobi's, whatever the workstation's zone
         self.from_date, self.to_date = QDateEdit(today.addDays(-6)), QDateEdit(today)
         for edit in (self.from_date, self.to_date):
             edit.setCalendarPopup(True)
@@ -133,7 +139,7 @@ class Dashboard(LiveScreen):
         return (a, b) if a <= b else (b, a)
 
     def last_week(self) -> None:
-        today = QDate.currentDate()
+        today = QDate(today_nairobi())
         self.from_date.setDate(today.addDays(-6))
         self.to_date.setDate(today)
         self.refresh()

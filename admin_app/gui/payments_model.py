@@ -130,7 +130,7 @@ class PaymentsTableModel(QAbstractTableModel):
 
     def set_status(self, payment_id: int, status: str) -> bool:
         """A status the live feed announced, shown in place with no request; False when not listed."""
-        for row, old in enumerate(self.rows):
+        for old in self.rows:
             if old.id == payment_id:
                 if old.status != status:
                     self.update_payment(replace(old, status=status))

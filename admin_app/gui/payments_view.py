@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from admin_app.core.dashboard_data import today_nairobi
 from admin_app.core.export import export_payments
 from admin_app.core.models import PRINT, REQUERY, STATUSES, Page, Payment, PaymentFilters
 
@@ -84,7 +85,8 @@ class PaymentsView(Screen):
             edit.setClearButtonEnabled(True)
             edit.returnPressed.connect(self.apply_filters)
         self.dates_check = QCheckBox("From")
-        self.from_date, self.to_date = QDateEdit(QDate.currentDate().addDays(-7)), QDateEdit(QDate.currentDate())
+        today = QDate(today_nairobi())  # the API's days are Nairobi's, whatever the workstation's zone
+        self.from_date, self.to_date = QDateEdit(today.addDays(-7)), QDateEdit(today)
         for edit in (self.from_date, self.to_date):
             edit.setCalendarPopup(True)
             edit.setDisplayFormat("yyyy-MM-dd")
