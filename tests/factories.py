@@ -14,6 +14,20 @@ from shared.states import ACTIVE
 from shared.timeutil import utcnow
 from tests.conftest import CALLBACK_TOKEN, fixture_json
 
+
+class FakeClock:
+    """Naive-UTC time the test moves by hand, so backoff and leases need no sleeping."""
+
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 # --- STK callbacks ---------------------------------------------------------------------------------
 
 URL = f"/mpesa/stk/callback/{CALLBACK_TOKEN}"
