@@ -27,10 +27,8 @@ URL = "/api/v1/payment-requests"
 
 
 @pytest.fixture
-def sink():
-    server = SmtpSink(port=free_port()).start()
-    yield server
-    server.stop()
+def sink(smtp_sink):
+    return smtp_sink
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ import pytest
 
 from gateway.backoffice import auth
 from gateway.devtools.phone_cli import FeaturePhone
-from gateway.devtools.simulators.smtp_sink import SmtpSink, create_mail_sim
+from gateway.devtools.simulators.smtp_sink import create_mail_sim
 from gateway.jobs import runner, settlement
 from gateway.notify import mail
 from shared.config import load_config
 from shared.errors import ConfigError, InvalidInput
 from shared.models import Merchant, Notification, Payment, PaymentRequest, Refund
 from tests.factories import FakeClock
-from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = date(2026, 5, 1)
@@ -30,10 +29,8 @@ BEFORE_EIGHT = datetime(2026, 5, 2, 4, 59)  # 07:59 in Nairobi
 
 
 @pytest.fixture
-def sink():
-    server = SmtpSink(port=free_port()).start()
-    yield server
-    server.stop()
+def sink(smtp_sink):
+    return smtp_sink
 
 
 @pytest.fixture
