@@ -240,3 +240,52 @@ def test_a_refused_recipient_is_permanent_only_for_5xx(code, error):
     message.set_content("x")
     with pytest.raises(error):
         sender.send(message)
+
+
+class Silent:
+    """A TCP server that accepts and never says a word: an SMTP server hung before its greeting."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held, self.done = [], threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.done.is_set():
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    def stop(self):
+        self.done.set()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_a_hung_smtp_server_never_delays_the_receipt_sms(mail_app, heads, sim):
+    from tests.helpers import wait_for
+
+    silent = Silent()
+    config = mail_app.extensions["lipa"].config
+    dispatcher = Dispatcher(sms=SmsSender(username="sandbox", api_key="k", base_url=config.at_base_url, timeout=(1, 3)),
+                            webhooks=WebhookSender(secret="s" * 32), webhook_workers=1,
+                            email=MailOut(EmailSender(url=f"smtp://127.0.0.1:{silent.port}", sender=SENDER,
+                                                      timeout_s=8), config))
+    client = mail_app.test_client()
+    pay_request(client, mail_app, heads)
+    dispatcher.start()
+    try:
+        wait_for(lambda: silent.held)  # the mail lane is stuck waiting for a greeting ...
+        wait_for(lambda: sim.at.messages_for("254708374149"))  # ... and the receipt SMS goes out meanwhile
+        assert Notification.get(Notification.channel == "email").status == "SENDING"
+    finally:
+        dispatcher.stop(timeout=15)
+        silent.stop()
+    row = Notification.get(Notification.channel == "email")
+    assert row.status == "QUEUED" and row.attempts == 1  # timed out: tried again later, not lost
