@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlparse
 
 from .errors import ConfigError
+from .mailaddr import smtp_settings
 
 PROFILES = ("local", "sandbox", "production")
 TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
@@ -24,7 +25,6 @@ SECRET_FIELDS = frozenset({
     "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key", "at_callback_token",
     "metrics_token", "smtp_url", "smtp_password",
 })
-SMTP_SCHEMES = {"smtp": 25, "smtps": 465}
 LOCAL_SMTP_FROM = "Lipa <receipts@lipa.local>"  # the local profile's sender, when the sink stands in
 MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth the name
 
@@ -237,7 +237,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         session_idle_s=_int(env, "LIPA_SESSION_IDLE_S", 1800, minimum=60),
         viewer_phone_searches_per_h=_int(env, "LIPA_VIEWER_PHONE_SEARCHES_PER_H", 30),
         metrics_token=(env.get("LIPA_METRICS_TOKEN") or "").strip(),
-        **_smtp(env),
+        **smtp_settings(env),
         settlement_hour=_hour(env, "LIPA_SETTLEMENT_HOUR", 8),
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
@@ -338,46 +338,3 @@ def _hour(env, name, default) -> int:
         raise ConfigError(name, f"must be an hour from 0 to 23, got {value}")
     return value
 
-
-def _smtp(env) -> dict:
-    """LIPA_SMTP_URL and LIPA_SMTP_FROM, checked; the messages never repeat the URL (it may hold a password)."""
-    raw = (env.get("LIPA_SMTP_URL") or "").strip()
-    sender = (env.get("LIPA_SMTP_FROM") or "").strip()
-    if not raw:
-        return {"smtp_url": "", "smtp_password": "", "smtp_from": sender}
-    parts = smtp_parts(raw)
-    if not sender:
-        raise ConfigError("LIPA_SMTP_FROM", "is required when LIPA_SMTP_URL is set (the receipts' sender)")
-    from email.headerregistry import Address
-    from email.utils import parseaddr
-
-    _, address = parseaddr(sender)
-    try:
-        Address(addr_spec=address)
-        valid = "@" in address
-    except (ValueError, IndexError):
-        valid = False
-    if not valid:
-        raise ConfigError("LIPA_SMTP_FROM", "must be an e-mail address, or Name <address>")
-    return {"smtp_url": raw, "smtp_password": parts["password"], "smtp_from": sender}
-
-
-def smtp_parts(url: str) -> dict:
-    """smtp[s]://[user:password@]host[:port] -> {scheme, host, port, user, password}; ConfigError naming
-    LIPA_SMTP_URL otherwise, without the URL in the message (it may carry a password)."""
-    try:
-        parts = urlparse(url)
-        port = parts.port
-        host = parts.hostname
-    except ValueError:
-        raise ConfigError("LIPA_SMTP_URL", "is not a valid URL (expected smtp[s]://host:port)") from None
-    if parts.scheme not in SMTP_SCHEMES:
-        raise ConfigError("LIPA_SMTP_URL", "must start with smtp:// or smtps://")
-    if not host:
-        raise ConfigError("LIPA_SMTP_URL", "must name a host (smtp://host:port)")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError("LIPA_SMTP_URL", "must be only smtp[s]://[user:password@]host:port")
-    from urllib.parse import unquote
-
-    return {"scheme": parts.scheme, "host": host, "port": port or SMTP_SCHEMES[parts.scheme],
-            "user": unquote(parts.username or ""), "password": unquote(parts.password or "")}

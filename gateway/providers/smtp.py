@@ -16,9 +16,8 @@ import socket
 import ssl
 from email.message import EmailMessage
 
-from shared.config import smtp_parts
 from shared.errors import ProviderError
-from shared.mailaddr import mask_email
+from shared.mailaddr import mask_email, smtp_parts
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 15.0
