@@ -109,6 +109,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
 def build_hooks(config: Config) -> TransitionHooks:
     """Status changes wired to their side effects, run inside the same transaction."""
     from .notify.events import PaymentNotifier
+    from .notify.mail import ReceiptMailer
     from .payments import flags
     from .payments.requests import on_payment_change
     from .payments.verification import CONFIRM_EXCEPTION
@@ -118,6 +119,7 @@ def build_hooks(config: Config) -> TransitionHooks:
     hooks = TransitionHooks(config=config, request_refund=request_refund)
     hooks.verification_purposes[CONFIRM_EXCEPTION] = on_verified
     hooks.add("requests", on_payment_change)
+    hooks.add("email", ReceiptMailer(config))  # after "requests": it mails once the request is PAID
     hooks.add("flags", flags.listener(config))
     hooks.add("notify", PaymentNotifier(config))
     return hooks
@@ -139,10 +141,20 @@ def _dispatcher(config: Config):
                     sender_id=config.at_sender_id or None, base_url=config.at_base_url or None)
     webhooks = WebhookSender(secret=config.webhook_secret, policy=OutboundPolicy.from_config(config),  # SSRF
                              deadline_s=config.webhook_deadline_s)
-    return Dispatcher(sms=sms, webhooks=webhooks, enabled=config.sms_enabled,
+    return Dispatcher(sms=sms, webhooks=webhooks, email=_mail_out(config), enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
                       lease_s=config.notify_lease_s, webhook_workers=config.webhook_workers,
                       per_host=config.webhook_per_host)
+
+
+def _mail_out(config: Config):
+    """The e-mail channel over LIPA_SMTP_URL (issue 16); None when it is unset (no e-mail is queued then)."""
+    if not config.smtp_url:
+        return None
+    from .notify.mail import MailOut
+    from .providers.smtp import EmailSender
+
+    return MailOut(EmailSender(url=config.smtp_url, sender=config.smtp_from), config)
 
 
 def _daraja(config: Config):
@@ -159,9 +171,10 @@ def _daraja(config: Config):
 
 
 def _register(app: Flask) -> None:
-    from .http import health, errors as web
-    from .http.callerguard import at_prefix
     from .api import register as register_api
+    from .http import errors as web
+    from .http import health
+    from .http.callerguard import at_prefix
     from .http.metrics import install_metrics
     from .mpesa.c2b_views import bp_c2b
     from .mpesa.results_views import bp_results

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from shared.config import load_config
+from shared.config import LOCAL_SMTP_FROM, load_config
 from shared.errors import ConfigError
 from shared.logsafe import configure_logging
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     staff.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     key = sub.add_parser("create-api-key", help="a merchant API key and its first webhook secret (printed once)")
     key.add_argument("--name", required=True)
+    key.add_argument("--email", help="send this merchant a daily settlement summary e-mail (LIPA_SETTLEMENT_HOUR)")
     whsec = sub.add_parser("rotate-webhook-secret",
                            help="a new webhook signing secret for a merchant (the old one signs too for 24 h)")
     whsec.add_argument("--name", required=True)
@@ -88,8 +89,8 @@ def main(argv=None) -> int:
 
 def _open_database(config) -> int:
     """Bind the database, load the personal-data keys (migration 9 seals existing rows with them), migrate."""
-    from shared.models.keystore import install_keys
     from shared.db import init_db
+    from shared.models.keystore import install_keys
     from shared.models.migrations import migrate
 
     init_db(config.database_url)
@@ -177,17 +178,20 @@ def _account_command(args, password: str | None) -> str:
     if args.command == "rotate-webhook-secret":
         print("the previous secret signs beside it for 24 h, then stops", file=sys.stderr)
         return f"webhook_secret: {webhook_secrets.rotate(args.name)}"
-    return _api_key_lines(args.name)
+    return _api_key_lines(args.name, args.email)
 
 
-def _api_key_lines(name: str) -> str:
+def _api_key_lines(name: str, email: str | None = None) -> str:
     """The key, and the merchant's first webhook secret: each shown this once, never stored in clear."""
     from shared.models import Merchant
 
     from .backoffice import auth
     from .notify import webhook_secrets
 
-    key = auth.create_api_key(name)
+    key = auth.create_api_key(name, email=email)
+    if email is not None:
+        print("settlement summaries go to that address every day at LIPA_SETTLEMENT_HOUR (Nairobi time)",
+              file=sys.stderr)
     secret = webhook_secrets.issue_first(Merchant.get(Merchant.name == name.strip()))
     kept = "webhook_secret: unchanged (this merchant has one; rotate-webhook-secret makes a new one)"
     return f"api_key: {key}\n" + (f"webhook_secret: {secret}" if secret else kept)
@@ -247,10 +251,11 @@ def _phone(config, args) -> int:
 
     init_db(config.database_url)
     with db.connection_context():
-        row = Setting.get_or_none(Setting.key == SIM_SETTING) if Setting.table_exists() else None
+        places = ({row.key: row.value for row in Setting.select().where(Setting.key.in_((SIM_SETTING, MAIL_SETTING)))}
+                  if Setting.table_exists() else {})
     try:
-        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=row.value if row else None,
-                             at_token=config.at_callback_token)
+        phone = FeaturePhone(args.number, gateway_url=args.gateway_url, at_sim_url=places.get(SIM_SETTING),
+                             at_token=config.at_callback_token, mail_url=places.get(MAIL_SETTING))
     except InvalidInput as exc:
         print(f"lipa: {exc.message}", file=sys.stderr)
         return 2
@@ -266,12 +271,13 @@ def _serve(config, args) -> int:
         raise ConfigError("--workers", "must be at least 1")
     public_url = config.public_url or f"http://{_client_host(args.host)}:{args.port}"
     config = config.with_overrides(public_url=public_url)
+    mailbox = ""
     if config.is_local and not args.no_simulators:
-        config = _with_simulators(config, args.host)
+        config, mailbox = _with_simulators(config, args.host)
     elif not config.mpesa_base_url:
         raise ConfigError("MPESA_BASE_URL", "is required when the simulators are off")
     log.info("database at schema version %d", _open_database(config))
-    _remember_simulator(config)
+    _remember_simulator(config, mailbox)
     db.close()
     log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
     GatewayServer(config, host=args.host, port=args.port, workers=args.workers,
@@ -307,22 +313,25 @@ def _scheduler(config) -> int:
 
 
 SIM_SETTING = "local.at_simulator_url"
+MAIL_SETTING = "local.mail_sink_url"
 
 
-def _remember_simulator(config) -> None:
-    """Tell `run_gateway.py phone` where the SMS inbox is (local profile only)."""
+def _remember_simulator(config, mailbox: str = "") -> None:
+    """Tell `run_gateway.py phone` where the SMS inbox and the mailbox are (local profile only)."""
     from shared.db import db, write_tx
     from shared.models import Setting
 
     if not config.is_local:
         return
+    places = {SIM_SETTING: config.at_base_url, MAIL_SETTING: mailbox}
     with db.connection_context(), write_tx():
-        if not config.at_base_url:
-            Setting.delete().where(Setting.key == SIM_SETTING).execute()
-            return
-        # an upsert: several gateways starting at once on one PostgreSQL database must not collide
-        (Setting.insert(key=SIM_SETTING, value=config.at_base_url)
-         .on_conflict(conflict_target=[Setting.key], update={Setting.value: config.at_base_url}).execute())
+        for key, value in places.items():
+            if not value:
+                Setting.delete().where(Setting.key == key).execute()
+                continue
+            # an upsert: several gateways starting at once on one PostgreSQL database must not collide
+            (Setting.insert(key=key, value=value)
+             .on_conflict(conflict_target=[Setting.key], update={Setting.value: value}).execute())
 
 
 def _client_host(host: str) -> str:
@@ -330,14 +339,20 @@ def _client_host(host: str) -> str:
 
 
 def _with_simulators(config, host: str):
-    """Start the built-in Daraja and Africa's Talking simulators and point the clients at them."""
+    """Start the built-in Daraja, Africa's Talking and SMTP simulators and point the clients at them;
+    returns (config, the SMTP sink's mailbox URL, or "" when LIPA_SMTP_URL names a real server)."""
     from .devtools.simulators.server import start_simulators
     from .http.callerguard import at_path
 
     server = start_simulators(host=_client_host(host), port=0,  # delivery reports on AT's token path when set
                               at_delivery_url=config.public_url + at_path(config.at_callback_token, "/sms/delivery"))
     log.info("simulators: Daraja at %s, Africa's Talking at %s", server.daraja_url, server.at_url)
-    return config.with_overrides(
+    config = config.with_overrides(
         mpesa_base_url=config.mpesa_base_url or server.daraja_url,
         at_base_url=config.at_base_url or server.at_url,
     )
+    if config.smtp_url:  # a real server was configured: the sink stays idle
+        return config, ""
+    log.info("simulators: SMTP sink at %s (read it with `phone … inbox --email`)", server.smtp_url)
+    return config.with_overrides(smtp_url=server.smtp_url, smtp_from=config.smtp_from or LOCAL_SMTP_FROM), \
+        server.mail_url

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlparse
 
 from .errors import ConfigError
+from .mailaddr import smtp_settings
 
 PROFILES = ("local", "sandbox", "production")
 TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
@@ -16,14 +17,15 @@ SANDBOX_SHORTCODE = "174379"
 SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
 JOB_NAMES = (
     "expire-pending", "stuck-payments", "expire-requests", "dispatch-notifications",
-    "process-inbox", "reconcile", "retention",
+    "process-inbox", "reconcile", "retention", "settlement-summary",
 )
 # Secrets: never logged, never shown in repr.
 SECRET_FIELDS = frozenset({
     "mpesa_consumer_secret", "mpesa_passkey", "mpesa_callback_token", "mpesa_initiator_password",
     "at_api_key", "mpesa_consumer_key", "webhook_secret", "data_keys", "lookup_key", "at_callback_token",
-    "metrics_token",
+    "metrics_token", "smtp_url", "smtp_password",
 })
+LOCAL_SMTP_FROM = "Lipa <receipts@lipa.local>"  # the local profile's sender, when the sink stands in
 MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth the name
 
 
@@ -83,6 +85,11 @@ class Config:
     session_idle_s: int = 1800  # LIPA_SESSION_IDLE_S: a staff token unused this long stops working
     viewer_phone_searches_per_h: int = 30  # LIPA_VIEWER_PHONE_SEARCHES_PER_H: phone= searches by a viewer
     metrics_token: str = ""  # LIPA_METRICS_TOKEN: when set, /metrics needs Authorization: Bearer <it>
+    # E-mail (issue 16): LIPA_SMTP_URL smtp[s]://[user:password@]host:port, unset = no e-mail at all
+    smtp_url: str = ""
+    smtp_password: str = ""  # taken from the URL, so the log masking hides it wherever it shows
+    smtp_from: str = ""  # LIPA_SMTP_FROM: the sender, "Name <address>" or an address
+    settlement_hour: int = 8  # LIPA_SETTLEMENT_HOUR: Nairobi hour the merchants' daily summary goes out
     job_intervals: dict = field(default_factory=dict)
     # Personal data at rest (shared/crypto.py): Fernet keys, the first seals; the look-up hash key.
     data_keys: tuple = ()
@@ -230,6 +237,8 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         session_idle_s=_int(env, "LIPA_SESSION_IDLE_S", 1800, minimum=60),
         viewer_phone_searches_per_h=_int(env, "LIPA_VIEWER_PHONE_SEARCHES_PER_H", 30),
         metrics_token=(env.get("LIPA_METRICS_TOKEN") or "").strip(),
+        **smtp_settings(env),
+        settlement_hour=_hour(env, "LIPA_SETTLEMENT_HOUR", 8),
         job_intervals={
             name: _int(env, f"LIPA_JOB_{name.upper().replace('-', '_')}_S", 0, minimum=1)
             for name in JOB_NAMES
@@ -320,3 +329,12 @@ def _ussd_code(env) -> str:
     if not re.fullmatch(r"\*\d+(\*\d+)*#", code):
         raise ConfigError("LIPA_USSD_CODE", f"must look like *384*123#, got {code!r}")
     return code
+
+
+def _hour(env, name, default) -> int:
+    """An hour of the day, 0 to 23."""
+    value = _int(env, name, default, minimum=0)
+    if value > 23:
+        raise ConfigError(name, f"must be an hour from 0 to 23, got {value}")
+    return value
+

@@ -8,7 +8,8 @@ echoing the row's phone, say) is masked too, before any handler formats it. What
 - the values registered with hide() (the configuration's secrets, the callback token);
 - what looks like a credential whatever its value: `Bearer …`, our staff tokens (lps_…) and API keys
   (lpk_…), the secret path segment of a Daraja callback URL, `password`/`secret`/`token`/`key`
-  fields and query parameters, and phone query parameters.
+  fields and query parameters, and phone query parameters;
+- e-mail addresses (issue 16): the first letter and the domain stay (j***@example.com).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ _CREDENTIALS = (
     (re.compile(r"""(["']?\b(?:[a-z_]*password|passkey|[a-z_]*secret|security_?credential|api_?key|access_token)"""
                 r"""["']?\s*[:=]\s*["']?)[^"'&\s,;}]+""", re.I), r"\1***"),
 )
+_EMAIL = re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+'-]*@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})\b")
 _hidden: set[str] = set()
 _hidden_re: re.Pattern | None = None
 _lock = threading.Lock()
@@ -44,6 +46,7 @@ def mask_log(text: str) -> str:
         text = _hidden_re.sub("***", text)
     for pattern, replacement in _CREDENTIALS:
         text = pattern.sub(replacement, text)
+    text = _EMAIL.sub(r"\1***@\2", text)
     return _LOG_PHONE.sub(lambda m: f"{(m.group(1) or '').replace(' ', '')}{m.group(2)}***{m.group(4)}", text)
 
 

@@ -121,6 +121,17 @@ def sim():
 
 
 @pytest.fixture
+def smtp_sink():
+    """The built-in SMTP sink (aiosmtpd) on a free port of 127.0.0.1, keeping every mail it is given."""
+    from gateway.devtools.simulators.smtp_sink import SmtpSink
+    from tests.helpers import free_port
+
+    server = SmtpSink(port=free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def make_app(config):
     """Build an app with overrides; drains background tasks at the end of the test."""
     from gateway import create_app

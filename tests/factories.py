@@ -14,6 +14,20 @@ from shared.states import ACTIVE
 from shared.timeutil import utcnow
 from tests.conftest import CALLBACK_TOKEN, fixture_json
 
+
+class FakeClock:
+    """Naive-UTC time the test moves by hand, so backoff and leases need no sleeping."""
+
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 # --- STK callbacks ---------------------------------------------------------------------------------
 
 URL = f"/mpesa/stk/callback/{CALLBACK_TOKEN}"
@@ -117,3 +131,27 @@ def add_staff() -> dict[str, str]:
             auth.create_staff(role, PASSWORDS[role], role)
     return PASSWORDS
 
+
+def tls_files(tmp_path, host: str):
+    """A self-signed certificate for ``host`` (its own CA), and its key."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path

@@ -13,23 +13,11 @@ from gateway.providers.webhooks import WebhookSender
 from shared.db import db
 from shared.models import Alert, Notification
 from shared.timeutil import utcnow
+from tests.factories import FakeClock
 from tests.helpers import wait_for
 from tests.test_webhooks import SECRET, Receiver
 
 PHONE = "254712345678"
-
-
-class FakeClock:
-    """Naive-UTC time the test moves by hand, so backoff and leases need no sleeping."""
-
-    def __init__(self):
-        self.now = utcnow()
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture

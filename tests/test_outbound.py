@@ -13,6 +13,7 @@ import pytest
 from gateway.providers import outbound
 from shared.db import db
 from shared.models import Notification, PaymentRequest
+from tests.factories import tls_files as _tls_files
 from tests.helpers import staff_headers
 from tests.test_webhooks import Receiver
 
@@ -144,31 +145,6 @@ def test_the_connection_goes_to_the_vetted_address_with_the_host_name_kept(make,
     assert row.status == "SENT", row.failure_reason
     [call] = receiver.calls
     assert call["headers"]["Host"] == f"rebind.example:{receiver.server.port}"
-
-
-def _tls_files(tmp_path, host: str):
-    """A self-signed certificate for ``host`` (its own CA), and its key."""
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "hook.pem", tmp_path / "hook.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def test_https_to_the_pinned_address_still_checks_the_certificate_for_the_host_name(tmp_path, dns):

@@ -29,5 +29,5 @@ def test_hooks_are_the_apps_own_objects(make_app):
     first, second = make_app(), make_app()
     hooks = [app.extensions["lipa"].hooks for app in (first, second)]
     assert all(isinstance(h, TransitionHooks) for h in hooks) and hooks[0] is not hooks[1]
-    assert set(hooks[0].listeners) == {"requests", "flags", "notify"}
+    assert set(hooks[0].listeners) == {"requests", "email", "flags", "notify"}
     assert hooks[0].listeners["flags"] is not hooks[1].listeners["flags"]

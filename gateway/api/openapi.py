@@ -123,7 +123,8 @@ def _payments() -> dict:
 
 def _requests() -> dict:
     rid = path_id("request_id")
-    optional = {"description": STR, "phone": STR, "expires_in": INT, "callback_url": STR}
+    optional = {"description": STR, "phone": STR, "expires_in": INT, "callback_url": STR,
+                "email": STR}
     return {
         "/payment-requests": {
             "get": op("List payment requests, newest first (a merchant key: only its own)", tag="payment-requests",

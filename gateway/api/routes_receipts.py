@@ -1,7 +1,6 @@
 """Customer receipts of paid payments: a numbered Receipt row, counted prints, PDF or thermal-printer text."""
 from __future__ import annotations
 
-import peewee
 from flask import Response, request
 
 from shared.db import write_tx
@@ -10,6 +9,7 @@ from shared.models import Receipt
 from shared.receipts import WIDTHS, receipt_data, render_pdf, render_text
 from shared.states import PaymentStatus
 
+from ..receipts.issue import receipt_row
 from .common import bp, principal
 from .routes_payments import audit, load_payment, services
 
@@ -32,13 +32,7 @@ def _options() -> tuple[str, int]:
 def _print_receipt(payment) -> Receipt:
     """The payment's Receipt (made on the first print, its id the receipt number), prints counted."""
     with write_tx():
-        row = Receipt.get_or_none(Receipt.payment == payment)
-        if row is None:
-            try:
-                with write_tx():  # a savepoint: another process may create it first
-                    row = Receipt.create(payment=payment)
-            except peewee.IntegrityError:
-                row = Receipt.get(Receipt.payment == payment)
+        row = receipt_row(payment)
         Receipt.update(prints=Receipt.prints + 1).where(Receipt.id == row.id).execute()
         row = Receipt.get_by_id(row.id)
         audit("print_receipt", payment.id, details={"receipt_no": row.id, "print": row.prints})

@@ -14,7 +14,7 @@ from ..providers.outbound import OutboundPolicy
 from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
 from .routes_payments import MAX_ID, audit, optional_reason, require_creator, scoped_key
 
-OPTIONAL = ("description", "phone", "expires_in", "callback_url")
+OPTIONAL = ("description", "phone", "expires_in", "callback_url", "email")
 
 
 def _visible(request_id: int) -> PaymentRequest:
@@ -41,6 +41,7 @@ def create_payment_request():
         row = create_request(amount=data["amount"], account=data["account"], description=data.get("description", ""),
                              phone=data.get("phone"), expires_in=data.get("expires_in"),
                              callback_url=data.get("callback_url"), idempotency_key=key, merchant=merchant,
+                             email=data.get("email"),
                              url_policy=OutboundPolicy.from_config(lipa.config), public_url=lipa.public_url,
                              ussd_code=lipa.config.ussd_code)
         return _json(row, who), 201

@@ -17,6 +17,7 @@ import peewee
 
 from shared.db import write_tx
 from shared.errors import InvalidInput, LipaError
+from shared.mailaddr import normalize_email
 from shared.models import ApiKey, Merchant, Staff, StaffToken
 from shared.timeutil import utcnow
 
@@ -133,15 +134,20 @@ def login(username: str, password: str, *, now=None) -> tuple[str, Staff, object
     return token, staff, expires_at
 
 
-def create_api_key(merchant_name: str) -> str:
-    """A merchant key, printed once by create-api-key."""
+def create_api_key(merchant_name: str, *, email: str | None = None) -> str:
+    """A merchant key, printed once by create-api-key; ``email`` (--email) is where the merchant's daily
+    settlement summary goes from now on (issue 16); without it, an address given before is kept."""
     name = merchant_name.strip()
     if not name or len(name) > 100:
         raise InvalidInput("merchant name must be 1-100 characters", code="invalid_name")
+    address = normalize_email(email) if email is not None else None
     key = "lpk_" + secrets.token_urlsafe(32)
     with write_tx():
         merchant, _ = Merchant.get_or_create(name=name)
         ApiKey.create(merchant=merchant, prefix=key[:12], key_hash=_digest(key))
+        if address is not None:
+            merchant.email = address
+            merchant.save()
     return key
 
 

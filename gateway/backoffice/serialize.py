@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from shared.logsafe import mask_text
+from shared.mailaddr import mask_email
 from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, PaymentRequest, Refund
 from shared.phone import mask_phone
 from shared.states import REQUEST_TRANSITIONS, RequestStatus, allowed_next
@@ -38,6 +39,11 @@ def reveals(who) -> bool:
 
 def shown_phone(phone: str | None, reveal: bool) -> str | None:
     return phone if reveal or not phone else mask_phone(phone)
+
+
+def shown_email(address: str | None, reveal: bool) -> str | None:
+    """An e-mail address as this reader may see it: like a phone, whole only to those who see phones whole."""
+    return address if reveal or not address else mask_email(address)
 
 
 def mask_name(name: str) -> str:
@@ -87,6 +93,7 @@ def request_json(r: PaymentRequest, *, reveal: bool, public_url: str = "", ussd_
     return {
         "id": r.id, "code": r.code, "status": r.status, "amount": None if r.amount is None else int(r.amount),
         "account": r.account, "description": r.description, "phone": shown_phone(r.phone, reveal),
+        "email": shown_email(r.email, reveal),
         "expires_at": iso(r.expires_at),
         "pay_url": pay_url(r.code, public_url) if public_url else None,
         "ussd_string": ussd_string(r.code, ussd_code) if ussd_code else None,
@@ -125,7 +132,8 @@ def payment_references(rows) -> dict[int, str]:
 
 def notification_json(n: Notification, *, reveal: bool) -> dict:
     """An outbox message with its delivery status; for a viewer, SMS recipients and phones in bodies masked."""
-    recipient = shown_phone(n.recipient, reveal) if n.channel == "sms" else n.recipient
+    recipient = (shown_phone(n.recipient, reveal) if n.channel == "sms"
+                 else shown_email(n.recipient, reveal) if n.channel == "email" else n.recipient)
     return {
         "id": n.id, "channel": n.channel, "kind": n.kind, "payment_id": n.payment_id, "request_id": n.request_id,
         "recipient": recipient, "language": n.language, "body": shown(n.body, reveal), "status": n.status,

@@ -80,19 +80,25 @@ def summary(since: datetime, until: datetime, *, now: datetime | None = None, st
     }
 
 
-def collected(since: datetime, until: datetime) -> dict:
+def collected(since: datetime, until: datetime, *, of=None, gross: bool = False) -> dict:
     """Money M-Pesa said was paid in the period (dated by completed_at: the callback's, the C2B's or the
-    statement's own time), net of what has been refunded of it. Failed and cancelled attempts never count."""
-    net = fn.SUM(Payment.amount - Payment.refunded_amount)
-    count, amount = (Payment.select(fn.COUNT(Payment.id), net)
-                     .where(_period(Payment.completed_at, since, until), Payment.status.in_(SUCCESS)).tuples().get())
+    statement's own time), net of what has been refunded of it (``gross``: as paid). Failed and cancelled
+    attempts never count. ``of``: a condition on Payment keeping one merchant's (payments_query.of_merchant)."""
+    total = fn.SUM(Payment.amount if gross else Payment.amount - Payment.refunded_amount)
+    where = [_period(Payment.completed_at, since, until), Payment.status.in_(SUCCESS)]
+    where += [of] if of is not None else []
+    count, amount = Payment.select(fn.COUNT(Payment.id), total).where(*where).tuples().get()
     return {"count": int(count or 0), "amount": int(amount or 0)}
 
 
-def refunded(since: datetime, until: datetime) -> dict:
-    """Refunds M-Pesa completed in the period (a completed refund row is not changed again)."""
-    count, amount = (Refund.select(fn.COUNT(Refund.id), fn.SUM(Refund.amount))
-                     .where(Refund.status == "COMPLETED", _period(Refund.updated_at, since, until)).tuples().get())
+def refunded(since: datetime, until: datetime, *, of=None) -> dict:
+    """Refunds M-Pesa completed in the period (a completed refund row is not changed again); ``of`` as above."""
+    where = [Refund.status == "COMPLETED", _period(Refund.updated_at, since, until)]
+    query = Refund.select(fn.COUNT(Refund.id), fn.SUM(Refund.amount))
+    if of is not None:
+        query = query.join(Payment, on=(Refund.payment == Payment.id))
+        where.append(of)
+    count, amount = query.where(*where).tuples().get()
     return {"count": int(count or 0), "amount": int(amount or 0)}
 
 

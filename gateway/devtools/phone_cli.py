@@ -1,7 +1,8 @@
 """`python run_gateway.py phone 0712345678`: a feature phone in the terminal, for demos and manual tests.
 
 It speaks to a running gateway exactly as Africa's Talking does (USSD hops, inbound SMS) and reads the
-phone's SMS inbox from the built-in Africa's Talking simulator (local profile). With AT_CALLBACK_TOKEN set
+phone's SMS inbox from the built-in Africa's Talking simulator (local profile); ``inbox --email [address]``
+reads the built-in SMTP sink's mails instead (receipts, settlement summaries). With AT_CALLBACK_TOKEN set
 it posts to /at/<token>/ussd and /at/<token>/sms/inbound, as AT is configured to.
 """
 from __future__ import annotations
@@ -15,20 +16,22 @@ from shared.phone import normalize_phone, to_international
 from ..http.callerguard import at_path
 
 HELP = ("Commands: dial [code] (USSD, default *384*123#), sms <text> (send an SMS to the short code), "
-        "inbox (read your SMS), help, quit")
+        "inbox (read your SMS), inbox --email [address] (read the e-mails sent), help, quit")
 
 
 class FeaturePhone:
     """One phone: dials USSD sessions and sends SMS over HTTP, reads the simulated SMS inbox."""
 
     def __init__(self, phone: str, *, gateway_url: str, at_sim_url: str | None, ask=input, say=print,
-                 timeout: float = 10.0, at_token: str = ""):
+                 timeout: float = 10.0, at_token: str = "", mail_url: str | None = None):
         self.phone = normalize_phone(phone)
         self.gateway_url = gateway_url.rstrip("/")
         self.at_token = at_token
         self.at_sim_url = at_sim_url
         self.ask, self.say, self.timeout = ask, say, timeout
         self.seen = 0
+        self.mail_url = mail_url
+        self.mail_seen = 0
 
     def dial(self, service_code: str = "*384*123#") -> None:
         """One USSD session: show each screen, send each answer, until END."""
@@ -70,6 +73,21 @@ class FeaturePhone:
         if not messages:
             self.say("No new SMS.")
 
+    def mail_inbox(self, address: str = "") -> None:
+        """Show the e-mails the SMTP sink received since the last look (to ``address`` only, if given)."""
+        if not self.mail_url:
+            self.say("No mailbox: the gateway is not sending e-mail to the built-in SMTP sink.")
+            return
+        params = {"since": self.mail_seen, **({"to": address} if address else {})}
+        mails = requests.get(f"{self.mail_url}/simulator/messages", timeout=self.timeout, params=params).json()
+        for mail in mails:
+            files = ", ".join(f"{a['filename']} ({a['size']} bytes)" for a in mail["attachments"])
+            self.say(f"[{mail['time']}] To {', '.join(mail['to'])}: {mail['subject']}"
+                     + (f"\n  attached: {files}" if files else "") + f"\n{mail['text'].rstrip()}")
+            self.mail_seen = max(self.mail_seen, mail["seq"])
+        if not mails:
+            self.say("No new e-mail.")
+
     def run(self) -> int:
         """The interactive loop; returns the exit code."""
         self.say(f"Phone {to_international(self.phone)} on {self.gateway_url}. {HELP}")
@@ -92,6 +110,8 @@ class FeaturePhone:
             self.dial(rest or "*384*123#")
         elif word == "sms" and rest:
             self.sms(rest)
+        elif word == "inbox" and rest.split()[:1] == ["--email"]:
+            self.mail_inbox(rest.split()[1] if len(rest.split()) > 1 else "")
         elif word == "inbox":
             self.inbox()
         else:

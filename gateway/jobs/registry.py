@@ -18,6 +18,7 @@ DEFAULT_INTERVALS = {
     "process-inbox": 60,
     "reconcile": 3600,
     "retention": 86400,
+    "settlement-summary": 300,  # sends at LIPA_SETTLEMENT_HOUR; the interval is only how soon after it
 }
 
 
@@ -48,9 +49,9 @@ def process_inbox(ctx) -> dict:
     """Apply provider messages stored but never applied (a crash between storing and applying), and send
     refunds that were requested inside another transaction (automatic refunds) but never sent, and
     Transaction Status checks Daraja never acknowledged."""
-    from .healing import process_inbox as heal
     from ..payments.verification import send_unsent_verifications
     from ..refunds.service import send_unsent_refunds
+    from .healing import process_inbox as heal
 
     applied = heal(daraja=ctx.daraja, callback_url=ctx.stk_callback_url,
                    older_than_s=min(HEAL_AFTER_S, interval("process-inbox", ctx.config)))
@@ -73,6 +74,13 @@ def retention(ctx) -> dict:
     return sweeps.retention(config=ctx.config)
 
 
+def settlement_summary(ctx) -> dict:
+    """E-mail each merchant that asked for it (create-api-key --email) yesterday's settlement figures."""
+    from .settlement import send_summaries
+
+    return send_summaries(config=ctx.config)
+
+
 JOBS = {
     "expire-pending": expire_pending,
     "stuck-payments": stuck_payments,
@@ -81,6 +89,7 @@ JOBS = {
     "process-inbox": process_inbox,
     "reconcile": reconcile,
     "retention": retention,
+    "settlement-summary": settlement_summary,
 }
 
 

@@ -14,7 +14,10 @@ claimed in the same batch but not yet being sent are simply sent later, once. Th
 per sending thread, the commit follows the call at once, and nothing else runs in between.
 
 SMS and webhooks run in separate lanes (gateway/notify/lanes.py): one thread claims only SMS, a pool of
-``webhook_workers`` threads claims only webhooks, one row at a time, at most ``per_host`` to one host.
+``webhook_workers`` threads claims only webhooks, one row at a time, at most ``per_host`` to one host;
+with an e-mail sender (LIPA_SMTP_URL), one more thread claims only e-mails. E-mail has the SMS window: a
+process killed between the server's 250 to DATA and the SENT commit sends that mail again after the lease,
+under the same Message-ID (derived from the row's dedupe key), which receiving servers may use to drop it.
 
 A provider outage burns no message: failed sends back off (doubling, capped) and a message is given up
 (FAILED, alert) only after ``max_attempts`` AND ``min_retry_s`` (an hour) since it was queued.
@@ -31,21 +34,23 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from shared.db import UNAVAILABLE, db, is_sqlite, retry_locked, write_tx
+from shared.mailaddr import mask_email
 from shared.models import Notification
 from shared.phone import mask_phone
 from shared.timeutil import utcnow
 
+from ..providers.africastalking import SmsPermanent, SmsRetryable
+from ..providers.smtp import EmailPermanent, EmailRetryable
+from ..providers.webhooks import WebhookPermanent, WebhookRetryable
 from . import webhook_secrets
 from .alerts import raise_alert
-from .lanes import HOST_BUSY_S, SMS_LANE, WEBHOOK_LANE, HostGate, host_of, lane_filter
-from ..providers.africastalking import SmsPermanent, SmsRetryable
-from ..providers.webhooks import WebhookPermanent, WebhookRetryable
+from .lanes import EMAIL_LANE, HOST_BUSY_S, SMS_LANE, WEBHOOK_LANE, HostGate, host_of, lane_filter
 
 log = logging.getLogger(__name__)
 
 QUEUED, SENDING, SENT, FAILED, SUPPRESSED = "QUEUED", "SENDING", "SENT", "FAILED", "SUPPRESSED"
-PERMANENT = (SmsPermanent, WebhookPermanent)
-RETRYABLE = (SmsRetryable, WebhookRetryable)
+PERMANENT = (SmsPermanent, WebhookPermanent, EmailPermanent)
+RETRYABLE = (SmsRetryable, WebhookRetryable, EmailRetryable)
 STOPPED_REASON = "dispatcher stopped while sending"
 RETRY_WINDOW_S = 3600.0
 ALERT_KIND = "notification_failed"
@@ -61,22 +66,25 @@ def default_worker_id(obj) -> str:
 
 
 def _where(row: Notification) -> str:
-    """Who a row goes to, safe for logs and alerts: a masked phone or the webhook's host."""
+    """Who a row goes to, safe for logs and alerts: a masked phone or address, or the webhook's host."""
     if row.channel == "webhook":
         return urlsplit(row.recipient).netloc or "?"
+    if row.channel == "email":
+        return mask_email(row.recipient)
     return mask_phone(row.recipient)
 
 
 class Dispatcher:
     """Sends queued notifications with retries and backoff; one background thread when started."""
 
-    def __init__(self, *, sms, webhooks, enabled: bool = True, worker_id: str | None = None,
+    def __init__(self, *, sms, webhooks, email=None, enabled: bool = True, worker_id: str | None = None,
                  batch_size: int = 20, max_attempts: int = 8, base_backoff_s: float = 5.0,
                  max_backoff_s: float = 600.0, lease_s: float = 60.0, idle_wait_s: float = 5.0,
                  min_retry_s: float = RETRY_WINDOW_S, clock=utcnow, rng=random.random,
                  webhook_workers: int = 4, per_host: int = 2):
         self.sms = sms
         self.webhooks = webhooks
+        self.email = email  # gateway.notify.mail.MailOut, or None: no e-mail configured
         self.enabled = enabled
         self.worker_id = worker_id or default_worker_id(self)
         self.batch_size = batch_size
@@ -93,7 +101,7 @@ class Dispatcher:
         self._wakes: list[threading.Event] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None  # the SMS lane (every channel if webhook_workers is 0)
-        self._webhook_threads: list[threading.Thread] = []
+        self._webhook_threads: list[threading.Thread] = []  # and the e-mail lane's, when there is one
         self._lock = threading.Lock()
 
     # --- claiming -------------------------------------------------------------------------------
@@ -238,6 +246,8 @@ class Dispatcher:
             signers = webhook_secrets.for_notification(row, now=self.clock())
             status = self.webhooks.send(row.recipient, row.body, secrets=signers)
             return {"provider_status": f"HTTP {status}"}
+        if row.channel == "email" and self.email is not None:
+            return self.email.send(row)
         raise UnsupportedChannel(f"no sender for channel {row.channel!r}")
 
     def _retry_later(self, row: Notification, reason: str) -> None:
@@ -285,6 +295,8 @@ class Dispatcher:
             self._thread = self._spawn("lipa-dispatcher", sms_lane, self.batch_size)
             self._webhook_threads = [self._spawn(f"lipa-webhooks-{n}", WEBHOOK_LANE, 1)
                                      for n in range(self.webhook_workers)]
+            if self.email is not None and self.webhook_workers > 0:
+                self._webhook_threads.append(self._spawn("lipa-mail", EMAIL_LANE, 1))
 
     def _spawn(self, name: str, lane: str | None, limit: int) -> threading.Thread:
         wake = threading.Event()

@@ -6,13 +6,16 @@ rows are in flight. Webhook senders claim one row at a time (a row never waits i
 a slow one), each attempt has a total deadline (gateway/providers/webhooks.py), and at most ``per_host``
 attempts go to one host at once in this process: a row for a saturated host is handed back to the queue
 unsent (its attempt not counted) and looked at again after ``HOST_BUSY_S``.
+
+E-mail (issue 16) has a lane of its own too, one thread: an SMTP server that is slow to greet or to take
+DATA holds only other e-mails, never a receipt SMS.
 """
 from __future__ import annotations
 
 import threading
 from urllib.parse import urlsplit
 
-SMS_LANE, WEBHOOK_LANE = "sms", "webhook"
+SMS_LANE, WEBHOOK_LANE, EMAIL_LANE = "sms", "webhook", "email"
 HOST_BUSY_S = 1.0
 
 
@@ -20,8 +23,10 @@ def lane_filter(model, lane: str | None):
     """The WHERE part that keeps a claim to its lane; None claims every channel (a one-off pass)."""
     if lane == WEBHOOK_LANE:
         return model.channel == "webhook"
+    if lane == EMAIL_LANE:
+        return model.channel == "email"
     if lane == SMS_LANE:
-        return model.channel != "webhook"
+        return model.channel.not_in(("webhook", "email"))
     return True
 
 

@@ -9,6 +9,7 @@ import peewee
 
 from shared.db import retry_locked, write_tx
 from shared.errors import InvalidInput, InvalidTransition
+from shared.mailaddr import normalize_email
 from shared.models import Payment, PaymentRequest
 from shared.money import parse_amount
 from shared.phone import normalize_phone
@@ -32,13 +33,15 @@ MAX_EXPIRES_IN = 90 * 24 * 3600
 def create_request(*, amount=None, account, description: str = "", phone=None, expires_in: int | None = None,
                    callback_url: str | None = None, idempotency_key: str | None = None,
                    merchant=None, url_policy: OutboundPolicy | None = None, public_url: str = "",
-                   ussd_code: str = "") -> PaymentRequest:
+                   ussd_code: str = "", email: str | None = None) -> PaymentRequest:
     """Open a request with a fresh six-digit code; amount None lets the customer choose it. ``url_policy``
     (the configured OutboundPolicy) says where ``callback_url`` may point; by default, the local rule.
-    With a ``phone`` and a ``ussd_code``, the customer's link SMS is queued in the same transaction."""
+    With a ``phone`` and a ``ussd_code``, the customer's link SMS is queued in the same transaction; an
+    ``email`` is where the payer's receipt goes once it is PAID (gateway.notify.mail)."""
     values = dict(
         amount=None if amount is None else parse_amount(amount), account=check_account(account),
         description=clean(description, 100), phone=normalize_phone(phone) if phone else None,
+        email=normalize_email(email) if email is not None else None,
         expires_at=_expiry(expires_in), callback_url=_check_url(callback_url, url_policy),
         idempotency_key=idempotency_key, merchant=merchant, status=R.OPEN.value,
     )

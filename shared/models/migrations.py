@@ -117,6 +117,13 @@ def _v15_background_imports(database) -> None:
     database.create_tables([m.StatementUpload], safe=True)
 
 
+def _v16_email(database) -> None:
+    """Issue 16: a payment request may carry the payer's e-mail (the receipt goes there) and a merchant the
+    address of its daily settlement summary; both sealed, and nullable, so a plain ADD COLUMN does it."""
+    _add_columns(database, m.PaymentRequest, ["email"])
+    _add_columns(database, m.Merchant, ["email"])
+
+
 # Tables with sealed columns, and the clear-text indexes migration 9 replaces by look-up hash ones.
 SEALED_MODELS = (m.Payment, m.PaymentRequest, m.Notification, m.PaymentEvent, m.InboxMessage, m.UssdSession,
                  m.PhonePreference, m.StatementLine, m.IdempotencyRecord)
@@ -147,7 +154,7 @@ def _seal_personal_data(database) -> None:
     if not is_sqlite():  # a token does not fit VARCHAR(12); SQLite does not enforce lengths
         for model in SEALED_MODELS:
             table = model._meta.table_name
-            for field in sealed_fields(model):
+            for field in _present(database, model, sealed_fields(model)):
                 database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" TYPE TEXT')
             for field in lookup_fields(model):
                 if field.column_name in {c.name for c in database.get_columns(table)}:
@@ -169,7 +176,7 @@ def _seal_personal_data(database) -> None:
 def _seal_rows(database, model) -> None:
     """Every row's clear values sealed and its look-up hashes computed, BATCH rows per UPDATE round."""
     table, param = model._meta.table_name, database.param
-    sealed = [f.column_name for f in sealed_fields(model)]
+    sealed = [f.column_name for f in _present(database, model, sealed_fields(model))]
     lookups = lookup_fields(model)
     hashed_own = [f.column_name for f in lookups if not f.derived]  # active_phone: the hash of its own value
     derived = [(f.column_name, model._meta.fields[f.source].column_name) for f in lookups if f.derived]
@@ -190,6 +197,13 @@ def _seal_rows(database, model) -> None:
             params.append((*new, row_id))
         _execute_many(database, update, params)
         last = rows[-1][0]
+
+
+def _present(database, model, fields) -> list:
+    """The fields whose column the table already has: a sealed column added by a later step (e.g. 16's
+    e-mails) does not exist yet when step 9 runs on an old database, and is written sealed from the start."""
+    columns = {c.name for c in database.get_columns(model._meta.table_name)}
+    return [f for f in fields if f.column_name in columns]
 
 
 def _execute_many(database, sql: str, params: list[tuple]) -> None:
@@ -227,6 +241,7 @@ MIGRATIONS = [
     (5, _v5_api), (6, _v6_audit_index), (7, _v7_feed_index), (8, _v8_read_paths), (9, _v9_seal_personal_data),
     (10, _v10_late_callbacks), (11, _v11_verifications), (12, _v12_webhook_secrets),
     (13, _v13_staff_and_merchants), (14, _v14_money_collected), (15, _v15_background_imports),
+    (16, _v16_email),
 ]
 
 

@@ -32,6 +32,7 @@ class Merchant(TimestampedModel):
     """A system that creates payment requests through the API (keys come with issue 5)."""
 
     name = pw.CharField(max_length=100, unique=True)
+    email = SealedText(null=True)  # create-api-key --email: where its daily settlement summary goes (issue 16)
 
 
 class PaymentRequest(TimestampedModel):
@@ -42,6 +43,7 @@ class PaymentRequest(TimestampedModel):
     account = pw.CharField(max_length=12)
     description = pw.CharField(max_length=100, default="")
     phone = SealedText(null=True)
+    email = SealedText(null=True)  # the payer's: the receipt e-mail goes here once the request is PAID
     status = pw.CharField(max_length=12, default=RequestStatus.OPEN.value, index=True)
     expires_at = pw.DateTimeField(null=True)
     callback_url = pw.CharField(max_length=500, null=True)

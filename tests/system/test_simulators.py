@@ -430,6 +430,6 @@ def test_server_urls_and_stop():
     with start_simulators(port=0) as server:
         assert server.daraja_url == f"http://127.0.0.1:{server.port}/daraja"
         assert server.at_url == f"http://127.0.0.1:{server.port}/at"
-        assert requests.get(server.url + "/", timeout=5).json() == {"daraja": "/daraja", "at": "/at"}
+        assert requests.get(server.url + "/", timeout=5).json() == {"daraja": "/daraja", "at": "/at", "mail": "/mail"}
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/", timeout=1)

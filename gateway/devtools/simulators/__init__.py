@@ -6,6 +6,7 @@ Public API (re-exported at the bottom):
   ``.daraja_url`` and ``.at_url``, states at ``.daraja`` and ``.at``.
 - ``create_daraja_sim(...)`` / ``DarajaSimState`` (daraja.py; outcome table in its docstring).
 - ``create_at_sim(...)`` / ``ATSimState`` (africastalking.py).
+- ``SmtpSink`` / ``MailSink`` (smtp_sink.py): an SMTP server keeping every mail, read at ``.mail_url``.
 
 The small helpers below are shared by both fakes. The simulators import nothing from the rest
 of the gateway (only ``shared.timeutil``): they are independent stand-ins for the real services.
@@ -118,6 +119,7 @@ def control_routes(app: Flask, state, setters: dict, listing: tuple) -> None:
 from .africastalking import ATSimState, create_at_sim  # noqa: E402
 from .daraja import AMOUNT_OUTCOMES, OUTCOMES, DarajaSimState, create_daraja_sim  # noqa: E402
 from .server import SimulatorServer, start_simulators  # noqa: E402
+from .smtp_sink import MailSink, SmtpSink  # noqa: E402
 
-__all__ = ["AMOUNT_OUTCOMES", "OUTCOMES", "ATSimState", "DarajaSimState", "SimulatorServer",
+__all__ = ["AMOUNT_OUTCOMES", "OUTCOMES", "ATSimState", "DarajaSimState", "MailSink", "SimulatorServer", "SmtpSink",
            "create_at_sim", "create_daraja_sim", "start_simulators"]
