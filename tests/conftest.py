@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,8 +16,8 @@ from werkzeug.serving import make_server
 
 from shared.config import load_config
 from shared.db import db, init_db
-from shared.models.migrations import migrate
 from shared.models import ALL_MODELS
+from shared.models.migrations import migrate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_URL = os.environ.get("LIPA_TEST_DATABASE_URL", "")
@@ -32,18 +35,46 @@ def fixture_json(name: str) -> dict:
     return json.loads(fixture_text(name))
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """One SQLite file migrated once per run; each test gets a copy (a fresh migration costs more than the
+    test itself in most files). The copy is the same schema a fresh migrate() builds: migrate() then finds
+    nothing to do, and tests/test_migrations.py still migrates a blank file (``fresh_db_url``)."""
+    path = tmp_path_factory.mktemp("template") / "lipa.db"
+    init_db(f"sqlite:///{path}")
+    migrate()
+    db.close()
+    with closing(sqlite3.connect(path)) as con:  # its write-ahead log folded in: the file alone is the database
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture
-def db_url(tmp_path):
-    """A clean database: a new SQLite file, or the PostgreSQL test database emptied."""
+def fresh_db_url(tmp_path):
+    """A database nothing has touched: a new SQLite file, or the PostgreSQL test database emptied."""
     if not PG_URL:
-        yield f"sqlite:///{tmp_path}/lipa.db"
-        return
+        return f"sqlite:///{tmp_path}/fresh.db"
+    return _emptied_pg()
+
+
+def _emptied_pg() -> str:
     init_db(PG_URL)
     migrate()
     with db.connection_context():
         tables = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
         db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    yield PG_URL
+    return PG_URL
+
+
+@pytest.fixture
+def db_url(tmp_path, migrated_sqlite):
+    """A clean, migrated database: a copy of the run's migrated SQLite file, or the PostgreSQL test
+    database emptied."""
+    if not PG_URL:
+        shutil.copyfile(migrated_sqlite, tmp_path / "lipa.db")
+        yield f"sqlite:///{tmp_path}/lipa.db"
+        return
+    yield _emptied_pg()
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from tests.factories import make_payment, paid_body, post, reload
 
 
 def _spy(app, seen: list, label: str) -> None:
-    app.extensions["lipa"].hooks.add("spy", lambda payment, old, new, event: seen.append((label, payment.reference, new)))
+    app.extensions["lipa"].hooks.add(
+        "spy", lambda payment, old, new, event: seen.append((label, payment.reference, new)))
 
 
 def test_two_apps_run_only_their_own_listeners(make_app, sim, conn):
