@@ -2,6 +2,7 @@
 the app, its test client, the built-in simulators over real HTTP, and a live gateway server."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from werkzeug.serving import make_server
 
 from shared.config import load_config
 from shared.db import db, init_db
-from shared.models import ALL_MODELS
+from shared.models import ALL_MODELS, Staff
 from shared.models.migrations import migrate
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -227,13 +228,21 @@ def live_process(sim, config, tmp_path):
     gateway.cleanup()
 
 
+@functools.cache
+def _password_hash(password: str) -> str:
+    """scrypt is slow on purpose; the same staff passwords in every API test need hashing only once."""
+    from gateway.backoffice import auth
+
+    return auth.hash_password(password)
+
+
 def bearer_headers(client) -> dict:
     """Staff of every role plus a merchant key, logged in: {role: {"Authorization": ...}, None: {}}."""
     from gateway.backoffice import auth
 
     with db.connection_context():
-        for role in auth.ROLES:
-            auth.create_staff(role, f"{role}-password", role)
+        for role in auth.ROLES:  # the rows create_staff writes, the scrypt hash made once per run
+            Staff.create(username=role, password_hash=_password_hash(f"{role}-password"), role=role)
         key = auth.create_api_key("Shop")
     out = {None: {}, "merchant": {"Authorization": f"Bearer {key}"}}
     for role in auth.ROLES:
