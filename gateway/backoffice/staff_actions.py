@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.db import for_update, write_tx
+from shared.db import write_tx
 from shared.errors import NotAllowed, NotFound, ProviderError
 from shared.models import Approval, AuditLog, Notification, Payment, Refund
 from shared.phone import mask_phone
@@ -22,6 +22,7 @@ from ..notify import outbox
 from ..notify.preferences import language_for
 from ..payments import resolution
 from ..payments import service as payments
+from ..payments.resolution import locked_payment
 from ..payments.transitions import record
 from ..refunds import service as refunds
 from ..texts.notify import render
@@ -35,14 +36,6 @@ RECEIPTED = (S.COMPLETED.value, S.SETTLED.value)
 def load_payment(payment_id: int) -> Payment:
     """The payment, or a 404 (an id past the column's range is one too, never a database error)."""
     payment = Payment.get_or_none(Payment.id == payment_id) if 0 < payment_id <= MAX_ID else None
-    if payment is None:
-        raise NotFound(f"There is no payment {payment_id}.")
-    return payment
-
-
-def locked_payment(payment_id: int) -> Payment:
-    """Re-read inside a write transaction, row-locked on PostgreSQL."""
-    payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
     if payment is None:
         raise NotFound(f"There is no payment {payment_id}.")
     return payment
