@@ -2,27 +2,27 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from shared.models.keystore import install_keys
 from shared import logsafe
 from shared.config import Config, load_config
 from shared.db import db, init_db
+from shared.models.keystore import install_keys
 from shared.models.migrations import migrate
 
 from .http.guard import BodyLimit, SafeJSONProvider
-from .providers.daraja.urls import callback_token, result_url, stk_callback_url, timeout_url
-from .notify.outbox import take_pending
 from .ingest.tasks import Tasks
+from .notify.outbox import Wakeups, bind_wakeups
 from .payments.transitions import TransitionHooks, bind_hooks
+from .providers.daraja.urls import callback_token, result_url, stk_callback_url, timeout_url
 
 if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
+    from .http.longpoll import LongPollGate
     from .jobs.scheduler import JobScheduler
     from .notify.dispatcher import Dispatcher
-    from .http.longpoll import LongPollGate
     from .providers.daraja.client import DarajaClient
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,19 @@ class Services:
     callback_token: str
     public_url: str
     hooks: TransitionHooks
+    wakeups: Wakeups = field(default_factory=Wakeups)  # which threads queued a message (notify.outbox)
     dispatcher: Dispatcher | None = None
     scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
     longpolls: LongPollGate | None = None  # open GET /api/v1/events?wait= (issue 15), per app
 
+    def bind(self) -> None:
+        """Make this app's listeners and wake-ups the ones the current thread or request uses."""
+        bind_hooks(self.hooks)
+        bind_wakeups(self.wakeups)
+
     def wake_dispatcher(self) -> None:
         """Called once a transaction that queued notifications has committed (the fast path)."""
-        if take_pending() and self.dispatcher is not None:
+        if self.wakeups.take() and self.dispatcher is not None:
             self.dispatcher.wake()
 
     @property
@@ -95,8 +101,8 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     services.longpolls = _longpoll_gate(config)
     services.tasks.after_each = services.wake_dispatcher
     app.extensions["lipa"] = services
-    bind_hooks(services.hooks)  # this thread (the CLI, a test); requests bind their own below
-    app.before_request(lambda: bind_hooks(services.hooks))
+    services.bind()  # this thread (the CLI, a test); requests bind their own below
+    app.before_request(services.bind)
     _register(app)
     if start_background:
         services.dispatcher.start()

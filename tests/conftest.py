@@ -2,9 +2,13 @@
 the app, its test client, the built-in simulators over real HTTP, and a live gateway server."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
+import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -13,8 +17,8 @@ from werkzeug.serving import make_server
 
 from shared.config import load_config
 from shared.db import db, init_db
+from shared.models import ALL_MODELS, Staff
 from shared.models.migrations import migrate
-from shared.models import ALL_MODELS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_URL = os.environ.get("LIPA_TEST_DATABASE_URL", "")
@@ -32,18 +36,46 @@ def fixture_json(name: str) -> dict:
     return json.loads(fixture_text(name))
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """One SQLite file migrated once per run; each test gets a copy (a fresh migration costs more than the
+    test itself in most files). The copy is the same schema a fresh migrate() builds: migrate() then finds
+    nothing to do, and tests/test_migrations.py still migrates a blank file (``fresh_db_url``)."""
+    path = tmp_path_factory.mktemp("template") / "lipa.db"
+    init_db(f"sqlite:///{path}")
+    migrate()
+    db.close()
+    with closing(sqlite3.connect(path)) as con:  # its write-ahead log folded in: the file alone is the database
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture
-def db_url(tmp_path):
-    """A clean database: a new SQLite file, or the PostgreSQL test database emptied."""
+def fresh_db_url(tmp_path):
+    """A database nothing has touched: a new SQLite file, or the PostgreSQL test database emptied."""
     if not PG_URL:
-        yield f"sqlite:///{tmp_path}/lipa.db"
-        return
+        return f"sqlite:///{tmp_path}/fresh.db"
+    return _emptied_pg()
+
+
+def _emptied_pg() -> str:
     init_db(PG_URL)
     migrate()
     with db.connection_context():
         tables = ", ".join(f'"{m._meta.table_name}"' for m in ALL_MODELS)
         db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    yield PG_URL
+    return PG_URL
+
+
+@pytest.fixture
+def db_url(tmp_path, migrated_sqlite):
+    """A clean, migrated database: a copy of the run's migrated SQLite file, or the PostgreSQL test
+    database emptied."""
+    if not PG_URL:
+        shutil.copyfile(migrated_sqlite, tmp_path / "lipa.db")
+        yield f"sqlite:///{tmp_path}/lipa.db"
+        return
+    yield _emptied_pg()
 
 
 @pytest.fixture
@@ -207,13 +239,21 @@ def live_process(sim, config, tmp_path):
     gateway.cleanup()
 
 
+@functools.cache
+def _password_hash(password: str) -> str:
+    """scrypt is slow on purpose; the same staff passwords in every API test need hashing only once."""
+    from gateway.backoffice import auth
+
+    return auth.hash_password(password)
+
+
 def bearer_headers(client) -> dict:
     """Staff of every role plus a merchant key, logged in: {role: {"Authorization": ...}, None: {}}."""
     from gateway.backoffice import auth
 
     with db.connection_context():
-        for role in auth.ROLES:
-            auth.create_staff(role, f"{role}-password", role)
+        for role in auth.ROLES:  # the rows create_staff writes, the scrypt hash made once per run
+            Staff.create(username=role, password_hash=_password_hash(f"{role}-password"), role=role)
         key = auth.create_api_key("Shop")
     out = {None: {}, "merchant": {"Authorization": f"Bearer {key}"}}
     for role in auth.ROLES:

@@ -1,11 +1,11 @@
 """Migrations: versioned, idempotent, and able to bring an older database up to date."""
 from shared.db import db, init_db
-from shared.models.migrations import MIGRATIONS, current_version, migrate
 from shared.models import SchemaVersion
+from shared.models.migrations import MIGRATIONS, current_version, migrate
 
 
-def test_fresh_database_reaches_the_latest_version(db_url):
-    init_db(db_url)
+def test_fresh_database_reaches_the_latest_version(fresh_db_url):
+    init_db(fresh_db_url)
     assert migrate() == MIGRATIONS[-1][0]
     assert migrate() == MIGRATIONS[-1][0]  # a second run does nothing
     with db.connection_context():

@@ -4,7 +4,8 @@ from tests.factories import make_payment, paid_body, post, reload
 
 
 def _spy(app, seen: list, label: str) -> None:
-    app.extensions["lipa"].hooks.add("spy", lambda payment, old, new, event: seen.append((label, payment.reference, new)))
+    app.extensions["lipa"].hooks.add(
+        "spy", lambda payment, old, new, event: seen.append((label, payment.reference, new)))
 
 
 def test_two_apps_run_only_their_own_listeners(make_app, sim, conn):
@@ -31,3 +32,36 @@ def test_hooks_are_the_apps_own_objects(make_app):
     assert all(isinstance(h, TransitionHooks) for h in hooks) and hooks[0] is not hooks[1]
     assert set(hooks[0].listeners) == {"requests", "email", "flags", "notify"}
     assert hooks[0].listeners["flags"] is not hooks[1].listeners["flags"]
+
+
+class CountingDispatcher:
+    """Counts wake-ups; sends nothing."""
+
+    def __init__(self):
+        self.woken = 0
+
+    def wake(self):
+        self.woken += 1
+
+    def start(self):
+        pass
+
+    def stop(self, timeout=5):
+        pass
+
+
+def test_a_message_queued_for_one_app_wakes_only_its_dispatcher(make_app):
+    from gateway.notify import outbox
+    from shared.db import db, write_tx
+
+    first, second = make_app(dispatcher=CountingDispatcher()), make_app(dispatcher=CountingDispatcher())
+    one, two = first.extensions["lipa"], second.extensions["lipa"]
+    assert one.wakeups is not two.wakeups
+    one.bind()  # as a request, task or job of the first app does
+    with db.connection_context(), write_tx():
+        outbox.enqueue(channel="sms", kind="test", recipient="254700000001", body="hello", dedupe_key="wire:1")
+
+    two.wake_dispatcher()
+    one.wake_dispatcher()
+    one.wake_dispatcher()  # taken once: a second call finds nothing new
+    assert (one.dispatcher.woken, two.dispatcher.woken) == (1, 0)

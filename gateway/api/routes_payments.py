@@ -1,6 +1,7 @@
 """Payments over the API: list, detail with its timeline, create, and the staff actions on one payment.
 
-Every action writes an AuditLog row and, where the state machine does not already, a PaymentEvent.
+Thin: parse the request, call backoffice.staff_actions (where each action's transaction, audit row and
+outbox key live), render the answer, and put any STK push or refund call on the app's background tasks.
 """
 from __future__ import annotations
 
@@ -10,28 +11,18 @@ from flask import current_app, request
 
 from gateway.jobs.sweeps import apply_query
 from gateway.refunds import service as refunds_service
-from shared.db import for_update, write_tx
-from shared.errors import InvalidInput, NotAllowed, NotFound, ProviderError
-from shared.models import AuditLog, Notification, Payment, PhonePreference
-from shared.phone import mask_phone
-from shared.states import PaymentStatus
-from shared.timeutil import utcnow
+from shared.errors import InvalidInput, NotFound
+from shared.models import Approval, AuditLog, Payment
 
-from ..notify import outbox
-from ..texts.notify import language_of, render
-from ..backoffice import approvals
-from ..payments import flags, resolution, service, verification
-from ..payments.transitions import record
-from ..payments.verification import verification_json
-from ..backoffice import timeline
-from .ratelimit import Limit, hit
-from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
+from ..backoffice import approvals, timeline
+from ..backoffice import staff_actions as actions
 from ..backoffice.payments_query import list_payments, of_merchant, parse_filters
 from ..backoffice.serialize import notification_json, payment_json, refund_json, reveals
-
-S = PaymentStatus
-MAX_ID = 2**31 - 1
-RECEIPTED = (S.COMPLETED.value, S.SETTLED.value)
+from ..backoffice.staff_actions import MAX_ID
+from ..payments import flags, service, verification
+from ..payments.verification import verification_json
+from .common import bp, decode_cursor, encode_cursor, idempotent, json_body, page_limit, principal
+from .ratelimit import Limit, hit
 
 
 def services():
@@ -47,11 +38,8 @@ def require_creator():
 
 
 def load_payment(payment_id: int) -> Payment:
-    """The payment, or a 404."""
-    payment = Payment.get_or_none(Payment.id == payment_id) if 0 < payment_id <= MAX_ID else None
-    if payment is None:
-        raise NotFound(f"There is no payment {payment_id}.")
-    return payment
+    """The payment, or a 404 (staff_actions.load_payment; kept here for the other route modules)."""
+    return actions.load_payment(payment_id)
 
 
 def visible_payment(who, payment_id: int) -> Payment:
@@ -67,18 +55,10 @@ def visible_payment(who, payment_id: int) -> Payment:
     return payment
 
 
-def locked_payment(payment_id: int) -> Payment:
-    """Re-read inside a write transaction, row-locked on PostgreSQL."""
-    payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
-    if payment is None:
-        raise NotFound(f"There is no payment {payment_id}.")
-    return payment
-
-
 def audit(action: str, target_id, *, reason: str = "", details=None, target_type: str = "payment") -> AuditLog:
-    """Who did what and why; the caller holds the transaction."""
-    return AuditLog.create(actor=principal().actor, action=action, target_type=target_type,
-                           target_id=str(target_id), reason=reason[:500], details=details)
+    """staff_actions.audit under the caller's name; the caller holds the transaction."""
+    return actions.audit(principal().actor, action, target_id, reason=reason, details=details,
+                         target_type=target_type)
 
 
 def optional_reason() -> str:
@@ -118,8 +98,7 @@ def _viewer_phone_search(who, phone: str) -> None:
     search is audited (the phone masked) and LIPA_VIEWER_PHONE_SEARCHES_PER_H a viewer may make an hour."""
     per_hour = services().config.viewer_phone_searches_per_h
     hit(f"phone-search:{who.scope}", Limit(per_hour, 3600))
-    with write_tx():
-        audit("phone_search", who.id, target_type="staff", details={"phone": mask_phone(phone)})
+    actions.audit_phone_search(who.actor, who.id, phone)
 
 
 @bp.get("/payments/<int:payment_id>")
@@ -169,31 +148,10 @@ def requery(payment_id: int):
     who = principal()
     who.require("operator")
     reason = optional_reason()
-    payment = load_payment(payment_id)
-    if not payment.checkout_request_id:
-        raise NotAllowed("This payment has no M-Pesa CheckoutRequestID to query.", code="nothing_to_query")
-    try:
-        answer = services().daraja.stk_query(payment.checkout_request_id)
-    except ProviderError as exc:
-        _record_query(payment_id, who.actor, reason, {"error": exc.code, "message": exc.message}, "query failed")
-        raise
-    query = {"result_code": answer.result_code, "result_desc": answer.result_desc, "pending": answer.pending}
-    applied = _apply_query(payment_id, answer)
-    _record_query(payment_id, who.actor, reason, {**query, "raw": answer.raw}, applied)
+    lipa = services()
+    query, applied = actions.requery(payment_id, daraja=lipa.daraja, apply_query=apply_query,
+                                     hard_limit_s=lipa.config.stk_hard_limit_s, actor=who.actor, reason=reason)
     return {"payment": payment_json(load_payment(payment_id), reveal=reveals(who)), "query": query, "applied": applied}
-
-
-def _apply_query(payment_id: int, answer) -> str:
-    """The expire-pending sweep's own rule (PROCESSING only, so never a downgrade)."""
-    return str(apply_query(payment_id, answer, services().config.stk_hard_limit_s, utcnow()))
-
-
-def _record_query(payment_id: int, actor: str, reason: str, details: dict, outcome: str) -> None:
-    with write_tx():
-        payment = locked_payment(payment_id)
-        code = details.get("result_code") or details.get("error") or "-"
-        record(payment, "stk_query", actor=actor, reason=f"STK query by staff: {code} ({outcome})", payload=details)
-        audit("requery", payment_id, reason=reason, details={**details, "outcome": outcome})
 
 
 @bp.post("/payments/<int:payment_id>/resend-receipt")
@@ -201,29 +159,10 @@ def resend_receipt(payment_id: int):
     """Queue the receipt SMS again (even to a phone that sent STOP: staff were asked for it)."""
     who = principal()
     who.require("operator")
-    reason = optional_reason()
-    load_payment(payment_id)
-    with write_tx():
-        payment = locked_payment(payment_id)
-        if payment.status not in RECEIPTED:
-            raise NotAllowed(f"A {payment.status} payment has no receipt to send.", code="no_receipt")
-        note = _queue_receipt(payment)
-        record(payment, "receipt_resent", actor=who.actor, reason=f"receipt SMS queued again (#{note.id})")
-        audit("resend_receipt", payment.id, reason=reason, details={"notification_id": note.id})
+    payment, note = actions.resend_receipt(payment_id, actor=who.actor, reason=optional_reason())
     reveal = reveals(who)
     return {"payment": payment_json(payment, reveal=reveal),
             "notification": notification_json(note, reveal=reveal)}, 201
-
-
-def _queue_receipt(payment: Payment) -> Notification:
-    pref = PhonePreference.get_or_none(PhonePreference.phone_hash == payment.phone)
-    lang = language_of(pref.language if pref else payment.language)
-    body = render("payment_completed", lang, amount=payment.amount, account=payment.account,
-                  ref=payment.reference, receipt=payment.mpesa_receipt or "")
-    n = Notification.select().where(Notification.payment == payment).count() + 1
-    return outbox.enqueue(channel="sms", kind="payment_completed", recipient=payment.phone, body=body,
-                          payment=payment, language=lang, dedupe_key=f"resend:{payment.id}:{n}",
-                          respect_opt_out=False)
 
 
 @bp.post("/payments/<int:payment_id>/retry")
@@ -231,12 +170,7 @@ def retry_payment(payment_id: int):
     """A new payment linked to a failed, cancelled or expired one; its push goes out in the background."""
     who = principal()
     who.require("operator")
-    reason = optional_reason()
-    original = load_payment(payment_id)
-    fresh = service.retry(original, actor=who.actor)
-    with write_tx():
-        record(original, "retried", actor=who.actor, reason=f"retried as {fresh.reference}")
-        audit("retry", original.id, reason=reason, details={"new_payment_id": fresh.id, "reference": fresh.reference})
+    fresh = actions.retry(payment_id, actor=who.actor, reason=optional_reason())
     _push(fresh)
     return payment_json(fresh, reveal=reveals(who)), 201
 
@@ -247,19 +181,13 @@ def refund_payment(payment_id: int):
     who = principal()
     who.require("admin")
     data = json_body(("amount", "reason"))
-    reason = _reason(data)
-    payment = load_payment(payment_id)
     lipa = services()
-    if isinstance(data["amount"], int) and approvals.over_limit(lipa.config, data["amount"]):
-        return _four_eyes("refund", payment, data["amount"], reason, who,
-                          {"amount": data["amount"], "method": lipa.config.refund_method})
-    refund = refunds_service.request_refund(payment, data["amount"], reason, requested_by=who.actor,
-                                            method=lipa.config.refund_method)
-    with write_tx():
-        audit("refund", payment.id, reason=reason, details={"refund_id": refund.id, "amount": refund.amount})
-    lipa.tasks.submit(refunds_service.send_refund, refund.id, daraja=lipa.daraja, config=lipa.config,
+    result = actions.refund(payment_id, data["amount"], _reason(data), actor=who.actor, config=lipa.config)
+    if isinstance(result, Approval):
+        return _parked(result)
+    lipa.tasks.submit(refunds_service.send_refund, result.id, daraja=lipa.daraja, config=lipa.config,
                       result_url=lipa.result_url, timeout_url=lipa.timeout_url)
-    return refund_json(refund), 201
+    return refund_json(result), 201
 
 
 def _reason(data: dict) -> str:
@@ -275,13 +203,9 @@ def resolve(payment_id: int):
     who = principal()
     who.require("admin")
     data = json_body(("status", "reason"), optional=("receipt",))
-    reason = _reason(data)
-    payment = load_payment(payment_id)
-    if approvals.over_limit(services().config, payment.amount) and resolution.moves_money(payment, data):
-        return _four_eyes("resolve", payment, payment.amount, reason, who,
-                          {"status": resolution.target_status(data["status"]), "receipt": data.get("receipt")})
-    kind, result = resolution.resolve(payment_id, status=data["status"], reason=reason,
-                                      receipt=data.get("receipt"), actor=who.actor)
+    kind, result = actions.resolve(payment_id, data, _reason(data), actor=who.actor, config=services().config)
+    if kind == "approval":
+        return _parked(result)
     if kind == "verification":
         verification.submit_verification(services(), result.id)
         return {"verification": verification_json(result)}, 202
@@ -299,10 +223,8 @@ def review_flag(payment_id: int):
     return payment_json(payment, reveal=reveals(who))
 
 
-def _four_eyes(action: str, payment: Payment, amount: int, reason: str, who, params: dict):
-    """Over LIPA_FOUR_EYES_OVER: park the change for a second admin; 202 with the approval."""
-    approval = approvals.request_approval(action=action, payment=payment, amount=amount, params=params,
-                                          reason=reason, requested_by=who.actor)
+def _parked(approval: Approval):
+    """Over LIPA_FOUR_EYES_OVER the change waits for a second admin; 202 with the approval."""
     return {"approval": approvals.approval_json(approval)}, 202
 
 

@@ -21,6 +21,7 @@ from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
 from shared.models import JobRun, JobState
 from shared.timeutil import utcnow
 
+from ..notify.outbox import bind_wakeups
 from ..payments.transitions import bind_hooks
 from . import registry
 
@@ -48,6 +49,8 @@ def run_job(name: str, ctx, *, trigger: str = "schedule", worker: str | None = N
     func = registry.get(name)
     if getattr(ctx, "hooks", None) is not None:
         bind_hooks(ctx.hooks)  # the scheduler's thread: changes made by the job run this app's listeners
+    if getattr(ctx, "wakeups", None) is not None:
+        bind_wakeups(ctx.wakeups)  # and the messages it queues wake this app's dispatcher
     lease_s = lease_s or lease_for(registry.interval(name, getattr(ctx, "config", None)))
     worker = (worker or default_worker())[:64]
     lock = _local_lock(worker, name)

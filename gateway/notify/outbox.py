@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from contextvars import ContextVar
 
 import peewee
 
@@ -11,7 +12,36 @@ from shared.models import Notification
 
 from .preferences import opted_out
 
-_local = threading.local()
+
+class Wakeups:
+    """Which threads queued a message since their app last woke its dispatcher. One per app (held on its
+    Services), bound to each request, task and job with bind_wakeups, so one app's queued message never wakes
+    another app's dispatcher. Per thread: a request's flag is taken after its own transaction commits."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def mark(self) -> None:
+        self._local.pending = True
+
+    def take(self) -> bool:
+        """True once if this thread queued something since the last call (then the dispatcher is woken)."""
+        pending = getattr(self._local, "pending", False)
+        self._local.pending = False
+        return pending
+
+
+# Which app's Wakeups the running code marks: a context variable (per thread, per request), like the
+# payment hooks' binding. Unbound (a test's own thread), a message is still queued; the dispatcher's poll
+# sends it.
+_bound: ContextVar[Wakeups] = ContextVar("lipa_outbox_wakeups")
+
+
+def bind_wakeups(wakeups: Wakeups) -> None:
+    """Make ``wakeups`` the ones enqueue() marks in this context (the current thread or request)."""
+    _bound.set(wakeups)
+
+
 # Run for every message queued (built once: see shared.db.prepared).
 _QUEUED_AS = Prepared(lambda p: Notification.select(Notification.id).where(Notification.dedupe_key == p[0]),
                       Notification.dedupe_key)
@@ -35,13 +65,7 @@ def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None,
                                       dedupe_key=dedupe_key, status=status)
     except peewee.IntegrityError:
         return Notification.get(Notification.dedupe_key == dedupe_key)
-    if status == "QUEUED":
-        _local.pending = True
+    wakeups = _bound.get(None)
+    if status == "QUEUED" and wakeups is not None:
+        wakeups.mark()
     return row
-
-
-def take_pending() -> bool:
-    """True once if this thread queued something since the last call (then the dispatcher is woken)."""
-    pending = getattr(_local, "pending", False)
-    _local.pending = False
-    return pending

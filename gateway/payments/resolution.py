@@ -50,7 +50,7 @@ def resolve(payment_id: int, *, status, reason: str, receipt=None, actor: str):
     if target == S.COMPLETED.value:
         return "verification", _ask_completion(payment_id, reason=reason, receipt=receipt, actor=actor)
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked_payment(payment_id)
         previous = payment.status
         evidence = {"from": previous, "to": target, "reason": reason, "by": actor}
         transition(payment, target, actor=actor, reason=reason, payload=evidence,
@@ -65,7 +65,7 @@ def _ask_completion(payment_id: int, *, reason: str, receipt, actor: str) -> Ver
         raise InvalidInput(NO_RECEIPT, code="receipt_required")
     receipt = check_receipt(receipt)
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked_payment(payment_id)
         if not can_transition(payment.status, S.COMPLETED):
             raise InvalidTransition(f"A {payment.status} payment cannot become COMPLETED.")
         owner = Payment.select(Payment.id).where(Payment.mpesa_receipt == receipt, Payment.id != payment.id).first()
@@ -83,7 +83,8 @@ def _ask_completion(payment_id: int, *, reason: str, receipt, actor: str) -> Ver
     return v
 
 
-def _locked(payment_id: int) -> Payment:
+def locked_payment(payment_id: int) -> Payment:
+    """Re-read inside a write transaction, row-locked on PostgreSQL; a 404 when there is none."""
     payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
     if payment is None:
         raise NotFound(f"There is no payment {payment_id}.")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+from shared.config import Config
 from shared.errors import InvalidTransition
 from shared.models import Payment, PaymentEvent
 from shared.states import ACTIVE, PaymentStatus, can_transition
@@ -25,7 +26,7 @@ class TransitionHooks:
     background task and job (bind_hooks), so two apps in one process never run each other's listeners."""
 
     listeners: dict[str, Listener] = field(default_factory=dict)
-    config: object = None  # the app's Config, for rules that run inside a change (unexpected money)
+    config: Config | None = None  # the app's Config, for rules that run inside a change (unexpected money)
     request_refund: Callable | None = None  # refunds.service.request_refund, wired by create_app
     verification_purposes: dict[str, Callable] = field(default_factory=dict)  # purpose -> action on a receipt
 
