@@ -62,6 +62,7 @@ class PaymentsView(Screen):
         self.detail.payment_changed.connect(self.model.update_payment)
         self.detail.payment_created.connect(lambda _payment: self._load_first_page())
         self.detail.loaded.connect(self._run_pending_shortcut)
+        self.detail.attempt_opened.connect(self._select)
         self._pending_shortcut: tuple[int, str] | None = None  # (payment id, action) waiting for its load
         self._follow_feed()
         self._build_filters()
