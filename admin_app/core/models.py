@@ -196,6 +196,12 @@ class PaymentFilters:
     channel: str = ""
     flagged: bool | None = None
 
+    def problem(self) -> str:
+        """Why these filters cannot be searched ("" when they can), shown beside the dates instead of a request."""
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            return f"From ({self.date_from:%Y-%m-%d}) is after To ({self.date_to:%Y-%m-%d})."
+        return ""
+
     def to_params(self) -> dict[str, str]:
         """Query arguments for GET /payments (a date-only ``to`` includes that whole day)."""
         params = {"status": self.status, "phone": self.phone.strip(), "account": self.account.strip(),

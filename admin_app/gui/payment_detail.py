@@ -261,7 +261,7 @@ class PaymentDetailPanel(QWidget):
     def _failed(self, what: str, exc: BaseException) -> None:
         self.busy = False
         self._update_buttons()
-        self.ctx.error(exc, f"{what} of {self.payment.reference if self.payment else 'the payment'}")
+        self.ctx.action_failed(exc, f"{what} of {self.payment.reference if self.payment else 'the payment'}")
         self.refresh()
 
     def requery(self) -> None:
