@@ -25,16 +25,51 @@ class ClientError(Exception):
 class ApiError(ClientError):
     """The gateway answered with ``{"error": {"code", "message"}}`` (or another non-2xx answer)."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.retry_after = retry_after  # seconds, from a 429's Retry-After header
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.code!r}, {self.message!r})"
 
 
 class ConnectionLost(ClientError):
-    """The gateway could not be reached (refused, reset, DNS, timeout): the GUI shows its banner."""
+    """The gateway could not be reached (refused, reset, DNS, timeout): the GUI shows its banner.
+
+    ``unsent`` is True when the request surely never reached the gateway (no connection was made), so an
+    action can be reported as "not sent"; a connection that broke after the request went out may have done it.
+    """
+
+    def __init__(self, message: str, *, unsent: bool = False):
+        super().__init__(message)
+        self.unsent = unsent
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """No connection was made (refused, DNS, connect timeout): the gateway cannot have acted on the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and type(reason).__name__ in ("NewConnectionError",
+                                                                                   "NameResolutionError")
+
+
+def not_done_text(exc: ConnectionLost, doing: str) -> str:
+    """What staff are told when an action met a lost connection: never that it was done."""
+    if exc.unsent:
+        return (f"Not sent: {doing} — {exc} Nothing was done on the gateway; try again once the connection "
+                "is back.")
+    return (f"{doing} may not have been done: the connection broke before the gateway answered ({exc}). Check "
+            "the payment once the connection is back before trying again.")
+
+
+def _seconds(text: str | None) -> float | None:
+    """Retry-After in seconds (the gateway sends whole seconds; an HTTP date is not used)."""
+    try:
+        return max(float(text), 0.0) if text else None
+    except ValueError:
+        return None
 
 
 class ApiClient:
@@ -100,7 +135,7 @@ class ApiClient:
             except requests.RequestException as exc:
                 if last:
                     raise ConnectionLost(f"Cannot reach the gateway at {self.base_url} "
-                                         f"({type(exc).__name__}).") from exc
+                                         f"({type(exc).__name__}).", unsent=never_sent(exc)) from exc
             else:
                 if response.status_code not in RETRY_STATUSES or last:
                     return self._answer(response, raw)
@@ -117,7 +152,8 @@ class ApiClient:
             code, message = str(error.get("code", "error")), str(error.get("message", ""))
         except (ValueError, KeyError, TypeError, AttributeError):
             code, message = f"http_{response.status_code}", response.text[:200] or response.reason or ""
-        raise ApiError(response.status_code, code, message or f"HTTP {response.status_code}")
+        raise ApiError(response.status_code, code, message or f"HTTP {response.status_code}",
+                       retry_after=_seconds(response.headers.get("Retry-After")))
 
     def get(self, path: str, **params) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v not in (None, "")})

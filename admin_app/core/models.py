@@ -64,6 +64,19 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """Another attempt in a payment's retry chain, enough to name it and open it."""
+
+    id: int
+    reference: str
+    status: str
+
+    @classmethod
+    def from_json(cls, d: dict) -> Attempt:
+        return cls(int(d["id"]), clean(d.get("reference")), clean(d.get("status")))
+
+
+@dataclass(frozen=True)
 class Payment:
     """A payment as the list and the detail show it; ``raw`` keeps every field the gateway sent."""
 
@@ -84,6 +97,8 @@ class Payment:
     refunded_amount: int = 0
     retry_of: int | None = None
     allowed_transitions: tuple[str, ...] = ()
+    retried_as: tuple[Attempt, ...] = ()  # newer attempts, newest first (known once the detail is loaded)
+    retry_of_attempt: Attempt | None = None
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -97,7 +112,10 @@ class Payment:
             updated_at=parse_time(d.get("updated_at")), completed_at=parse_time(d.get("completed_at")),
             flagged=bool(d.get("flagged")), flag_reason=clean(d.get("flag_reason")) or None,
             refunded_amount=int(d.get("refunded_amount") or 0), retry_of=d.get("retry_of"),
-            allowed_transitions=tuple(d.get("allowed_transitions") or ()), raw=dict(d),
+            allowed_transitions=tuple(d.get("allowed_transitions") or ()),
+            retried_as=tuple(Attempt.from_json(a) for a in d.get("retried_as") or ()),
+            retry_of_attempt=Attempt.from_json(d["retry_of_attempt"]) if d.get("retry_of_attempt") else None,
+            raw=dict(d),
         )
 
     @property
@@ -158,7 +176,10 @@ class PaymentDetail:
 
     @classmethod
     def from_json(cls, d: dict) -> PaymentDetail:
-        return cls(Payment.from_json(d), [TimelineEntry.from_json(e) for e in d.get("events") or []],
+        attempts = d.get("attempts") or {}
+        payment = Payment.from_json({**d, "retried_as": attempts.get("retried_as") or [],
+                                     "retry_of_attempt": attempts.get("retry_of")})
+        return cls(payment, [TimelineEntry.from_json(e) for e in d.get("events") or []],
                    list(d.get("callbacks") or []), list(d.get("notifications") or []), list(d.get("refunds") or []))
 
 
@@ -174,6 +195,12 @@ class PaymentFilters:
     date_to: date | None = None
     channel: str = ""
     flagged: bool | None = None
+
+    def problem(self) -> str:
+        """Why these filters cannot be searched ("" when they can), shown beside the dates instead of a request."""
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            return f"From ({self.date_from:%Y-%m-%d}) is after To ({self.date_to:%Y-%m-%d})."
+        return ""
 
     def to_params(self) -> dict[str, str]:
         """Query arguments for GET /payments (a date-only ``to`` includes that whole day)."""
@@ -194,7 +221,7 @@ def _status_allows(action: str, p: Payment) -> bool:
     rules: dict[str, Any] = {
         REQUERY: p.status in QUERYABLE and p.channel != "c2b",
         RESEND: p.status in RECEIPTED,
-        RETRY: p.status in RETRYABLE,
+        RETRY: p.status in RETRYABLE and not p.retried_as,
         REFUND: "REFUND_PENDING" in p.allowed_transitions and p.refundable > 0,
         RESOLVE: bool(p.allowed_transitions),
         PRINT: p.status in PRINTABLE,
@@ -214,6 +241,8 @@ def why_not(action: str, payment: Payment | None, role: str) -> str:
     state = payment.status.replace("_", " ").lower()
     if action == REFUND and payment.status in PRINTABLE and payment.refundable <= 0:
         return "Nothing is left to refund."
+    if action == RETRY and payment.retried_as:
+        return f"Already retried as {payment.retried_as[0].reference}: open that attempt to retry again."
     if action == REQUERY and payment.channel == "c2b":
         return "A C2B payment had no prompt to ask M-Pesa about."
     return f"Not for a {state} payment."

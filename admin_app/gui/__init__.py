@@ -24,12 +24,17 @@ class ScreenContext:
 
     client: ApiClient
     info: Callable[[str], None]
-    error: Callable[[BaseException, str], None]
+    error: Callable[..., None]  # (exc, doing, action=False)
     pool: QThreadPool | None = None
 
     @property
     def role(self) -> str:
         return self.client.role
+
+    def action_failed(self, exc: BaseException, doing: str) -> None:
+        """An action (a write) failed: like ``error``, and a lost connection also says in the message bar that
+        the action was not done, instead of only showing the connection banner."""
+        self.error(exc, doing, True)
 
     def run(self, fn: Callable, on_result: Callable | None = None, on_error: Callable | None = None,
             on_finished: Callable | None = None, *, owner: QObject | None = None) -> Worker:

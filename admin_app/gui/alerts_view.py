@@ -167,7 +167,7 @@ class AlertsView(LiveScreen):
             return
         self.ack_button.setEnabled(False)
         self.ctx.run(lambda: client.ack_alerts(ids), self._acknowledged,
-                     lambda exc: self.ctx.error(exc, "Acknowledging alerts"), owner=self)
+                     lambda exc: self.ctx.action_failed(exc, "Acknowledging alerts"), owner=self)
 
     def _acknowledged(self, answer: dict) -> None:
         self.ctx.info(f"{answer.get('acknowledged', 0)} alert(s) acknowledged.")

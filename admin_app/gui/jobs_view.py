@@ -107,8 +107,8 @@ class JobsView(LiveScreen):
         name, resume = job["name"], bool(job["paused"])
         self.pause_button.setEnabled(False)
         self.ctx.run(lambda: client.resume_job(name) if resume else client.pause_job(name),
-                     lambda _r: self._switched(name, resume), lambda exc: self.ctx.error(exc, f"Switching {name}"),
-                     owner=self)
+                     lambda _r: self._switched(name, resume),
+                     lambda exc: self.ctx.action_failed(exc, f"Switching {name}"), owner=self)
 
     def _switched(self, name: str, resumed: bool) -> None:
         self.ctx.info(f"Job {name} {'resumed: it runs on its schedule again' if resumed else 'paused everywhere'}.")
@@ -124,7 +124,7 @@ class JobsView(LiveScreen):
         self.status_label.setText(f"Running {name}…")
         self._update_buttons()
         self.ctx.run(lambda: client.run_job(name), lambda run: self._ran(name, run),
-                     lambda exc: self.ctx.error(exc, f"Running {name}"), self._run_finished, owner=self)
+                     lambda exc: self.ctx.action_failed(exc, f"Running {name}"), self._run_finished, owner=self)
 
     def _ran(self, name: str, run: dict) -> None:
         did = counts_words(run.get("counts"))

@@ -11,7 +11,7 @@ import weakref
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from admin_app.core.client import ApiClient
+from admin_app.core.client import ApiClient, ApiError
 
 WAIT_S = 20.0
 RETRY_S = (1, 2, 4, 8, 15, 30)
@@ -23,6 +23,7 @@ class LiveFeed(QObject):
     changed = Signal(list)
     ready = Signal()  # the starting cursor is known: changes from now on will be announced
     failed = Signal(object)
+    throttled = Signal(float)  # the gateway answered 429: the feed waits this many seconds (its Retry-After)
 
     def __init__(self, client: ApiClient, wait: float = WAIT_S, parent: QObject | None = None):
         super().__init__(parent)
@@ -59,8 +60,13 @@ class LiveFeed(QObject):
             try:
                 page = self.client.events(cursor or "now", wait=self.wait if cursor else 0)
             except Exception as exc:  # noqa: BLE001 - reported by signal, then retried with a growing delay
-                self._emit("failed", stop, exc)
-                stop.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)])
+                backoff = RETRY_S[min(attempt, len(RETRY_S) - 1)]
+                if isinstance(exc, ApiError) and exc.status == 429:  # told to wait: that long, never sooner
+                    backoff = exc.retry_after if exc.retry_after is not None else backoff
+                    self._emit("throttled", stop, float(backoff))
+                else:
+                    self._emit("failed", stop, exc)
+                stop.wait(backoff)
                 attempt += 1
                 continue
             attempt, first = 0, cursor is None
@@ -79,7 +85,7 @@ def feed_for(client: ApiClient) -> LiveFeed:
     """The one feed of this client, started on first use, so every screen shares one long-poll."""
     feed = _feeds.get(client)
     if feed is None or not shiboken6.isValid(feed):
-        feed = _feeds[client] = LiveFeed(client)
+        feed = _feeds[client] = LiveFeed(client, wait=WAIT_S)
     if not feed.running:
         feed.start()
     return feed

@@ -21,11 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from admin_app.core.client import ApiClient, ApiError, ConnectionLost
+from admin_app.core.client import ApiClient, ApiError, ConnectionLost, not_done_text
 from admin_app.core.models import role_at_least
 
 from . import Screen, ScreenContext
-from .live_feed import stop_feed
+from .live_feed import feed_for, stop_feed
 
 # The registry: "module:Class", in navigation order.
 SCREENS: list[str] = [
@@ -96,6 +96,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Signed in as {client.username} ({client.role}) at {client.base_url}")
         self.alerts_label = QLabel("")
         self.statusBar().addPermanentWidget(self.alerts_label)
+        self.feed_label = QLabel("")  # "Live updates paused …" while the gateway asks the feed to wait
+        self.statusBar().addPermanentWidget(self.feed_label)
+        self._feed_timer = QTimer(self, singleShot=True, timeout=lambda: self.feed_label.setText(""))
+        feed_for(client).throttled.connect(self._feed_throttled)
         for row, screen in enumerate(self.screens):
             if hasattr(screen, "unread_changed"):
                 screen.unread_changed.connect(lambda n, row=row: self._show_unread(row, n))
@@ -200,10 +204,14 @@ class MainWindow(QMainWindow):
         self.message_bar.say(text, "info")
         self._info_timer.start()
 
-    def error(self, exc: BaseException, doing: str) -> None:
-        """A failure: lost connections go to the banner (and are retried), the rest stay in the message bar."""
+    def error(self, exc: BaseException, doing: str, action: bool = False) -> None:
+        """A failure: lost connections go to the banner (and are retried), the rest stay in the message bar; an
+        action that met a lost connection also stays there as not done (it never vanishes into the banner)."""
         if isinstance(exc, ConnectionLost):
             self.connection_lost(exc)
+            if action:
+                self._info_timer.stop()
+                self.message_bar.say(not_done_text(exc, doing), "error")
             return
         if isinstance(exc, ApiError) and exc.status == 401:
             text = f"{doing} failed: your session has expired or was revoked; sign in again."
@@ -216,6 +224,11 @@ class MainWindow(QMainWindow):
             text = f"{doing} failed: {type(exc).__name__}: {exc}"
         self._info_timer.stop()
         self.message_bar.say(text, "error")
+
+    def _feed_throttled(self, seconds: float) -> None:
+        """The gateway asked the live feed to slow down: say so while it waits (the message goes by itself)."""
+        self.feed_label.setText(f"Live updates paused: the gateway asked to wait; resuming in {seconds:.0f} s.")
+        self._feed_timer.start(int(seconds * 1000) + 500)
 
     def _hide_info(self) -> None:
         if self.message_bar.level == "info":

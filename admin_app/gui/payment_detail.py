@@ -58,6 +58,7 @@ class PaymentDetailPanel(QWidget):
     loaded = Signal()  # a detail load finished (success or not)
     payment_changed = Signal(object)  # a fresher Payment, for the list's row
     payment_created = Signal(object)  # a retry made a new Payment
+    attempt_opened = Signal(int)  # another attempt of the retry chain was opened from its link
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -88,6 +89,10 @@ class PaymentDetailPanel(QWidget):
         self.refunds_label.setTextFormat(Qt.TextFormat.PlainText)
         self.refunds_label.setWordWrap(True)
         self.refunds_label.hide()
+        self.attempts_label = QLabel("")  # "Retry of …" / "Retried as …", each a link that opens that attempt
+        self.attempts_label.setTextFormat(Qt.TextFormat.RichText)
+        self.attempts_label.linkActivated.connect(lambda link: self.open_attempt(int(link.rsplit(":", 1)[1])))
+        self.attempts_label.hide()
 
     def _build_actions(self) -> None:
         self.buttons: dict[str, QPushButton] = {}
@@ -125,7 +130,7 @@ class PaymentDetailPanel(QWidget):
         for n, (action, _) in enumerate(BUTTONS):
             rows[n // 3].addWidget(self.buttons[action])
         layout = QVBoxLayout(self)
-        for widget in (self.title_label, self.facts_label, self.refunds_label):
+        for widget in (self.title_label, self.facts_label, self.attempts_label, self.refunds_label):
             layout.addWidget(widget)
         for row in rows:
             layout.addLayout(row)
@@ -175,7 +180,30 @@ class PaymentDetailPanel(QWidget):
         if p.flagged:
             lines.append(f"⚑ Flagged: {p.flag_reason or 'no reason given'}")
         self.facts_label.setText("\n".join(line for line in lines if line))
+        self._show_attempts(p)
         self._update_buttons()
+
+    def _show_attempts(self, p: Payment) -> None:
+        def link(attempt) -> str:
+            return (f"<a href='payment:{attempt.id}'>{html.escape(attempt.reference)}</a> "
+                    f"({html.escape(attempt.status.replace('_', ' ').lower())})")
+        parts = []
+        if p.retry_of_attempt:
+            parts.append(f"Retry of {link(p.retry_of_attempt)}")
+        if p.retried_as:
+            parts.append("Retried as " + ", ".join(link(a) for a in p.retried_as))
+        self.attempts_label.setText(" · ".join(parts))
+        self.attempts_label.setVisible(bool(parts))
+
+    def open_attempt(self, payment_id: int) -> None:
+        """Open another attempt of the chain in this panel (and select its row when it is listed)."""
+        self.ctx.run(lambda: self.ctx.client.payment(payment_id), self._opened_attempt, self._on_detail_error,
+                     owner=self)
+
+    def _opened_attempt(self, detail: PaymentDetail) -> None:
+        self.payment = detail.payment
+        self._on_detail(detail)
+        self.attempt_opened.emit(detail.payment.id)
 
     def _show_refunds(self, refunds: list[dict]) -> None:
         lines = [refund_line(r) for r in refunds]
@@ -233,7 +261,7 @@ class PaymentDetailPanel(QWidget):
     def _failed(self, what: str, exc: BaseException) -> None:
         self.busy = False
         self._update_buttons()
-        self.ctx.error(exc, f"{what} of {self.payment.reference if self.payment else 'the payment'}")
+        self.ctx.action_failed(exc, f"{what} of {self.payment.reference if self.payment else 'the payment'}")
         self.refresh()
 
     def requery(self) -> None:

@@ -62,6 +62,7 @@ class PaymentsView(Screen):
         self.detail.payment_changed.connect(self.model.update_payment)
         self.detail.payment_created.connect(lambda _payment: self._load_first_page())
         self.detail.loaded.connect(self._run_pending_shortcut)
+        self.detail.attempt_opened.connect(self._select)
         self._pending_shortcut: tuple[int, str] | None = None  # (payment id, action) waiting for its load
         self._follow_feed()
         self._build_filters()
@@ -93,6 +94,8 @@ class PaymentsView(Screen):
             edit.setEnabled(False)
             edit.editingFinished.connect(self._dates_changed)  # not every keystroke of a date being typed
         self.dates_check.toggled.connect(self._dates_toggled)
+        self.dates_error = QLabel("")  # a date range that cannot be searched, until the dates are fixed
+        self.dates_error.setStyleSheet("color: #b00020;")
         self.status_combo.currentIndexChanged.connect(self.apply_filters)
         self.flagged_combo.currentIndexChanged.connect(self.apply_filters)
         self.search_button, self.clear_button = QPushButton("Search"), QPushButton("Clear")
@@ -128,7 +131,7 @@ class PaymentsView(Screen):
             top.addWidget(widget)
         for widget in (self.status_combo, self.phone_edit, self.account_edit, self.flagged_combo):
             second.addWidget(widget)
-        for widget in (self.dates_check, self.from_date, QLabel("to"), self.to_date):
+        for widget in (self.dates_check, self.from_date, QLabel("to"), self.to_date, self.dates_error):
             third.addWidget(widget)
         third.addStretch(1)
         for edit in (self.search_edit, self.phone_edit, self.account_edit):
@@ -164,7 +167,17 @@ class PaymentsView(Screen):
             date_to=self.to_date.date().toPython() if dated else None, flagged=self.flagged_combo.currentData())
 
     def apply_filters(self) -> None:
-        self.filters = self.current_filters()
+        """Search with the filters as they are now; a range that cannot be searched says so beside the dates
+        (and asks nothing), and the message goes as soon as the dates are valid again."""
+        filters = self.current_filters()
+        problem = filters.problem()
+        self.dates_error.setText(problem)
+        if problem:
+            self._load_seq += 1  # a load still on its way must not fill the list under the message
+            self.count_label.setText("Fix the dates to search.")
+            self.loaded.emit()
+            return
+        self.filters = filters
         self._load_first_page()
 
     def clear_filters(self) -> None:
@@ -196,8 +209,7 @@ class PaymentsView(Screen):
 
     def refresh(self) -> None:
         """F5: the first page again with the current filters, and the open payment."""
-        self.filters = self.current_filters()
-        self._load_first_page()
+        self.apply_filters()
         if self.detail.payment is not None:
             self.detail.refresh()
 

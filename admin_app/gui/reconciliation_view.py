@@ -312,7 +312,7 @@ class ReconciliationView(Screen):
     def _upload_failed(self, exc: BaseException) -> None:
         self.summary_label.setText("The statement was not imported.")
         self._update_buttons()
-        self.ctx.error(exc, "Uploading the statement")
+        self.ctx.action_failed(exc, "Uploading the statement")
 
     def resolve_current(self) -> None:
         """Ask for a note, resolve the selected exception in a worker, then move on to the next open one."""
@@ -328,7 +328,7 @@ class ReconciliationView(Screen):
         client, row = self.ctx.client, self.table.currentIndex().row()
         self.resolve_button.setEnabled(False)
         self.ctx.run(lambda: client.resolve_exception(exception["id"], note), lambda _e: self._resolved(row),
-                     lambda exc: self.ctx.error(exc, "Resolving the exception"), owner=self)
+                     lambda exc: self.ctx.action_failed(exc, "Resolving the exception"), owner=self)
 
     def _resolved(self, row: int) -> None:
         self.ctx.info("Exception resolved (its alert is acknowledged too).")

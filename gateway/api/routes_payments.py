@@ -113,7 +113,17 @@ def get_payment(payment_id: int):
         return payment_json(payment, reveal=reveal)
     return {**payment_json(payment, reveal=reveal), "events": timeline.timeline(payment, reveal=reveal),
             "callbacks": timeline.callbacks(payment, reveal=reveal),
-            "notifications": timeline.notifications(payment, reveal=reveal), "refunds": timeline.refunds(payment)}
+            "notifications": timeline.notifications(payment, reveal=reveal), "refunds": timeline.refunds(payment),
+            "attempts": _attempts(payment)}
+
+
+def _attempts(payment: Payment) -> dict:
+    """The payment's place in a retry chain, so staff can open the attempt before or after it."""
+    def brief(p):
+        return {"id": p.id, "reference": p.reference, "status": p.status}
+    retries = payment.retries.order_by(Payment.id.desc())
+    return {"retry_of": brief(payment.retry_of) if payment.retry_of_id else None,
+            "retried_as": [brief(p) for p in retries]}
 
 
 @bp.post("/payments")

@@ -124,6 +124,10 @@ def retry(original: Payment, *, actor: str) -> Payment:
     """A retry is a new payment linked to the first, never a reuse of a finished one."""
     if original.status not in (S.FAILED.value, S.CANCELLED.value, S.EXPIRED.value):
         raise NotAllowed(f"Only a failed, cancelled or expired payment can be retried, not {original.status}.")
+    newer = original.retries.order_by(Payment.id.desc()).first()
+    if newer is not None:  # two operators retrying at once would prompt the customer twice
+        raise NotAllowed(f"{original.reference} was already retried as {newer.reference}; retry that one instead.",
+                         code="already_retried")
     return initiate(phone=original.phone, amount=original.amount, account=original.account,
                     channel=original.channel, actor=actor, request=original.request,
                     retry_of=original, language=original.language, merchant=original.merchant_id)
