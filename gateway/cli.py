@@ -265,7 +265,7 @@ def _serve(config, args) -> int:
 
     if args.workers < 1:
         raise ConfigError("--workers", "must be at least 1")
-    kind = os.environ.get("LIPA_SERVER", "gunicorn").strip() or "gunicorn"
+    kind = os.environ.get("LIPA_SERVER", "granian").strip() or "granian"
     if kind not in SERVERS:
         raise ConfigError("LIPA_SERVER", f"must be one of {', '.join(SERVERS)}")
     public_url = config.public_url or f"http://{_client_host(args.host)}:{args.port}"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
+import threading
 
 from gunicorn.app.base import BaseApplication
 
@@ -106,9 +108,10 @@ def _granian(config: Config, *, host: str, port: int, workers: int, scheduler: b
         app = create_app(config, start_background=True, start_scheduler=scheduler)
         # multiprocessing runs its finalizers when a worker's serve() returns (after granian's drain)
         multiprocessing.util.Finalize(app, _stop_services, args=(app, ), exitpriority=10)
+        multiprocessing.util.Finalize(app, _save_coverage, exitpriority=0)  # after the services stopped
         _watch_term()
         log.info("worker %s ready", __import__("os").getpid())
-        return app
+        return _traced(app) if threading.gettrace() else app
 
     Server("gateway.server:unused", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
            blocking_threads=32, log_access=False, workers_kill_timeout=20).serve(target_loader=load)
@@ -126,6 +129,33 @@ def _watch_term() -> None:
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+def _traced(app):
+    """A measured run only (a tracer set through threading.settrace, as coverage does): granian runs the app
+    on threads Rust started, which never get that tracer, so each request thread installs it once."""
+    tracer, seen = threading.gettrace(), threading.local()
+
+    def wsgi(environ, start_response):
+        if not getattr(seen, "done", False):
+            seen.done = True
+            sys.settrace(tracer)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _save_coverage() -> None:
+    """A measured run (CI's): a multiprocessing worker leaves through os._exit, skipping the atexit hook that
+    saves coverage's data, so it is saved here; without coverage running, nothing."""
+    try:
+        import coverage
+    except ImportError:
+        return
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.stop()
+        current.save()
 
 
 def _stop_services(app) -> None:
