@@ -1,4 +1,4 @@
-"""Serving: gunicorn (a production WSGI server) with N worker processes sharing the port and database."""
+"""Serving: granian (default) or gunicorn (LIPA_SERVER) with N worker processes sharing the port and database."""
 from __future__ import annotations
 
 import logging
