@@ -3,6 +3,7 @@ bare route on Lipa's own server, interleaved in one run.
 
 Run: python bench/peer_bench.py                     (SQLite, --workers 2, 10 s per run, two rounds)
      python bench/peer_bench.py --db pg --workers 2 --seconds 10
+     python bench/peer_bench.py --server gunicorn,gevent,granian   (one gateway per server, interleaved)
 
 The mix is the issue's: a 4-hop walk (main menu, pay, account, amount), every session a new id, 50
 connections back to back. The peer (bench/peer/server.js) answers the same screens from memory; it is
@@ -81,45 +82,61 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--server", default="", help="comma-separated LIPA_SERVER values, one gateway each "
+                        "(gunicorn, gevent, granian); default: what run_gateway.py serve starts")
     args = parser.parse_args()
     install_peer()
     sims = start_simulators(port=0, callback_delay=3600)
-    database_url = fresh_pg_database(args.pg_url) if args.db == "pg" else None
-    gateway = Gateway(daraja_url=sims.daraja_url, at_url=sims.at_url, database_url=database_url,
-                      workers=args.workers)
+    servers = [name.strip() for name in args.server.split(",") if name.strip()] or [""]
+    gateways = {}
     peer, peer_port = start_peer()
     best: dict[str, dict] = {}
     load = load_average()
     try:
-        run_mix(gateway.port, 1.5, "warm")
+        for server in servers:  # each its own database (a PostgreSQL one per server: lipa_bench_<server>)
+            url = fresh_pg_database(f"{args.pg_url}_{server}" if server else args.pg_url) if args.db == "pg" else None
+            gateways[server] = Gateway(daraja_url=sims.daraja_url, at_url=sims.at_url, database_url=url,
+                                       workers=args.workers, env={"LIPA_SERVER": server} if server else None)
+            run_mix(gateways[server].port, 1.5, f"warm{server}")
         run_mix(peer_port, 1.5, "warm")
+        runs = [("peer", peer_port, "/ussd")] + [
+            (f"{kind}:{server}", gateways[server].port, path) for server in servers
+            for kind, path in (("lipa", "/ussd"), ("bare", "/bench/hello"))]
         for r in range(args.rounds):
-            for name, port, path in (("peer", peer_port, "/ussd"), ("lipa", gateway.port, "/ussd"),
-                                     ("bare", gateway.port, "/bench/hello")):
-                result = run_mix(port, args.seconds, f"{name}{r}", path)
+            for name, port, path in runs:
+                result = run_mix(port, args.seconds, f"{name}{r}".replace(":", "_"), path)
                 if name not in best or result["hops_per_s"] > best[name]["hops_per_s"]:
                     best[name] = result
-        rss = max(gateway.peak_rss_mb().values())
+        rss = {server: gateway.peak_rss_mb() for server, gateway in gateways.items()}
+        errors = sum(len(gateway.log_errors()) for gateway in gateways.values())
     finally:
         peer.terminate()
-        gateway.stop()
+        for gateway in gateways.values():
+            gateway.stop()
         sims.stop()
-    print(table(best, args, f"{load}-{load_average()}", rss))
+    print(table(best, args, servers, f"{load}-{load_average()}", rss, errors))
 
 
-def table(best: dict, args, load: str, rss: float) -> str:
+def table(best: dict, args, servers: list[str], load: str, rss: dict, errors: int) -> str:
     target = 1.0 if args.db == "sqlite" else 0.8
-    lipa, peer, bare = best["lipa"], best["peer"], best["bare"]
-    ratio = lipa["hops_per_s"] / peer["hops_per_s"]
-    rows = [[name, f"{r['hops_per_s']:.0f}", f"{ms(r['p50'])} / {ms(r['p99'])}", r["bad"]]
-            for name, r in (("ussd-menu-builder 1.2.0 on Express 5 (Node, 1 process)", peer),
-                            (f"Lipa /ussd ({args.db}, {args.workers} workers)", lipa),
-                            ("bare /bench/hello on Lipa's server", bare))]
-    verdict = (f"\nLipa ÷ peer = **{ratio:.2f}** (target ≥ {target}: {'met' if ratio >= target else 'missed'}); "
-               f"Lipa ÷ bare route = {lipa['hops_per_s'] / bare['hops_per_s']:.2f}; Lipa p99 {ms(lipa['p99'])} ms "
-               f"(target < 50: {'met' if lipa['p99'] < 0.05 else 'missed'}); non-2xx or wrong screens: "
-               f"{lipa['bad']}; peak RSS {rss:.0f} MB; load {load}")
-    return markdown_table(["server", "hops/s", "p50 / p99 ms", "bad"], rows) + verdict
+    peer = best["peer"]
+    rows = [["ussd-menu-builder 1.2.0 on Express 5 (Node, 1 process)", f"{peer['hops_per_s']:.0f}", "—", "—",
+             f"{ms(peer['p50'])} / {ms(peer['p99'])}", peer["bad"], "—"]]
+    verdicts = []
+    for server in servers:
+        lipa, bare = best[f"lipa:{server}"], best[f"bare:{server}"]
+        ratio = lipa["hops_per_s"] / peer["hops_per_s"]
+        rows.append([f"Lipa /ussd on {server or 'the default server'} ({args.db}, {args.workers} workers)",
+                     f"{lipa['hops_per_s']:.0f}", f"{bare['hops_per_s']:.0f}", f"**{ratio:.2f}**",
+                     f"{ms(lipa['p50'])} / {ms(lipa['p99'])} (bare {ms(bare['p99'])})", lipa["bad"] + bare["bad"],
+                     f"{max(rss[server].values()):.0f}"])
+        met = "met" if ratio >= target else "missed"
+        verdicts.append(f"{server or 'default'}: ÷ peer {ratio:.2f} (≥ {target}: {met}),"
+                        f" ÷ bare {lipa['hops_per_s'] / bare['hops_per_s']:.2f}, p99 < 50 ms: "
+                        f"{'met' if lipa['p99'] < 0.05 else 'missed'}")
+    header = ["server", "hops/s", "bare route req/s", "Lipa ÷ peer", "p50 / p99 ms", "non-2xx or wrong", "peak RSS MB"]
+    return (markdown_table(header, rows) + "\n\n" + "; ".join(verdicts)
+            + f"\nload {load} (shared machine); gateway ERROR lines: {errors}")
 
 
 if __name__ == "__main__":

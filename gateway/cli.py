@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -265,10 +266,13 @@ def _phone(config, args) -> int:
 def _serve(config, args) -> int:
     from shared.db import db
 
-    from .server import GatewayServer
+    from .server import SERVERS, serve
 
     if args.workers < 1:
         raise ConfigError("--workers", "must be at least 1")
+    kind = os.environ.get("LIPA_SERVER", "granian").strip() or "granian"
+    if kind not in SERVERS:
+        raise ConfigError("LIPA_SERVER", f"must be one of {', '.join(SERVERS)}")
     public_url = config.public_url or f"http://{_client_host(args.host)}:{args.port}"
     config = config.with_overrides(public_url=public_url)
     mailbox = ""
@@ -280,8 +284,8 @@ def _serve(config, args) -> int:
     _remember_simulator(config, mailbox)
     db.close()
     log.info("Lipa gateway (%s profile) on %s with %d worker(s)", config.profile, public_url, args.workers)
-    GatewayServer(config, host=args.host, port=args.port, workers=args.workers,
-                  scheduler=not args.no_scheduler).run()
+    serve(config, host=args.host, port=args.port, workers=args.workers, scheduler=not args.no_scheduler,
+          kind=kind)
     return 0
 
 

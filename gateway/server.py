@@ -1,8 +1,10 @@
-"""Serving: gunicorn (a production WSGI server) with N worker processes sharing the port and database."""
+"""Serving: granian (default) or gunicorn (LIPA_SERVER) with N worker processes sharing the port and database."""
 from __future__ import annotations
 
 import logging
 import signal
+import sys
+import threading
 
 from gunicorn.app.base import BaseApplication
 
@@ -74,4 +76,96 @@ def _worker_exit(server, worker):
         services.tasks.drain(timeout=15)
     except TimeoutError:
         log.warning("worker %s exits with background tasks still running", worker.pid)
+    services.dispatcher.stop()
+
+
+SERVERS = ("gunicorn", "gevent", "granian")  # LIPA_SERVER: gunicorn (gthread, the default), gevent, granian
+
+
+def serve(config: Config, *, host: str, port: int, workers: int = 1, scheduler: bool = True,
+          kind: str = "gunicorn") -> None:
+    """Run the chosen server in the foreground until SIGTERM/SIGINT (every one drains in-flight requests)."""
+    if kind == "granian":
+        return _granian(config, host=host, port=port, workers=workers, scheduler=scheduler)
+    server = GatewayServer(config, host=host, port=port, workers=workers, scheduler=scheduler)
+    if kind == "gevent":  # greenlets: the app's blocking calls (requests, sockets, sleeps) yield once patched
+        server.options.update(worker_class="gevent", worker_connections=1000)
+        server.options.pop("threads")
+    server.run()
+
+
+def _granian(config: Config, *, host: str, port: int, workers: int, scheduler: bool) -> None:
+    """granian (a Rust HTTP server) with its WSGI interface: worker processes forked from this one, each
+    building its app after the fork; 32 blocking threads per worker like gunicorn's gthread."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    def load(_target):
+        import multiprocessing.util
+
+        from . import create_app
+
+        app = create_app(config, start_background=True, start_scheduler=scheduler)
+        # multiprocessing runs its finalizers when a worker's serve() returns (after granian's drain)
+        multiprocessing.util.Finalize(app, _stop_services, args=(app, ), exitpriority=10)
+        multiprocessing.util.Finalize(app, _save_coverage, exitpriority=0)  # after the services stopped
+        _watch_term()
+        log.info("worker %s ready", __import__("os").getpid())
+        return _traced(app) if threading.gettrace() else app
+
+    Server("gateway.server:unused", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
+           blocking_threads=32, log_access=False, workers_kill_timeout=20).serve(target_loader=load)
+
+
+def _watch_term() -> None:
+    """SIGTERM also tells long-polls to answer at once (as _post_worker_init does under gunicorn)."""
+    from .backoffice.feed import STOPPING
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _traced(app):
+    """A measured run only (a tracer set through threading.settrace, as coverage does): granian runs the app
+    on threads Rust started, which never get that tracer, so each request thread installs it once."""
+    tracer, seen = threading.gettrace(), threading.local()
+
+    def wsgi(environ, start_response):
+        if not getattr(seen, "done", False):
+            seen.done = True
+            sys.settrace(tracer)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def _save_coverage() -> None:
+    """A measured run (CI's): a multiprocessing worker leaves through os._exit, skipping the atexit hook that
+    saves coverage's data, so it is saved here; without coverage running, nothing."""
+    try:
+        import coverage
+    except ImportError:
+        return
+    current = coverage.Coverage.current()
+    if current is not None:
+        current.stop()
+        current.save()
+
+
+def _stop_services(app) -> None:
+    services = app.extensions.get("lipa")
+    if services is None:
+        return
+    if services.scheduler is not None:
+        services.scheduler.shutdown()
+    try:
+        services.tasks.drain(timeout=15)
+    except TimeoutError:
+        log.warning("worker exits with background tasks still running")
     services.dispatcher.stop()

@@ -411,3 +411,42 @@ def test_replay_stops_at_the_first_closing_screen(app, rows):
     caller = menu.Caller(NORMALIZED, "en")
     assert menu.replay(["0", "1", "12345"], caller).step == menu.EXIT
     assert menu.replay(["1", "12345", "500"], caller).amount == 500
+
+
+class _Statements:
+    """Every statement the database runs while counting (peewee's one door: Database.execute_sql)."""
+
+    def __init__(self, monkeypatch):
+        self.sql: list[str] = []
+        original = db.obj.execute_sql
+
+        def counted(sql, params=None, *args, **kwargs):
+            self.sql.append(sql)
+            return original(sql, params, *args, **kwargs)
+
+        monkeypatch.setattr(db.obj, "execute_sql", counted)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", 1), ("1", 1), ("1*KPLC42", 1), ("1*KPLC42*500", 1), ("4", 1),
+    ("1*12345", 2), ("1*12345*500", 2),  # an all-digit account may be a bill's code: its indexed look-up
+    ("3", 2),  # the history also reads the payments it lists
+])
+def test_an_intermediate_hop_is_at_most_two_indexed_reads(caller, rows, monkeypatch, text, expected):
+    """Language and the waiting payment come together in one read; nothing is written."""
+    make_payment("LP-WAIT", status="PENDING", amount=300)
+    session = caller()
+    statements = _Statements(monkeypatch)
+    session.post(text)
+    reads = [sql for sql in statements.sql if sql.lstrip().upper().startswith("SELECT")]
+    others = [sql for sql in statements.sql if sql not in reads and not sql.upper().startswith(("BEGIN", "SET"))]
+    assert others == []
+    assert len(reads) == expected, reads
+
+
+def test_the_main_menu_still_shows_the_waiting_payment_in_the_chosen_language(caller, rows):
+    PhonePreference.create(phone=NORMALIZED, language="sw")
+    make_payment("LP-WAIT", status="PENDING", amount=300)
+    body = caller().start()
+    assert "LP-WAIT" in body and "300" in body and "Lipa" in body
+    assert body != caller(phone="+254722000111").start()

@@ -10,9 +10,10 @@ import logging
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from shared.db import db
 from shared.db.prepared import Prepared
 from shared.errors import InvalidInput, NotAllowed
-from shared.models import Payment, PaymentRequest
+from shared.models import Payment, PaymentRequest, PhonePreference
 from shared.money import parse_amount
 from shared.phone import mask_phone
 from shared.states import RequestStatus
@@ -39,8 +40,6 @@ _RECENT = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount, P
                                             Payment.mpesa_receipt)
                    .where(Payment.phone_hash == p[0])
                    .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(HISTORY_MAX), Payment.phone_hash)
-_WAITING = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount).where(Payment.active_phone == p[0]),
-                    Payment.active_phone)
 _SESSION_PAYMENT = Prepared(lambda p: Payment.select(Payment.id).where(Payment.idempotency_key == p[0]),
                             Payment.idempotency_key)
 
@@ -76,11 +75,25 @@ class State:
 
 
 class Caller:
-    """What the screens read about the dialling phone, fetched at most once per hop."""
+    """What the screens read about the dialling phone, fetched at most once per hop. ``busy`` is the
+    payment still waiting for its PIN, as (reference, amount), shown on the main menu (redial-to-resume)."""
 
-    def __init__(self, phone: str, lang: str):
+    def __init__(self, phone: str, lang: str, busy: tuple[str, int] | None = None):
         self.phone = phone
         self.lang = lang
+        self.busy = busy
+
+    @classmethod
+    def read(cls, phone: str) -> Caller:
+        """The phone's language and its waiting payment in one indexed read (two look-up hashes, both unique):
+        every screen a hop can show needs the language, the main menu also the waiting payment, and one round
+        trip costs less than deciding which to fetch. The language rule is notify.preferences.language_for's
+        (a chosen language we know, else English)."""
+        row = db.execute_sql(_caller_sql(), (PhonePreference.phone_hash.db_value(phone),
+                                              Payment.active_phone.db_value(phone))).fetchone()
+        lang = row[0] if row and row[0] in texts.LANGUAGES else "en"
+        busy = (row[1], row[2]) if row and row[1] is not None else None
+        return cls(phone, lang, busy)
 
     @cached_property
     def recent(self) -> list[Payment]:
@@ -92,6 +105,16 @@ class Caller:
         return (len(self.recent) + PAGE_SIZE - 1) // PAGE_SIZE
 
 
+def _caller_sql() -> str:
+    """One row whatever exists: a one-row derived table, left-joined to the preference and the payment."""
+    mark = db.obj.param
+    pref, pay = PhonePreference._meta, Payment._meta
+    return (f"SELECT pp.{pref.fields['language'].column_name}, pw.{pay.fields['reference'].column_name}, "
+            f"pw.{pay.fields['amount'].column_name} FROM (SELECT 1 AS one) AS o "
+            f"LEFT JOIN {pref.table_name} AS pp ON pp.{pref.fields['phone_hash'].column_name} = {mark} "
+            f"LEFT JOIN {pay.table_name} AS pw ON pw.{pay.fields['active_phone'].column_name} = {mark}")
+
+
 REQUEST_CODE_LEN = 6  # shared.refs.request_code
 
 
@@ -100,11 +123,11 @@ def handle(hop: Hop) -> Reply:
     that creates nothing writes nothing. Only the hop that creates the payment stores its session (the hop
     log its timeline shows); a duplicate of that hop finds the payment by the session's idempotency key, so
     it answers the same END and never pushes twice."""
-    lang = preferences.language_for(hop.phone)
+    caller = Caller.read(hop.phone)
     if len(hop.text) > MAX_TEXT:
-        return Reply(texts.message(lang, "too_many_steps"))
+        return Reply(texts.message(caller.lang, "too_many_steps"))
     inputs = sessions.split(hop.text)
-    screen, payment, fresh = respond(inputs, Caller(hop.phone, lang), hop.session_id)
+    screen, payment, fresh = respond(inputs, caller, hop.session_id)
     screen = texts.fit(screen)
     if payment is not None and fresh:
         sessions.save(session_id=hop.session_id, phone=hop.phone, service_code=hop.service_code,
@@ -234,8 +257,7 @@ def render(state: State, caller: Caller) -> str:
     """The screen for where the replay stopped (PAY is answered by pay(), which has an effect)."""
     lang, note = caller.lang, _note_line(caller.lang, state.note)
     if state.step == MAIN:
-        busy = _WAITING.first(caller.phone)
-        return texts.main_menu(lang, resume=(busy.reference, busy.amount) if busy else None, note=note)
+        return texts.main_menu(lang, resume=caller.busy, note=note)
     if state.step == ACCOUNT:
         return texts.ask_account(lang, note)
     if state.step == AMOUNT:
