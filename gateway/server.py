@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -110,7 +111,7 @@ def _granian(config: Config, *, host: str, port: int, workers: int, scheduler: b
         multiprocessing.util.Finalize(app, _stop_services, args=(app, ), exitpriority=10)
         multiprocessing.util.Finalize(app, _save_coverage, exitpriority=0)  # after the services stopped
         _watch_term()
-        log.info("worker %s ready", __import__("os").getpid())
+        log.info("worker %s ready", os.getpid())
         return _traced(app) if threading.gettrace() else app
 
     Server("gateway.server:unused", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
@@ -118,17 +119,22 @@ def _granian(config: Config, *, host: str, port: int, workers: int, scheduler: b
 
 
 def _watch_term() -> None:
-    """SIGTERM also tells long-polls to answer at once (as _post_worker_init does under gunicorn)."""
+    """SIGTERM also tells long-polls to answer at once (as _post_worker_init does under gunicorn), so a drain
+    never waits out a 20 s long-poll. granian installs its own SIGTERM handler after this app is loaded, so a
+    handler set here would be replaced: the signal is seen instead through the wakeup fd (which Python's C
+    signal handler writes whichever Python handler is installed), read by a thread."""
     from .backoffice.feed import STOPPING
 
-    previous = signal.getsignal(signal.SIGTERM)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
-    def on_term(signum, frame):
-        STOPPING.set()
-        if callable(previous):
-            previous(signum, frame)
+    def watch() -> None:
+        while not STOPPING.is_set():
+            if {signal.SIGTERM, signal.SIGINT} & set(os.read(read_end, 64)):
+                STOPPING.set()
 
-    signal.signal(signal.SIGTERM, on_term)
+    threading.Thread(target=watch, name="lipa-term-watch", daemon=True).start()
 
 
 def _traced(app):
