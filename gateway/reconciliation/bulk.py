@@ -12,22 +12,22 @@ from datetime import datetime
 
 from peewee import chunked
 
-from shared.privacy.crypto import unseal
 from shared.db import db, is_sqlite
 from shared.models import Payment, PaymentEvent, PhonePreference
+from shared.privacy.crypto import unseal
 from shared.timeutil import utcnow
 
 from ..notify import outbox
-from ..texts.notify import render
 from ..payments import transitions
 from ..payments.transitions import transition
+from ..texts.notify import render
 from .common import ACTOR, S, _locked
 from .matcher import Candidate
 
 # Bound parameters per statement: SQLite before 3.32 takes 999, later ones 32766; PostgreSQL 65535.
 PARAMS = 999 if sqlite3.sqlite_version_info < (3, 32) else 30_000
 # Listeners whose reaction to SETTLED settle_many() reproduces (only "notify" has one).
-BULK_SAFE_LISTENERS = frozenset({"requests", "notify", "flags"})
+BULK_SAFE_LISTENERS = frozenset({"requests", "notify", "flags", "email"})  # email reacts to COMPLETED only
 CANDIDATE_FIELDS = (Payment.id, Payment.reference, Payment.phone, Payment.amount, Payment.account, Payment.status,
                     Payment.mpesa_receipt, Payment.created_at, Payment.completed_at)
 EVENT_FIELDS = [PaymentEvent.payment, PaymentEvent.kind, PaymentEvent.from_status, PaymentEvent.to_status,
@@ -40,10 +40,10 @@ def settle_many(items: list[tuple[int, str]], *, config=None) -> int:
     Why: transition() costs an UPDATE, an INSERT and the listeners per payment, which for a 100,000-line
     statement holds the write lock for minutes. Here each batch is one guarded UPDATE (only rows still
     COMPLETED), one multi-row INSERT of their PaymentEvents (every change still has its event, in the same
-    transaction), and what the listeners do on SETTLED: only the notifier reacts (requests and flags look at
-    COMPLETED and PROCESSING), and only with ``sms_on_settled`` on; then the SMS is queued here through
-    outbox.enqueue, with the notifier's dedupe key. A listener this does not know sends every payment
-    through transition() instead, so it is never bypassed.
+    transaction), and what the listeners do on SETTLED: only the notifier reacts (requests, flags and the
+    receipt mailer look at COMPLETED and PROCESSING), and only with ``sms_on_settled`` on; then the SMS is
+    queued here through outbox.enqueue, with the notifier's dedupe key. A listener this does not know sends
+    every payment through transition() instead, so it is never bypassed.
     """
     if set(transitions.current_hooks().listeners) - BULK_SAFE_LISTENERS:
         return sum(_settle_one(payment_id, reason) for payment_id, reason in items)
