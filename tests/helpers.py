@@ -50,8 +50,13 @@ def pdf_text(data: bytes) -> str:
 
 
 def _stream(body: bytes) -> bytes:
-    raw = re.search(rb"stream\r?\n(.*?)\r?\nendstream", body, re.S).group(1)
-    return zlib.decompress(raw) if b"/FlateDecode" in body else raw
+    """A stream's bytes. Compressed data may itself end in a CR byte, which a pattern for the line end before
+    "endstream" would strip (a truncated stream, now and then): the deflate stream's own end is used instead,
+    and whatever follows it (the EOL) is left over."""
+    if b"/FlateDecode" in body:
+        raw = re.search(rb"stream\r?\n(.*)endstream", body, re.S).group(1)
+        return zlib.decompressobj().decompress(raw)
+    return re.search(rb"stream\r?\n(.*?)\r?\nendstream", body, re.S).group(1)
 
 
 def _to_unicode(cmap: bytes) -> dict[int, str]:
