@@ -68,16 +68,8 @@ def _worker_exit(server, worker):
     """Stop the jobs, let queued STK pushes and callbacks finish, then stop the dispatcher (the outbox
     keeps the rest)."""
     app = getattr(worker, "wsgi", None)
-    services = getattr(app, "extensions", {}).get("lipa") if app is not None else None
-    if services is None:
-        return
-    if services.scheduler is not None:
-        services.scheduler.shutdown()
-    try:
-        services.tasks.drain(timeout=15)
-    except TimeoutError:
-        log.warning("worker %s exits with background tasks still running", worker.pid)
-    services.dispatcher.stop()
+    if app is not None and hasattr(app, "extensions"):
+        _stop_services(app)
 
 
 SERVERS = ("gunicorn", "gevent", "granian")  # LIPA_SERVER: gunicorn (gthread, the default), gevent, granian
@@ -165,6 +157,8 @@ def _save_coverage() -> None:
 
 
 def _stop_services(app) -> None:
+    """One worker's way out, whichever server runs it: jobs stop, queued background work finishes (15 s at
+    most), then the dispatcher (the outbox keeps what is left)."""
     services = app.extensions.get("lipa")
     if services is None:
         return
@@ -173,5 +167,5 @@ def _stop_services(app) -> None:
     try:
         services.tasks.drain(timeout=15)
     except TimeoutError:
-        log.warning("worker exits with background tasks still running")
+        log.warning("worker %s exits with background tasks still running", os.getpid())
     services.dispatcher.stop()
