@@ -26,14 +26,20 @@ pytestmark = pytest.mark.server
 gui, meter, staff = base.gui, base.meter, base.staff  # the same fixtures: a live gateway and the GapMeter
 
 
-def test_a_retried_payment_links_its_new_attempt_and_cannot_be_retried_again(gui, qtbot):
-    seed(status="FAILED", checkout_request_id="ws_f")
+def open_failed_payment(gui, qtbot, checkout: str):
+    """An operator's window with one FAILED payment open in the detail, its Retry enabled."""
+    seed(status="FAILED", checkout_request_id=checkout)
     window = gui("operator")
     view = payments_of(window)
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
     open_row(qtbot, view, 0)
     detail = view.detail
     qtbot.waitUntil(lambda: detail.detail is not None and detail.buttons[RETRY].isEnabled(), timeout=WAIT_MS)
+    return window, view, detail
+
+
+def test_a_retried_payment_links_its_new_attempt_and_cannot_be_retried_again(gui, qtbot):
+    window, view, detail = open_failed_payment(gui, qtbot, "ws_f")
     old_id = detail.payment.id
     detail.confirm = lambda title, text: True
     qtbot.mouseClick(detail.buttons[RETRY], Qt.MouseButton.LeftButton)
@@ -65,13 +71,7 @@ def test_the_gateway_refuses_a_second_retry_of_the_same_payment(live_process, st
 
 
 def test_an_action_taken_offline_says_not_sent_and_nothing_is_pretended_done(gui, qtbot):
-    seed(status="FAILED", checkout_request_id="ws_o")
-    window = gui("operator")
-    view = payments_of(window)
-    qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
-    open_row(qtbot, view, 0)
-    detail = view.detail
-    qtbot.waitUntil(lambda: detail.detail is not None and detail.buttons[RETRY].isEnabled(), timeout=WAIT_MS)
+    window, view, detail = open_failed_payment(gui, qtbot, "ws_o")
     online = window.client.base_url
     window.client.base_url, window.client.backoff = f"http://127.0.0.1:{free_port()}", 0.01
     detail.confirm = lambda title, text: True
