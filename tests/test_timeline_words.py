@@ -48,3 +48,13 @@ def test_unknown_kinds_still_say_something():
         "Failed: DS timeout user cannot be reached"
     assert story.transition("FAILED", "COMPLETED", "staff:amina", "receipt checked") == \
         "Completed by hand by staff:amina: receipt checked"
+
+
+def test_staff_actions_read_as_what_was_done_and_by_whom():
+    assert story.staff_action("retry", "staff:ops1", "customer asked", None) == \
+        "Started a new attempt by staff:ops1 — customer asked"
+    assert story.staff_action("requery", "staff:ops1", "", None) == \
+        "Asked M-Pesa for the payment's status by staff:ops1"
+    assert story.staff_action("print_receipt", "staff:ops1", "", {"receipt_no": 7, "print": 2}) == \
+        "Printed the receipt (receipt 7, print 2) by staff:ops1"
+    assert story.staff_action("new_thing", "staff:ops1", "", None) == "New thing by staff:ops1"

@@ -106,9 +106,19 @@ def refund(refund_id: int, amount: int, requested_by: str, reason: str, status: 
     return f"Refund #{refund_id} of {format_kes(amount)} requested by {who(requested_by)}: {reason} — {status.lower()}"
 
 
+STAFF_ACTIONS = {  # a payment's audit rows as staff say them (the action names stay the API's)
+    "requery": "Asked M-Pesa for the payment's status", "retry": "Started a new attempt",
+    "resend_receipt": "Resent the receipt SMS", "print_receipt": "Printed the receipt",
+    "refund": "Asked for a refund", "refund_requested": "Asked for a refund",
+    "refund_completed": "Refund confirmed", "refund_cancelled": "Refund cancelled", "resolve": "Resolved by hand",
+    "resolve_requested": "Asked to resolve by hand (waits for a second admin)",
+}
+
+
 def staff_action(action: str, actor: str, reason: str, details: dict | None) -> str:
-    words = action.replace("_", " ")
+    """"Started a new attempt (staff:ops1) — customer asked"; an action not named above in its own words."""
+    words = STAFF_ACTIONS.get(action) or action.replace("_", " ").capitalize()
     extra = ""
     if action == "print_receipt" and details:
         extra = f" (receipt {details.get('receipt_no')}, print {details.get('print')})"
-    return f"{actor}: {words}{extra}" + (f" — {reason}" if reason else "")
+    return f"{words}{extra} by {who(actor)}" + (f" — {reason}" if reason else "")
