@@ -65,3 +65,36 @@ def test_a_message_queued_for_one_app_wakes_only_its_dispatcher(make_app):
     one.wake_dispatcher()
     one.wake_dispatcher()  # taken once: a second call finds nothing new
     assert (one.dispatcher.woken, two.dispatcher.woken) == (1, 0)
+
+
+def test_two_apps_on_two_databases_keep_their_own_personal_data_keys(make_app, tmp_path):
+    """The keys are held on the database they belong to, not in a module global: the models are declared
+    against one proxy per process, so an app built later binds its database, and its keys come with it;
+    binding the first database again brings the first app's keys back."""
+    import pytest
+    from cryptography.fernet import Fernet
+
+    from shared.db import db
+    from shared.models import Payment
+    from shared.privacy import crypto
+
+    make_app()
+    first_db = db.obj
+    other = {"database_url": f"sqlite:///{tmp_path}/other.db", "data_keys": (Fernet.generate_key().decode(),),
+             "lookup_key": "another-look-up-key-of-forty-characters!"}
+    try:
+        make_app(config_overrides=other)
+        second_db = db.obj
+        assert second_db is not first_db and not hasattr(crypto, "_keyring")
+        one, two = crypto.keys_of(first_db), crypto.keys_of(second_db)
+        assert crypto.keyring() is two and one.lookup_hash("254712345678") != two.lookup_hash("254712345678")
+        with db.connection_context():
+            make_payment(ref="LPKEYS002", phone="254712345678")
+            token = db.execute_sql("SELECT phone FROM payment WHERE reference = 'LPKEYS002'").fetchone()[0]
+            assert Payment.get(Payment.phone_hash == "254712345678").reference == "LPKEYS002"
+        assert two.unseal(token) == "254712345678"
+        with pytest.raises(crypto.Unreadable):
+            one.unseal(token)  # the first app's keys open none of the second database's data
+    finally:
+        db.initialize(first_db)
+    assert crypto.keyring() is one  # the first database bound again: its own keys with it

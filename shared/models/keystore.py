@@ -1,4 +1,4 @@
-"""The personal-data keys of a configuration, installed for the process (see shared.privacy.crypto).
+"""The personal-data keys of a configuration, installed on its database (see shared.privacy.crypto).
 
 Why here and not in crypto: in the local profile a missing key is generated once and kept in the database's
 Setting table so the demo runs with no setup. Anyone holding that database holds its keys, so this is never
@@ -6,7 +6,7 @@ done in sandbox or production. Reading the Setting table is a models concern; ke
 crypto module is what lets the sealed fields import crypto without an import cycle."""
 from __future__ import annotations
 
-from ..db import db, schema_tx
+from ..db import db, init_db, schema_tx
 from ..privacy.crypto import Keyring, KeysNotSet, new_data_key, new_lookup_key, use_keys
 from .operations import Setting
 
@@ -15,8 +15,10 @@ LOCAL_LOOKUP_KEY = "local.lookup_key"
 
 
 def install_keys(config) -> Keyring:
-    """The keys of ``config``; in the local profile a missing key comes from (or is created in) the bound
-    database's Setting table. Call after init_db() and before migrate(): migration 9 seals existing rows."""
+    """The keys of ``config``, held on config's database (bound here if it is not already: init_db is a
+    no-op for the bound URL); in the local profile a missing key comes from (or is created in) that
+    database's Setting table. Call before migrate(): migration 9 seals existing rows."""
+    init_db(config.database_url)
     data_keys, lookup_key = tuple(config.data_keys), config.lookup_key
     if not (data_keys and lookup_key):
         if not config.is_local:  # load_config refuses this already; kept as a guard for hand-made configs

@@ -16,7 +16,7 @@ import json
 
 import peewee as pw
 
-from .crypto import lookup_hash, seal, unseal
+from .crypto import keyring, keys_of
 
 
 class SealedText(pw.TextField):
@@ -29,12 +29,16 @@ class SealedText(pw.TextField):
     def db_value(self, value):
         if value is None or value == "":
             return value
-        return seal(self.encode(value))
+        return self.keys().seal(self.encode(value))
 
     def python_value(self, value):
         if value is None or value == "":
             return value
-        return self.decode(unseal(value))
+        return self.decode(self.keys().unseal(value))
+
+    def keys(self):
+        """The keys of this model's database (shared.privacy.crypto: they are held on the database)."""
+        return keys_of(self.model._meta.database)
 
     def encode(self, value) -> str:
         return str(value)
@@ -64,10 +68,10 @@ class SealedJSON(SealedText):
     """JSON stored encrypted (sorted keys, as JSONText)."""
 
     def db_value(self, value):
-        return None if value is None else seal(self.encode(value))
+        return None if value is None else self.keys().seal(self.encode(value))
 
     def python_value(self, value):
-        return None if value is None else self.decode(unseal(value))
+        return None if value is None else self.decode(self.keys().unseal(value))
 
     def encode(self, value) -> str:
         return json.dumps(value, sort_keys=True, default=str)
@@ -80,11 +84,14 @@ class Digest(str):
     """A look-up hash as stored: written back and compared as is, never hashed again."""
 
 
-def digest_of(value) -> Digest | None:
-    """The look-up hash of a plain value (a Digest stays itself; empty is None: nothing to look up)."""
+def digest_of(value, database=None) -> Digest | None:
+    """The look-up hash of a plain value under the keys of ``database`` (default: the bound one); a Digest
+    stays itself; empty is None: nothing to look up."""
     if value is None or value == "":
         return None
-    return value if isinstance(value, Digest) else Digest(lookup_hash(value))
+    if isinstance(value, Digest):
+        return value
+    return Digest((keyring() if database is None else keys_of(database)).lookup_hash(value))
 
 
 class LookupHash(pw.CharField):
@@ -100,7 +107,7 @@ class LookupHash(pw.CharField):
         self.derived = derived
 
     def db_value(self, value):
-        digest = digest_of(value)
+        digest = digest_of(value, self.model._meta.database)
         return None if digest is None else str(digest)
 
     def python_value(self, value):
@@ -117,7 +124,7 @@ class KeepsLookups:
                 continue
             name = field.source if field.derived else field.name
             if name in self.__data__:  # a row read with only some columns keeps the hash it has
-                setattr(self, field.name, digest_of(self.__data__[name]))
+                setattr(self, field.name, digest_of(self.__data__[name], self._meta.database))
         return super().save(*args, **kwargs)
 
 
