@@ -182,8 +182,6 @@ def _register(app: Flask) -> None:
     from .http import health
     from .http.callerguard import at_prefix
     from .http.metrics import install_metrics
-    from .mpesa.c2b_views import bp_c2b
-    from .mpesa.results_views import bp_results
     from .mpesa.views import bp as mpesa_bp
     from .paypage.views import bp as paypage_bp
     from .sms.views import bp as sms_bp
@@ -197,8 +195,6 @@ def _register(app: Flask) -> None:
     at_token = app.extensions["lipa"].config.at_callback_token  # set: only /at/<token>/… exist (issue 13)
     app.register_blueprint(ussd_bp, url_prefix=at_prefix(at_token, ussd_bp.url_prefix))
     app.register_blueprint(sms_bp, url_prefix=at_prefix(at_token, sms_bp.url_prefix))
-    app.register_blueprint(bp_c2b)
-    app.register_blueprint(bp_results)
     app.register_blueprint(paypage_bp)
     if app.extensions["lipa"].config.bench_endpoints:  # LIPA_BENCH_ENDPOINTS=1, never in production
         from .devtools.bench_routes import bp as bench_bp

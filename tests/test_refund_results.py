@@ -9,7 +9,7 @@ import pytest
 from gateway.refunds import parse_result, request_refund
 from shared.models import Alert, InboxMessage, Notification, Payment, Refund
 from tests.conftest import CALLBACK_TOKEN, fixture_json
-from tests.test_refunds import STAFF, fresh, make_payment, send, sms_kinds, with_results
+from tests.test_refunds import STAFF, fresh, make_payment, send, sms_kinds
 
 RESULT_URL = f"/mpesa/result/{CALLBACK_TOKEN}"
 TIMEOUT_URL = f"/mpesa/timeout/{CALLBACK_TOKEN}"
@@ -18,7 +18,7 @@ TIMEOUT_URL = f"/mpesa/timeout/{CALLBACK_TOKEN}"
 @pytest.fixture
 def app(app, sim):
     sim.daraja.callback_delay = 60  # the tests post every Result themselves
-    return with_results(app)
+    return app
 
 
 def processing(app, amount=1000, refund_amount=None, status="COMPLETED", method=None):

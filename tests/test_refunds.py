@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from gateway.providers.daraja.urls import result_url, timeout_url
-from gateway.mpesa.results_views import bp_results
 from gateway.refunds import cancel_refund, request_refund, send_refund
 from gateway.providers.daraja import credential as cred
 from shared.config import load_config
@@ -28,23 +27,15 @@ PHONE = "254708374149"
 STAFF = "staff:alice"
 
 
-def with_results(app):
-    """Register the results blueprint until app.py does."""
-    if "mpesa_results" not in app.blueprints:
-        app.register_blueprint(bp_results)
-    return app
-
-
 @pytest.fixture
 def app(app, sim):
     sim.daraja.callback_delay = 60  # no Result is posted unless a test fires it
-    return with_results(app)
+    return app
 
 
 @pytest.fixture
 def live(live, sim):
     sim.daraja.callback_delay = 0.3  # the acceptance commits before the Result arrives
-    with_results(live.app)
     return live
 
 
@@ -286,9 +277,9 @@ def test_initiator_for_each_profile(tmp_path):
 def test_password_and_credential_never_logged(make_app, sim, tmp_path, caplog, monkeypatch):
     _, path = self_signed(tmp_path)
     password = "Pa55-never-logged-7731"
-    app = with_results(make_app(config_overrides={
+    app = make_app(config_overrides={
         "mpesa_base_url": sim.daraja_url, "at_base_url": sim.at_url, "mpesa_initiator_name": "lipa-api",
-        "mpesa_initiator_password": password, "mpesa_cert_path": str(path)}))
+        "mpesa_initiator_password": password, "mpesa_cert_path": str(path)})
     seen = []
     real = cred.initiator_for
     monkeypatch.setattr("gateway.refunds.service.initiator_for", lambda config: seen.append(real(config)) or seen[-1])

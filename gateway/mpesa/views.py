@@ -1,5 +1,9 @@
-"""Daraja's callbacks. Thin: the caller is checked first (gateway/http/callerguard.py), then the raw body
-is stored and applied in one transaction, then answered."""
+"""The M-Pesa channel's one blueprint: every call Daraja makes to us, under /mpesa/.
+
+Thin: the caller is checked first (gateway/http/callerguard.py, once for the whole blueprint), then the
+raw body is stored in the inbox and applied (STK: in the same transaction; C2B confirmations and async
+results: after the answer, in the background), then answered. A malformed body is stored too, marked
+REJECTED for inspection, and answered 400."""
 from __future__ import annotations
 
 import logging
@@ -8,10 +12,12 @@ from flask import Blueprint, current_app, jsonify, request
 
 from shared.errors import InvalidInput
 
-from ..ingest import inbox
 from ..http.callerguard import MPESA, protect
 from ..http.errors import error_json
+from ..ingest import inbox
+from ..refunds.results import RESULT_SOURCE, TIMEOUT_SOURCE, apply_result, apply_timeout, dedupe_key, parse_result
 from . import late_success
+from .c2b import CONFIRMED, SOURCE as C2B_SOURCE, apply_c2b, decide_validation, parse_c2b
 from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
 
 bp = protect(Blueprint("mpesa", __name__, url_prefix="/mpesa"), MPESA)
@@ -23,15 +29,20 @@ def _services():
     return current_app.extensions["lipa"]
 
 
+def _body() -> str:
+    return request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
+
+
+# --- STK push results ---------------------------------------------------------------------------------
+
 @bp.post("/stk/callback/<token>")
 def stk_callback(token: str):
     """Store and apply in one write transaction, then answer: a callback costs one commit before its 200."""
-    body = request.get_data(cache=False, as_text=False).decode("utf-8", "replace")
-    remote = request.remote_addr or ""
+    body, remote = _body(), request.remote_addr or ""
     try:
         result = parse_stk_callback(body)
     except InvalidInput as exc:
-        return _malformed(body, remote, exc)
+        return _malformed_stk(body, remote, exc)
     row, status = inbox.store_and_apply("daraja.stk", body, lambda row: apply_parsed(row, result), remote_addr=remote)
     response = jsonify(ACCEPTED)
     services = _services()
@@ -44,7 +55,7 @@ def stk_callback(token: str):
     return response
 
 
-def _malformed(body: str, remote: str, exc: InvalidInput):
+def _malformed_stk(body: str, remote: str, exc: InvalidInput):
     """Kept for inspection as REJECTED (never applied) and answered 400."""
 
     def reject(row) -> str:
@@ -53,4 +64,64 @@ def _malformed(body: str, remote: str, exc: InvalidInput):
 
     row, _ = inbox.store_and_apply("daraja.stk", body, reject, remote_addr=remote)
     log.warning("malformed STK callback %s stored as REJECTED: %s", row.id, exc.message)
+    return error_json(exc.code, exc.message, 400)
+
+
+# --- C2B: money paid to the till or paybill without a push ---------------------------------------------
+
+@bp.post("/c2b/validation/<token>")
+def c2b_validation(token: str):
+    """Always a 200 with Daraja's JSON (a malformed body is rejected with C2B00016): nothing is stored."""
+    return jsonify(decide_validation(request.get_data(cache=False)))
+
+
+@bp.post("/c2b/confirmation/<token>")
+def c2b_confirmation(token: str):
+    """Inbox first (keyed by TransID, so a repeat is one row), answer, then apply in the background."""
+    body, remote = _body(), request.remote_addr or ""
+    try:
+        trans_id = parse_c2b(body).trans_id
+    except InvalidInput as exc:
+        return _malformed(C2B_SOURCE, apply_c2b, body, remote, exc)
+    row, created = inbox.store(C2B_SOURCE, body, dedupe_key=f"c2b:{trans_id}", remote_addr=remote)
+    response = jsonify(CONFIRMED)
+    if created or row.status == "RECEIVED":  # a repeat of one never applied: apply it now
+        tasks = _services().tasks
+        response.call_on_close(lambda: tasks.submit(apply_c2b, row.id))
+    return response
+
+
+# --- Asynchronous results (reversal, B2C, status) and queue timeouts ------------------------------------
+
+@bp.post("/result/<token>")
+def result(token: str):
+    return _receive_result(timeout=False)
+
+
+@bp.post("/timeout/<token>")
+def queue_timeout(token: str):
+    return _receive_result(timeout=True)
+
+
+def _receive_result(*, timeout: bool):
+    """Stored first, then 200, then applied idempotently in the background."""
+    body, remote = _body(), request.remote_addr or ""
+    source, applier = (TIMEOUT_SOURCE, apply_timeout) if timeout else (RESULT_SOURCE, apply_result)
+    try:
+        parsed = parse_result(body, timeout=timeout)
+    except InvalidInput as exc:
+        return _malformed(source, applier, body, remote, exc)
+    row, _ = inbox.store(source, body, dedupe_key=dedupe_key(parsed, timeout=timeout), remote_addr=remote)
+    response = jsonify(ACCEPTED)
+    tasks = _services().tasks
+    response.call_on_close(lambda: tasks.submit(applier, row.id))
+    return response
+
+
+def _malformed(source: str, applier, body: str, remote: str, exc: InvalidInput):
+    """Stored with no dedupe key, then given to its applier at once, which marks it REJECTED (kept for
+    inspection); answered 400."""
+    row, _ = inbox.store(source, body, remote_addr=remote)
+    applier(row.id)
+    log.warning("malformed Daraja %s %s stored as REJECTED: %s", source, row.id, exc.message)
     return error_json(exc.code, exc.message, 400)
