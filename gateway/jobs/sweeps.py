@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from peewee import fn
 
-from shared.db import for_update, refresh_planner_stats, retry_locked, write_tx
+from shared.db import for_update, locked, refresh_planner_stats, retry_locked, write_tx
 from shared.models import (
     Alert,
     InboxMessage,
@@ -125,7 +125,7 @@ def apply_query(payment_id: int, answer, hard_limit_s: int, now) -> str:
     """Apply one STK query answer to a PROCESSING payment; the counts key of what happened. An undecided
     answer (pending, 4999, a code not in result_codes) leaves it PROCESSING until the hard limit."""
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked(Payment, payment_id)
         if payment.status != S.PROCESSING.value:
             return "decided"  # a callback got there first: never overrule it
         row = lookup(answer.result_code) if answer.result_code is not None else None
@@ -171,7 +171,7 @@ def _settle_one(payment_id: int, cutoff) -> str:
     """EXPIRED when a push went out (its outcome is unknown; a late callback is verified by STK query),
     FAILED when none did (never pushed late: the customer has left the USSD session)."""
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked(Payment, payment_id)
         if payment.status != S.PENDING.value or payment.checkout_request_id or payment.updated_at > cutoff:
             return "decided"
         kinds = {e.kind for e in PaymentEvent.select(PaymentEvent.kind).where(PaymentEvent.payment == payment)}
@@ -182,11 +182,6 @@ def _settle_one(payment_id: int, cutoff) -> str:
         transition(payment, S.FAILED, actor=ACTOR, reason=NEVER_SENT,
                    message="The M-Pesa prompt was never sent. Please try again.")
         return "never_sent"
-
-
-def _locked(payment_id: int) -> Payment:
-    """Re-read a payment inside the write transaction (locked on PostgreSQL)."""
-    return for_update(Payment.select().where(Payment.id == payment_id)).get()
 
 
 def stuck_payments(*, config, now=None, limit: int = 200) -> dict:

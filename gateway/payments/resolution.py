@@ -8,7 +8,7 @@ and an event carrying who, why and the evidence.
 """
 from __future__ import annotations
 
-from shared.db import for_update, write_tx
+from shared.db import locked, write_tx
 from shared.errors import InvalidInput, InvalidTransition, NotAllowed, NotFound
 from shared.models import AuditLog, Payment, Verification
 from shared.states import PAID, PaymentStatus, can_transition
@@ -85,7 +85,7 @@ def _ask_completion(payment_id: int, *, reason: str, receipt, actor: str) -> Ver
 
 def locked_payment(payment_id: int) -> Payment:
     """Re-read inside a write transaction, row-locked on PostgreSQL; a 404 when there is none."""
-    payment = for_update(Payment.select().where(Payment.id == payment_id)).first()
-    if payment is None:
-        raise NotFound(f"There is no payment {payment_id}.")
-    return payment
+    try:
+        return locked(Payment, payment_id)
+    except Payment.DoesNotExist:
+        raise NotFound(f"There is no payment {payment_id}.") from None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from shared.db import for_update, retry_locked, write_tx
+from shared.db import locked, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, ProviderError
 from shared.models import Payment, PaymentRequest
 from shared.money import check_range, parse_amount
@@ -173,7 +173,7 @@ def _claim_push(payment: Payment, actor: str) -> bool:
 @retry_locked
 def _push_accepted(payment_id: int, accepted, actor: str) -> Payment:
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked(Payment, payment_id)
         if payment.status != S.PENDING.value:
             record(payment, "stk_response", actor=actor, reason="push accepted after the payment moved on",
                    payload=accepted.raw)
@@ -188,7 +188,7 @@ def _push_accepted(payment_id: int, accepted, actor: str) -> Payment:
 @retry_locked
 def _push_refused(payment_id: int, exc, actor: str, request_body: dict) -> Payment:
     with write_tx():
-        payment = _locked(payment_id)
+        payment = locked(Payment, payment_id)
         words = getattr(exc, "customer_message", None) or exc.message
         payload = {"request": request_body, "error": type(exc).__name__,
                    "code": getattr(exc, "error_code", None) or exc.code, "message": exc.message}
@@ -201,8 +201,3 @@ def _push_refused(payment_id: int, exc, actor: str, request_body: dict) -> Payme
             transition(payment, S.FAILED, actor=actor, reason=exc.message, payload=payload,
                        message=words, result_desc=exc.message[:255])
         return payment
-
-
-def _locked(payment_id: int) -> Payment:
-    """Re-read a payment inside a write transaction, locked on PostgreSQL."""
-    return for_update(Payment.select().where(Payment.id == payment_id)).get()

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from peewee import chunked
 
-from shared.db import db, is_sqlite
+from shared.db import db, is_sqlite, locked
 from shared.models import Payment, PaymentEvent, PhonePreference
 from shared.privacy.crypto import unseal
 from shared.timeutil import utcnow
@@ -21,7 +21,7 @@ from ..notify import outbox
 from ..payments import transitions
 from ..payments.transitions import transition
 from ..texts.notify import render
-from .common import ACTOR, S, _locked
+from .common import ACTOR, S
 from .matcher import Candidate
 
 # Bound parameters per statement: SQLite before 3.32 takes 999, later ones 32766; PostgreSQL 65535.
@@ -61,7 +61,7 @@ def settle_many(items: list[tuple[int, str]], *, config=None) -> int:
 
 
 def _settle_one(payment_id: int, reason: str) -> int:
-    payment = _locked(payment_id)
+    payment = locked(Payment, payment_id)
     if payment.status != S.COMPLETED.value:
         return 0
     transition(payment, S.SETTLED, actor=ACTOR, reason=reason)

@@ -5,8 +5,7 @@ use these without importing one another in a circle: service imports bulk and re
 """
 from __future__ import annotations
 
-from shared.db import for_update
-from shared.models import AuditLog, Payment, ReconException
+from shared.models import AuditLog, ReconException
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
@@ -16,10 +15,6 @@ RECEIPT, FUZZY, UNMATCHED = "RECEIPT", "FUZZY", "UNMATCHED"
 MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE, UNPAID_IN_LIPA = (
     "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate", "unpaid_in_lipa")
 LOADED = [s.value for s in (S.PENDING, S.PROCESSING, S.EXPIRED, S.FAILED, S.COMPLETED)]
-
-
-def _locked(payment_id: int) -> Payment:
-    return for_update(Payment.select().where(Payment.id == payment_id)).get()
 
 
 def _resolve(row: ReconException, actor: str, note: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from peewee import SQL, fn
 
-from shared.db import retry_locked, write_tx
+from shared.db import locked, retry_locked, write_tx
 from shared.models import Payment, ReconException, StatementLine
 
 from ..payments.transitions import flag
@@ -20,7 +20,6 @@ from .common import (
     MISSING_IN_LIPA,
     MISSING_IN_STATEMENT,
     UNMATCHED,
-    _locked,
     _resolve,
 )
 from .matcher import WINDOW, Candidate, FuzzyIndex
@@ -73,6 +72,6 @@ def _point_out(row: StatementLine, cand: Candidate) -> bool:
         return False
     reason = (f"{cand.reference} ({cand.status}) fits statement receipt {row.receipt}, which is open for review "
               f"as money only the statement shows: the same money?")
-    flag(_locked(cand.id), reason, actor=ACTOR, alert_kind="recon_duplicate")
+    flag(locked(Payment, cand.id), reason, actor=ACTOR, alert_kind="recon_duplicate")
     ReconException.create(statement=row.statement_id, kind=DUPLICATE, payment=cand.id, line=row.id, details=reason)
     return True

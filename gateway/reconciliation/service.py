@@ -16,7 +16,7 @@ import logging
 import peewee
 from peewee import SQL, chunked, fn
 
-from shared.db import db, for_update, is_sqlite, retry_locked, write_tx
+from shared.db import db, for_update, is_sqlite, locked, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
 from shared.models import Alert, AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
 from shared.timeutil import utcnow
@@ -37,7 +37,6 @@ from .common import (
     UNMATCHED,
     UNPAID_IN_LIPA,
     S,
-    _locked,
     _resolve,
 )
 from .matcher import WINDOW, Candidate, FuzzyIndex
@@ -183,7 +182,7 @@ class Run:
                 plan.unmatched.append((line, []))
         for line, cand in plan.mismatched:
             self.links[line.receipt] = (cand.id, UNMATCHED)
-            payment = _locked(cand.id)
+            payment = locked(Payment, cand.id)
             reason = f"M-Pesa statement shows {line.amount} KES for receipt {line.receipt}; Lipa has {payment.amount}"
             flag(payment, reason, actor=ACTOR, alert_kind="recon_mismatch")
             self.problems.append((AMOUNT_MISMATCH, line.receipt, cand.id, reason))
@@ -218,7 +217,7 @@ class Run:
         """A line that fits a payment Lipa holds unpaid: nothing moves; staff review it with the evidence."""
         reason = (f"{line.amount} KES, receipt {line.receipt}, on statement line {line.line_no} fits "
                   f"{cand.reference}, which is {cand.status}: for review; an admin confirms it with M-Pesa")
-        raise_alert("recon_unpaid_in_lipa", reason[:255], payment=_locked(cand.id))
+        raise_alert("recon_unpaid_in_lipa", reason[:255], payment=locked(Payment, cand.id))
         self.problems.append((UNPAID_IN_LIPA, line.receipt, cand.id, reason[:255]))
 
     def _guessed(self, line: statement.Line, cand: Candidate) -> bool:
@@ -232,7 +231,7 @@ class Run:
             self.events.append((cand.id, "receipt", cand.status, cand.status, ACTOR,
                                 f"receipt {line.receipt} {self._reason(line)}"[:255], utcnow()))
         else:
-            payment = _locked(cand.id)
+            payment = locked(Payment, cand.id)
             if payment.mpesa_receipt or payment.status not in matcher.FUZZY_UNPAID:
                 return False
             self._unpaid(line, cand)

@@ -16,7 +16,7 @@ import re
 import uuid
 from datetime import timedelta
 
-from shared.db import retry_locked, write_tx
+from shared.db import locked, retry_locked, write_tx
 from shared.errors import InvalidInput, LipaError, NotAllowed
 from shared.models import Payment, Refund
 from shared.money import format_kes, parse_amount
@@ -34,8 +34,6 @@ from .steps import (
     audit,
     fail,
     in_flight_total,
-    locked_payment,
-    locked_refund,
     notify,
     payment_back,
     record_step,
@@ -94,7 +92,7 @@ def request_refund(payment: Payment, amount, reason, *, requested_by: str, metho
     ``method`` defaults to reversal; callers pass config.refund_method to follow LIPA_REFUND_METHOD."""
     amount, reason, method = _checked(amount, reason, method)
     with write_tx():
-        payment = locked_payment(payment.id)
+        payment = locked(Payment, payment.id)
         _check_refundable(payment, amount, method)
         refund = Refund.create(payment=payment, amount=amount, reason=reason, requested_by=requested_by,
                                method=method, originator_conversation_id=f"LIPA-RF-{uuid.uuid4().hex[:20]}")
@@ -151,8 +149,8 @@ def _claim(refund: Refund, actor: str) -> bool:
 @retry_locked
 def _accepted(refund_id: int, answer, actor: str) -> Refund:
     with write_tx():
-        refund = locked_refund(refund_id)
-        payment = locked_payment(refund.payment_id)
+        refund = locked(Refund, refund_id)
+        payment = locked(Payment, refund.payment_id)
         was, known = refund.status, refund.conversation_id
         if was != INITIATED:  # its Result came first, or staff cancelled while it was being sent
             save(refund, conversation_id=answer.conversation_id,
@@ -173,7 +171,7 @@ def _refused(refund_id: int, exc: LipaError, actor: str) -> Refund:
     code = getattr(exc, "error_code", None) or exc.code
     payload = {"error": type(exc).__name__, "code": code, "message": exc.message}
     with write_tx():
-        refund = locked_refund(refund_id)
+        refund = locked(Refund, refund_id)
         if refund.status != INITIATED:
             return refund
         if not getattr(exc, "ambiguous", False):
@@ -193,7 +191,7 @@ def cancel_refund(refund: Refund, *, staff, reason) -> Refund:
     actor = staff if isinstance(staff, str) else f"staff:{staff.username}"
     reason = _reason(reason)
     with write_tx():
-        refund = locked_refund(refund.id)
+        refund = locked(Refund, refund.id)
         if refund.status != INITIATED:
             raise NotAllowed(f"Only a refund not yet accepted by M-Pesa can be cancelled; refund {refund.id} is "
                              f"{refund.status}.", code="refund_not_cancellable")
@@ -201,7 +199,7 @@ def cancel_refund(refund: Refund, *, staff, reason) -> Refund:
             raise NotAllowed(f"Refund {refund.id} is being sent to M-Pesa right now; try again in a minute.",
                              code="refund_sending")
         save(refund, status=CANCELLED, result_desc=f"Cancelled by {actor}: {reason}"[:255])
-        payment = locked_payment(refund.payment_id)
+        payment = locked(Payment, refund.payment_id)
         event = payment_back(payment, refund, f"cancelled: {reason}", actor, "Refund cancelled; the payment stands.")
         notify(payment, refund, event)
         record_step(refund, payment, actor, reason)

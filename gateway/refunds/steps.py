@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.db import for_update
+from shared.db import locked
 from shared.models import AuditLog, Payment, PaymentEvent, PhonePreference, Refund
 from shared.money import format_kes
 from shared.states import PaymentStatus
@@ -26,16 +26,6 @@ INITIATED, PROCESSING, COMPLETED, FAILED, CANCELLED = "INITIATED", "PROCESSING",
 IN_FLIGHT = (INITIATED, PROCESSING)
 SMS_KINDS = {INITIATED: "refund_initiated", PROCESSING: "refund_processing", COMPLETED: "refund_completed",
              FAILED: "refund_failed", CANCELLED: "refund_cancelled"}
-
-
-def locked_payment(payment_id: int) -> Payment:
-    """Re-read a payment inside the write transaction, locked on PostgreSQL."""
-    return for_update(Payment.select().where(Payment.id == payment_id)).get()
-
-
-def locked_refund(refund_id: int) -> Refund:
-    """Re-read a refund inside the write transaction, locked on PostgreSQL."""
-    return for_update(Refund.select().where(Refund.id == refund_id)).get()
 
 
 def in_flight_total(payment: Payment) -> int:
@@ -93,7 +83,7 @@ def payment_back(payment: Payment, refund: Refund, note: str, actor: str, messag
 def fail(refund: Refund, reason: str, *, actor: str, payload=None, result_code: str | None = None) -> None:
     """Refund FAILED: the payment goes back, nothing was refunded, the customer and staff are told."""
     save(refund, status=FAILED, result_desc=reason[:255], result_code=result_code)
-    payment = locked_payment(refund.payment_id)
+    payment = locked(Payment, refund.payment_id)
     event = payment_back(payment, refund, f"failed: {reason}", actor, "Refund failed; the payment stands.")
     notify(payment, refund, event)
     record_step(refund, payment, actor, reason, payload)
@@ -107,7 +97,7 @@ def complete(refund: Refund, *, actor: str, result_code: str, result_desc: str, 
     (move_payment=False only counts it: a late result while the payment has moved on)."""
     save(refund, status=COMPLETED, result_code=result_code, result_desc=result_desc[:255],
          transaction_id=transaction_id[:32] or None)
-    payment = locked_payment(refund.payment_id)
+    payment = locked(Payment, refund.payment_id)
     total = payment.refunded_amount + refund.amount
     event = None
     if not move_payment or payment.status != S.REFUND_PENDING.value:

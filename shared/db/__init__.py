@@ -176,3 +176,9 @@ def retry_locked(fn=None, *, attempts: int = 5):
 def for_update(query):
     """Lock the selected rows on PostgreSQL; SQLite's write lock (BEGIN IMMEDIATE) already covers it."""
     return query if is_sqlite() else query.for_update()
+
+
+def locked(model, pk):
+    """Re-read one row inside the write transaction, locked on PostgreSQL (``model.DoesNotExist`` when there
+    is none): the one way a status change reads the row it is about to change."""
+    return for_update(model.select().where(model._meta.primary_key == pk)).get()
