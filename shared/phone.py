@@ -1,9 +1,13 @@
 """Phone numbers: normalised to 254XXXXXXXXX with the phonenumbers library, masked in logs."""
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 from .errors import InvalidInput
+
+NORMALIZED = re.compile(r"254[71][0-9]{8}")  # what normalize_phone returns, and all a provider is sent
 
 
 def normalize_phone(raw) -> str:
@@ -26,6 +30,11 @@ def normalize_phone(raw) -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidInput("Phone number is not valid.", code="invalid_phone")
     return f"254{national}"
+
+
+def is_normalized(phone) -> bool:
+    """True for a phone already in normalize_phone's form (a provider client's last check before sending)."""
+    return isinstance(phone, str) and NORMALIZED.fullmatch(phone) is not None
 
 
 def mask_phone(phone: str | None) -> str:

@@ -12,7 +12,6 @@ reversal of an already reversed receipt is answered R000001, which is applied as
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from shared.db import locked, retry_locked, write_tx
 from shared.errors import InvalidInput, LipaError, NotAllowed
 from shared.models import Payment, Refund
 from shared.money import format_kes, parse_amount
+from shared.phone import is_normalized
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
 
@@ -45,7 +45,6 @@ S = PaymentStatus
 METHODS = ("reversal", "b2c")
 SENDING = "SENDING"  # result_code while a send is on its way (a lease, so two senders never both send)
 SEND_LEASE = timedelta(minutes=2)
-PHONE_RE = re.compile(r"254[71][0-9]{8}")
 
 __all__ = ["apply_result", "apply_timeout", "cancel_refund", "request_refund", "send_refund"]
 
@@ -81,7 +80,7 @@ def _check_refundable(payment: Payment, amount: int, method: str) -> None:
                            f"refunded.", code="amount_exceeds_refundable")
     if method == "reversal" and not payment.mpesa_receipt:
         raise NotAllowed(f"Payment {payment.reference} has no M-Pesa receipt to reverse.", code="no_receipt")
-    if method == "b2c" and not PHONE_RE.fullmatch(payment.phone or ""):
+    if method == "b2c" and not is_normalized(payment.phone or ""):
         raise NotAllowed(f"Payment {payment.reference} has no phone number to pay back.", code="no_phone")
 
 

@@ -6,12 +6,11 @@ The SecurityCredential travels in the body and is never logged.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from shared.errors import InvalidInput
 from shared.money import MAX_AMOUNT
-from shared.phone import mask_phone
+from shared.phone import is_normalized, mask_phone
 
 from .errors import DarajaBadResponse, DarajaError
 
@@ -22,7 +21,6 @@ B2C_PATH = "/mpesa/b2c/v3/paymentrequest"
 STATUS_PATH = "/mpesa/transactionstatus/v1/query"
 B2C_MIN = 10  # Daraja refuses B2C below this; the upper limit is shared.money.MAX_AMOUNT
 TEXT_MAX = 100
-PHONE_RE = re.compile(r"254[71][0-9]{8}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def b2c_payment(daraja, *, initiator, originator_conversation_id: str, amount: i
                 party_b: str, result: str, timeout: str, remarks: str, occasion: str = "",
                 command_id: str = "BusinessPayment") -> AsyncAccepted:
     """Pay money out to a phone; the same OriginatorConversationID makes a resend safe."""
-    if not PHONE_RE.fullmatch(str(party_b)):
+    if not is_normalized(str(party_b)):
         raise InvalidInput("PartyB must be 2547XXXXXXXX or 2541XXXXXXXX.", code="invalid_phone")
     body = {
         "OriginatorConversationID": originator_conversation_id, "InitiatorName": initiator.name,

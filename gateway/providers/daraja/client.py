@@ -22,7 +22,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from shared.errors import InvalidInput
 from shared.money import MAX_AMOUNT, MIN_AMOUNT
-from shared.phone import mask_phone
+from shared.phone import is_normalized, mask_phone
 from shared.timeutil import nairobi_timestamp
 
 from .errors import (
@@ -40,7 +40,6 @@ STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
 TRANSACTION_TYPES = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
 REFRESH_MARGIN = timedelta(seconds=60)
 FALLBACK_EXPIRES_IN = 600  # used only when Daraja sends an unreadable expires_in
-PHONE_RE = re.compile(r"254[71][0-9]{8}")
 TEXT_RE = re.compile(r"[A-Za-z0-9 -]+")
 
 
@@ -89,7 +88,7 @@ def validate_push(phone, amount, account_reference, description, callback_url) -
             f"Amount must be a whole number of shillings from {MIN_AMOUNT} to {MAX_AMOUNT:,}.",
             code="invalid_amount",
         )
-    if not isinstance(phone, str) or not PHONE_RE.fullmatch(phone):
+    if not is_normalized(phone):
         raise InvalidInput("Phone must be 2547XXXXXXXX or 2541XXXXXXXX.", code="invalid_phone")
     _check_text("AccountReference", account_reference, 12, "invalid_account_reference")
     _check_text("TransactionDesc", description, 13, "invalid_description")
