@@ -61,6 +61,16 @@ def open_row(inbox_id: int, parse):
         return row, None, "REJECTED"
 
 
+@retry_locked
+def reject(inbox_id: int, reason: str) -> None:
+    """A stored message that cannot be applied (its body is unusable): REJECTED, kept for inspection, never
+    applied; one already handled keeps its status."""
+    with write_tx():
+        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
+        if row.status == "RECEIVED":
+            mark(row, "REJECTED", reason)
+
+
 def storable(text: str) -> str:
     """PostgreSQL text cannot hold NUL: keep it visible as an escape instead of failing to store."""
     return text.replace("\x00", "\\x00")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl
 
-from shared.db import for_update, retry_locked, write_tx
+from shared.db import retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed
-from shared.models import InboxMessage, Payment, PaymentRequest
+from shared.models import Payment, PaymentRequest
 from shared.money import parse_amount
 from shared.phone import mask_phone, normalize_phone
 from shared.states import RequestStatus
@@ -147,15 +147,6 @@ def apply_inbound(inbox_id: int) -> Outcome:
         inbox.mark(row, "APPLIED", command.name, payment=answer.payment)
         push = answer.payment if command.name == "pay" and answer.payment is not None else None
         return Outcome("APPLIED", push.id if push is not None and push.status == "PENDING" else None)
-
-
-@retry_locked
-def reject(inbox_id: int, reason: str) -> None:
-    """A stored message that cannot be a command: kept for inspection, never applied."""
-    with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status == "RECEIVED":
-            inbox.mark(row, "REJECTED", reason)
 
 
 def answer_command(message: Inbound, command: Command, lang: str) -> Answer:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shared.db import for_update, retry_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import InboxMessage, Notification
+from shared.models import Notification
 from shared.timeutil import utcnow
 
 from ..ingest import inbox
@@ -76,15 +76,6 @@ def apply_delivery(inbox_id: int) -> str:
             return "FLAGGED"
         inbox.mark(row, "APPLIED", apply_report(notification, report), payment=notification.payment)
         return "APPLIED"
-
-
-@retry_locked
-def reject(inbox_id: int, reason: str) -> None:
-    """A stored report that cannot be applied: kept for inspection."""
-    with write_tx():
-        row = for_update(InboxMessage.select().where(InboxMessage.id == inbox_id)).get()
-        if row.status == "RECEIVED":
-            inbox.mark(row, "REJECTED", reason)
 
 
 def apply_report(notification: Notification, report: Report) -> str:

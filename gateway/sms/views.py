@@ -32,7 +32,7 @@ def inbound():
     try:
         commands.parse_inbound(fields)
     except InvalidInput as exc:
-        return _refused(row, created, exc, commands.reject)
+        return _refused(row, created, exc)
     services = current_app.extensions["lipa"]
     return _accepted(created, lambda: services.tasks.submit(
         commands.handle_inbound, row.id, daraja=services.daraja, callback_url=services.stk_callback_url))
@@ -48,7 +48,7 @@ def delivery_report():
     try:
         delivery.parse_report(fields)
     except InvalidInput as exc:
-        return _refused(row, created, exc, delivery.reject)
+        return _refused(row, created, exc)
     tasks = current_app.extensions["lipa"].tasks
     return _accepted(created, lambda: tasks.submit(delivery.apply_delivery, row.id))
 
@@ -68,8 +68,8 @@ def _accepted(created: bool, work):
     return response
 
 
-def _refused(row, created: bool, exc: InvalidInput, reject):
+def _refused(row, created: bool, exc: InvalidInput):
     log.warning("%s %s stored as REJECTED: %s", row.source, row.id, exc.message)
     if created:
-        reject(row.id, exc.message)
+        inbox.reject(row.id, exc.message)
     return error_json(exc.code, exc.message, 400)
