@@ -86,9 +86,9 @@ def _save(verification_id: int, **fields) -> Verification:
 
 
 def result_urls(services) -> dict:
-    """The ResultURL and QueueTimeOutURL Daraja posts asynchronous answers to."""
-    base, token = services.public_url.rstrip("/"), services.callback_token
-    return {"result_url": f"{base}/mpesa/result/{token}", "timeout_url": f"{base}/mpesa/timeout/{token}"}
+    """The ResultURL and QueueTimeOutURL Daraja posts asynchronous answers to (built in
+    gateway/providers/daraja/urls.py, through Services)."""
+    return {"result_url": services.result_url, "timeout_url": services.timeout_url}
 
 
 def submit_verification(services, verification_id: int) -> None:
