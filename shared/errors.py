@@ -61,6 +61,20 @@ class ProviderError(LipaError):
         self.ambiguous = ambiguous
 
 
+class SendFailed(ProviderError):
+    """A message we send out (SMS, webhook, e-mail) that its provider did not take. Each channel names its
+    own subclasses (its dispatcher lane tells them apart); ``retry`` on the class is whether sending it again
+    later may work, ``status_code`` the provider's code when it gave one."""
+
+    retry = False
+    not_sent = "not sent"  # the message's first words, per channel
+
+    def __init__(self, reason: str, *, status_code: int | None = None, ambiguous: bool = False):
+        super().__init__(f"{self.not_sent}: {reason}", should_retry=self.retry, ambiguous=ambiguous)
+        self.status_code = status_code
+        self.reason = reason
+
+
 class ConfigError(Exception):
     """A wrong or missing setting; start-up stops with exit code 2 naming the variable."""
 

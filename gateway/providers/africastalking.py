@@ -12,7 +12,7 @@ import requests
 from africastalking.Service import AfricasTalkingException
 from africastalking.SMS import SMSService
 
-from shared.errors import ProviderError
+from shared.errors import SendFailed
 from shared.phone import mask_phone, to_international
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,11 @@ class SmsResult:
     cost: str
 
 
-class SmsError(ProviderError):
+class SmsError(SendFailed):
     """AT did not accept the message; ``status_code`` is AT's per-recipient code when it gave one."""
 
     code = "sms_error"
-    retry = False
-
-    def __init__(self, reason: str, *, status_code: int | None = None, ambiguous: bool = False):
-        super().__init__(f"SMS not sent: {reason}", should_retry=self.retry, ambiguous=ambiguous)
-        self.status_code = status_code
-        self.reason = reason
+    not_sent = "SMS not sent"
 
 
 class SmsRetryable(SmsError):

@@ -16,22 +16,18 @@ import socket
 import ssl
 from email.message import EmailMessage
 
-from shared.errors import ProviderError
+from shared.errors import SendFailed
 from shared.mailaddr import mask_email, smtp_parts
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 15.0
 
 
-class EmailError(ProviderError):
+class EmailError(SendFailed):
     """The server did not take the message."""
 
     code = "email_error"
-    retry = False
-
-    def __init__(self, reason: str, *, ambiguous: bool = False):
-        super().__init__(f"e-mail not sent: {reason}", should_retry=self.retry, ambiguous=ambiguous)
-        self.reason = reason
+    not_sent = "e-mail not sent"
 
 
 class EmailRetryable(EmailError):

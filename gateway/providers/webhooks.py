@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from shared.errors import LipaError, ProviderError
+from shared.errors import LipaError, SendFailed
 
 from .outbound import Deadline, OutboundPolicy, OutboundRefused, pinned_session
 
@@ -36,16 +36,11 @@ class WebhookSignatureError(LipaError):
     code = "invalid_signature"
 
 
-class WebhookError(ProviderError):
+class WebhookError(SendFailed):
     """The merchant's endpoint did not take the event; ``status_code`` is its HTTP status, if any."""
 
     code = "webhook_error"
-    retry = False
-
-    def __init__(self, reason: str, *, status_code: int | None = None):
-        super().__init__(f"webhook not delivered: {reason}", should_retry=self.retry)
-        self.status_code = status_code
-        self.reason = reason
+    not_sent = "webhook not delivered"
 
 
 class WebhookRetryable(WebhookError):
