@@ -5,6 +5,8 @@ use these without importing one another in a circle: service imports bulk and re
 """
 from __future__ import annotations
 
+from shared.db import for_update
+from shared.errors import NotAllowed, NotFound
 from shared.models import AuditLog, ReconException
 from shared.states import PaymentStatus
 from shared.timeutil import utcnow
@@ -15,6 +17,17 @@ RECEIPT, FUZZY, UNMATCHED = "RECEIPT", "FUZZY", "UNMATCHED"
 MISSING_IN_LIPA, MISSING_IN_STATEMENT, AMOUNT_MISMATCH, DUPLICATE, UNPAID_IN_LIPA = (
     "missing_in_lipa", "missing_in_statement", "amount_mismatch", "duplicate", "unpaid_in_lipa")
 LOADED = [s.value for s in (S.PENDING, S.PROCESSING, S.EXPIRED, S.FAILED, S.COMPLETED)]
+
+
+def open_exception(exc_id: int) -> ReconException:
+    """An exception still OPEN, locked, inside the caller's write transaction: 404 when there is none, refused
+    when staff resolved it already (resolving and confirming both start here)."""
+    row = for_update(ReconException.select().where(ReconException.id == exc_id)).get_or_none()
+    if row is None:
+        raise NotFound("No such reconciliation exception.")
+    if row.status != "OPEN":
+        raise NotAllowed(f"Exception {exc_id} was already resolved by {row.resolved_by}.", code="already_resolved")
+    return row
 
 
 def _resolve(row: ReconException, actor: str, note: str) -> None:

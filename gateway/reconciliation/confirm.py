@@ -8,7 +8,7 @@ then resolved with who, why and the evidence. A receipt M-Pesa does not know lea
 from __future__ import annotations
 
 from shared.db import for_update, write_tx
-from shared.errors import InvalidInput, NotAllowed, NotFound
+from shared.errors import InvalidInput, NotAllowed
 from shared.models import AuditLog, Payment, ReconException, StatementLine, Verification
 from shared.states import PaymentStatus as S
 
@@ -16,7 +16,7 @@ from ..payments import verification
 from ..payments.received import Received, record_received
 from ..payments.transitions import flag
 from ..payments.verification import CONFIRM_EXCEPTION, REQUESTED, request_verification
-from .common import _resolve
+from .common import _resolve, open_exception
 
 ACTOR = "reconciliation"
 
@@ -27,11 +27,7 @@ def confirm_exception(exc_id: int, *, staff: str, reason: str, receipt=None) -> 
     if not reason:
         raise InvalidInput("Say why in a reason to confirm an exception.", code="missing_field")
     with write_tx():
-        row = for_update(ReconException.select().where(ReconException.id == exc_id)).first()
-        if row is None:
-            raise NotFound("No such reconciliation exception.")
-        if row.status != "OPEN":
-            raise NotAllowed(f"Exception {exc_id} was already resolved by {row.resolved_by}.", code="already_resolved")
+        row = open_exception(exc_id)
         line = StatementLine.get_or_none(StatementLine.id == row.line_id) if row.line_id else None
         payment = Payment.get_or_none(Payment.id == row.payment_id) if row.payment_id else None
         receipt = receipt or (line.receipt if line else None)

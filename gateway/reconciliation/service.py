@@ -17,7 +17,7 @@ import peewee
 from peewee import SQL, chunked, fn
 
 from shared.db import db, for_update, is_sqlite, locked, retry_locked, write_tx
-from shared.errors import InvalidInput, NotAllowed, NotFound
+from shared.errors import InvalidInput, NotFound
 from shared.models import Alert, AuditLog, Payment, PaymentEvent, ReconException, StatementImport, StatementLine
 from shared.timeutil import utcnow
 
@@ -38,6 +38,7 @@ from .common import (
     UNPAID_IN_LIPA,
     S,
     _resolve,
+    open_exception,
 )
 from .matcher import WINDOW, Candidate, FuzzyIndex
 from .rematch import close_found
@@ -338,12 +339,7 @@ def resolve_exception(exc_id: int, *, staff: str, note: str) -> ReconException:
     if not note:
         raise InvalidInput("Say why in a note to resolve an exception.", code="missing_note")
     with write_tx():
-        row = for_update(ReconException.select().where(ReconException.id == exc_id)).get_or_none()
-        if row is None:
-            raise NotFound("No such reconciliation exception.")
-        if row.status != "OPEN":
-            raise NotAllowed(f"Exception {exc_id} was already resolved by {row.resolved_by}.",
-                             code="already_resolved")
+        row = open_exception(exc_id)
         _resolve(row, str(staff), note)
         if row.payment_id:  # the alert the exception raised is answered too: nothing left open twice
             Alert.update(acknowledged=True).where(Alert.payment == row.payment_id, Alert.kind.in_(RECON_ALERTS),
