@@ -16,7 +16,7 @@ What it holds (all deterministic for a given N and seed):
     receipt or failure SMS (Notification, plus a webhook for API payments) and, for USSD, its session;
   * refunds (with their staff audit rows) for the refunded payments.
 
-Personal data is stored as the gateway stores it (shared/crypto.py): phones, payer names, raw callbacks,
+Personal data is stored as the gateway stores it (shared/privacy/crypto.py): phones, payer names, raw callbacks,
 message bodies and event payloads sealed with the database's own local-profile keys (kept in its Setting table,
 so a local-profile gateway started on the file reads them), phones also as keyed look-up hashes. A phone's
 ciphertext and hash are computed once and reused (200k distinct phones over 1M payments); every body and

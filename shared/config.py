@@ -91,7 +91,7 @@ class Config:
     smtp_from: str = ""  # LIPA_SMTP_FROM: the sender, "Name <address>" or an address
     settlement_hour: int = 8  # LIPA_SETTLEMENT_HOUR: Nairobi hour the merchants' daily summary goes out
     job_intervals: dict = field(default_factory=dict)
-    # Personal data at rest (shared/crypto.py): Fernet keys, the first seals; the look-up hash key.
+    # Personal data at rest (shared/privacy/crypto.py): Fernet keys, the first seals; the look-up hash key.
     data_keys: tuple = ()
     lookup_key: str = ""
 

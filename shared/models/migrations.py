@@ -133,7 +133,7 @@ BATCH = 2000
 
 
 def _v9_seal_personal_data(database) -> None:
-    """Issue 7: phones, payer names and raw provider bodies encrypted at rest (shared/crypto.py), with keyed
+    """Issue 7: phones, payer names and raw provider bodies encrypted at rest (shared/privacy/crypto.py), with keyed
     look-up hashes to search by; existing rows are sealed in batches. Needs the keys installed first.
     SQLite zeroes what it frees meanwhile (secure_delete), so the clear values and the dropped clear-text
     indexes do not linger in free pages of the file; PostgreSQL keeps old row versions until VACUUM FULL."""
