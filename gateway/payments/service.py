@@ -69,23 +69,24 @@ def initiate(*, phone, amount, account, channel: str, actor: str | None = None,
     phone = normalize_phone(phone)
     amount = check_range(amount) if isinstance(amount, int) else parse_amount(amount)
     account = check_account(account)
-    if idempotency_key:
-        existing = Payment.get_or_none(Payment.idempotency_key == idempotency_key)
-        if existing:
-            return existing
+    if existing := _same_request(idempotency_key):
+        return existing
     try:
         with write_tx():
             return _create(phone, amount, account, channel, actor or channel,
                            idempotency_key, request, retry_of, language, merchant)
     except peewee.IntegrityError:
-        if idempotency_key:
-            existing = Payment.get_or_none(Payment.idempotency_key == idempotency_key)
-            if existing:
-                return existing
+        if existing := _same_request(idempotency_key):  # the same request, created meanwhile
+            return existing
         busy = active_payment(phone)
         if busy:
             raise _busy(busy) from None
         raise
+
+
+def _same_request(idempotency_key: str | None) -> Payment | None:
+    """The payment an earlier request with this idempotency key created, if any."""
+    return Payment.get_or_none(Payment.idempotency_key == idempotency_key) if idempotency_key else None
 
 
 def _busy(payment: Payment) -> NotAllowed:
