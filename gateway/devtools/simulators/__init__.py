@@ -46,6 +46,25 @@ def safe_post(post, url: str, **kwargs):
         return repr(exc)
 
 
+class SimState:
+    """What both simulators' state does on reset and on close. A subclass has ``lock``, ``wake`` (the event
+    slow requests wait on), ``_clear()`` (forget what it remembers) and ``_cancel_scheduled()`` (its timers)."""
+
+    def reset(self) -> None:
+        """Forget what was received, overrides and faults; cancel what is scheduled; wake slow requests."""
+        with self.lock:
+            self._cancel_scheduled()
+            self._clear()
+            self.wake.set()
+            self.wake = threading.Event()
+
+    def close(self) -> None:
+        """Stop for good: nothing scheduled will be posted any more."""
+        self.reset()
+        with self.lock:
+            self.wake.set()
+
+
 class FaultQueue:
     """Whole-request faults waiting for a fake's next requests: ``set(target, fault, count)`` makes the next
     ``count`` requests to ``target`` fail with ``fault``; ``take(target)`` consumes one. Thread-safe."""

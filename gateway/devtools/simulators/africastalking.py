@@ -25,7 +25,7 @@ from flask import Flask, Response, jsonify, request
 
 from shared.timeutil import iso, utcnow
 
-from . import FaultQueue, control_routes, daemon_timer, fault_response, safe_post
+from . import FaultQueue, SimState, control_routes, daemon_timer, fault_response, safe_post
 
 STATUS_NAMES = {100: "Processed", 101: "Success", 102: "Queued", 401: "RiskHold", 402: "InvalidSenderId",
                 403: "InvalidPhoneNumber", 404: "UnsupportedNumberType", 405: "InsufficientBalance",
@@ -67,7 +67,7 @@ def _accepted(record: dict, code: int) -> dict:
             "messageParts": record["parts"]}
 
 
-class ATSimState:
+class ATSimState(SimState):
     """Everything the Africa's Talking simulator remembers; every method is thread-safe."""
 
     def __init__(self, delivery_url: str | None = None, delivery_delay: float = 1.0, post=requests.post):
@@ -162,20 +162,10 @@ class ATSimState:
         with self.lock:
             return [dict(m) for m in self.messages if m["seq"] > since and wanted in (None, m["to"])]
 
-    def reset(self) -> None:
-        """Forget messages, overrides and faults; cancel pending reports; wake slow requests."""
-        with self.lock:
-            for timer, _record, _url in self._pending.values():
-                timer.cancel()
-            self._clear()
-            self.wake.set()
-            self.wake = threading.Event()
-
-    def close(self) -> None:
-        """Stop for good: no report will be posted any more."""
-        self.reset()
-        with self.lock:
-            self.wake.set()
+    def _cancel_scheduled(self) -> None:
+        """The delivery reports still to post (reset() then forgets messages, overrides and faults)."""
+        for timer, _record, _url in self._pending.values():
+            timer.cancel()
 
 
 def _text(body: str, status: int) -> Response:

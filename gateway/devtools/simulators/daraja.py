@@ -41,7 +41,7 @@ import time
 import requests
 from flask import Flask, Response, jsonify, request
 
-from . import FaultQueue, control_routes, daemon_timer, fault_response, json_body, safe_post
+from . import FaultQueue, SimState, control_routes, daemon_timer, fault_response, json_body, safe_post
 from .daraja_b2c import AsyncResultsMixin, add_async_routes, set_outcome_from
 from .daraja_rules import (
     ACCEPTED, AMOUNT_OUTCOMES, FAULT_TARGETS, FAULTS, LOCKED, OUTCOMES, PROCESSING, SANDBOX_PASSKEY, SILENT,
@@ -64,7 +64,7 @@ def _render_fault(fault: str) -> Response:
     return error_body(*FAULTS[fault])
 
 
-class DarajaSimState(AsyncResultsMixin):
+class DarajaSimState(SimState, AsyncResultsMixin):
     """Everything the Daraja simulator remembers; every method is thread-safe."""
 
     def __init__(self, callback_delay: float = 2.0, late_delay: float = 30.0, post=requests.post):
@@ -184,22 +184,12 @@ class DarajaSimState(AsyncResultsMixin):
         with self.lock:
             return [p.summary(self.is_decided(p)) for p in self.pushes.values()]
 
-    def reset(self) -> None:
-        """Forget pushes, overrides and faults (not tokens); cancel callbacks; wake slow requests."""
-        with self.lock:
-            for push in self.pushes.values():
-                push.done = True
-                if push.timer:
-                    push.timer.cancel()
-            self._clear()
-            self.wake.set()
-            self.wake = threading.Event()
-
-    def close(self) -> None:
-        """Stop for good: nothing scheduled will be posted any more."""
-        self.reset()
-        with self.lock:
-            self.wake.set()
+    def _cancel_scheduled(self) -> None:
+        """The STK callbacks still to post (reset() then forgets pushes, overrides and faults, not tokens)."""
+        for push in self.pushes.values():
+            push.done = True
+            if push.timer:
+                push.timer.cancel()
 
 
 def _bearer_error(state: DarajaSimState) -> Response | None:
