@@ -36,7 +36,7 @@ def upload(data: bytes, *, filename: str = "", uploaded_by: str = "", config=Non
     """(the run, whether it continues in the background): up to BACKGROUND_LINES lines are reconciled now,
     in one transaction; a larger statement is queued. The same bytes again return the first run."""
     digest = hashlib.sha256(data).hexdigest()
-    existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+    existing = service.earlier_import(digest)
     if existing is not None:
         return existing, existing.status in (QUEUED, IMPORTING)
     parsed = service.parse_statement(data)  # a file we cannot read is refused before anything is kept
@@ -50,7 +50,7 @@ def queue_import(data: bytes, parsed: statement.Statement, digest: str, *, filen
                  uploaded_by: str) -> StatementImport:
     """Keep the file and a QUEUED run (the same bytes again return the first run)."""
     with write_tx():
-        existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+        existing = service.earlier_import(digest)
         if existing is not None:
             return existing
         imp = StatementImport.create(sha256=digest, filename=(filename or "")[:255], status=QUEUED,

@@ -61,13 +61,19 @@ class _DryRun(Exception):
         self.summary = summary
 
 
+def earlier_import(digest: str) -> StatementImport | None:
+    """The run of a statement with these bytes already (``digest`` = their SHA-256): the same file twice is
+    one run, whichever path (import, preview, background upload) sees it again."""
+    return StatementImport.get_or_none(StatementImport.sha256 == digest)
+
+
 def import_statement(data: bytes, *, filename: str = "", uploaded_by: str = "", config=None) -> StatementImport:
     """Read, record and reconcile a statement; the same bytes again return the first import, unchanged.
 
     ``config`` decides the optional settled SMS; without it, the app's registered notifier's config does.
     """
     digest = hashlib.sha256(data).hexdigest()
-    existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+    existing = earlier_import(digest)
     if existing is not None:
         return existing
     return import_parsed(parse_statement(data), digest, filename=filename, uploaded_by=uploaded_by, config=config)
@@ -79,7 +85,7 @@ def import_parsed(parsed: statement.Statement, digest: str, *, filename: str = "
     try:
         return _import(parsed, digest, filename, uploaded_by, config)
     except peewee.IntegrityError:
-        existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+        existing = earlier_import(digest)
         if existing is None:
             raise
         return existing
@@ -91,7 +97,7 @@ def preview_statement(data: bytes, *, filename: str = "", uploaded_by: str = "")
 
     A file already imported previews as that import, with ``already_imported``."""
     digest = hashlib.sha256(data).hexdigest()
-    existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+    existing = earlier_import(digest)
     if existing is not None:
         return {**run_summary(existing.id), "dry_run": True, "already_imported": True}
     parsed = parse_statement(data)
@@ -113,7 +119,7 @@ def parse_statement(data: bytes) -> statement.Statement:
 def _import(parsed: statement.Statement, digest: str, filename: str, uploaded_by: str, config, *,
             dry_run: bool = False) -> StatementImport:
     with write_tx():
-        existing = StatementImport.get_or_none(StatementImport.sha256 == digest)
+        existing = earlier_import(digest)
         if existing is not None:
             return existing
         if not is_sqlite():
