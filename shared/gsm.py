@@ -10,11 +10,12 @@ _BASIC = (
 _EXTENDED = "^{}\\[~]|€\f"
 _BASIC_SET = frozenset(_BASIC)
 _EXT_SET = frozenset(_EXTENDED)
+_ALL_SET = _BASIC_SET | _EXT_SET
 
 
 def is_gsm7(text: str) -> bool:
     """True when every character fits GSM-7 (basic or extension table)."""
-    return all(ch in _BASIC_SET or ch in _EXT_SET for ch in text)
+    return _ALL_SET.issuperset(text)  # a set operation in C: every USSD screen goes through here
 
 
 def gsm7_length(text: str) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -15,7 +16,13 @@ def normalize_phone(raw) -> str:
 
     Prefixes are not checked against Safaricom's ranges: numbers are ported between networks.
     """
-    text = str(raw or "").strip()
+    return _normalize(str(raw or "").strip())
+
+
+@lru_cache(maxsize=16384)
+def _normalize(text: str) -> str:
+    """Cached: every USSD hop of a session sends the same number, and phonenumbers' parse and validation
+    were a tenth of a hop's cost (bench/README.md). A refusal raises, and exceptions are never cached."""
     if not text or len(text) > 20:
         raise InvalidInput("Phone number is missing or too long.", code="invalid_phone")
     if text.isdigit() and text.startswith("254"):

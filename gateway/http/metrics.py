@@ -52,13 +52,19 @@ def install_metrics(app: Flask) -> CollectorRegistry:
     def _start_timer():
         g.lipa_request_started = time.perf_counter()
 
+    children: dict[tuple, tuple] = {}  # labels() takes a lock and checks its arguments: once per key, not per request
+
     @app.after_request
     def _observe(response):
         started = g.pop("lipa_request_started", None)
         if started is not None:
-            key = (request.method, request.endpoint or "unmatched", str(response.status_code))
-            requests_total.labels(*key).inc()
-            latency.labels(*key).observe(time.perf_counter() - started)
+            key = (request.method, request.endpoint or "unmatched", response.status_code)
+            pair = children.get(key)
+            if pair is None:
+                labels = (key[0], key[1], str(key[2]))
+                pair = children.setdefault(key, (requests_total.labels(*labels), latency.labels(*labels)))
+            pair[0].inc()
+            pair[1].observe(time.perf_counter() - started)
         return response
 
     app.add_url_rule("/metrics", "metrics", lambda: _scrape(registry), methods=["GET"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cache, cached_property
 
 from shared.db import db
 from shared.db.prepared import Prepared
@@ -89,8 +89,8 @@ class Caller:
         every screen a hop can show needs the language, the main menu also the waiting payment, and one round
         trip costs less than deciding which to fetch. The language rule is notify.preferences.language_for's
         (a chosen language we know, else English)."""
-        row = db.execute_sql(_caller_sql(), (PhonePreference.phone_hash.db_value(phone),
-                                              Payment.active_phone.db_value(phone))).fetchone()
+        phone_hash = PhonePreference.phone_hash.db_value(phone)  # the same keyed hash as Payment.active_phone's
+        row = db.execute_sql(_caller_sql(db.obj.param), (phone_hash, phone_hash)).fetchone()
         lang = row[0] if row and row[0] in texts.LANGUAGES else "en"
         busy = (row[1], row[2]) if row and row[1] is not None else None
         return cls(phone, lang, busy)
@@ -105,9 +105,10 @@ class Caller:
         return (len(self.recent) + PAGE_SIZE - 1) // PAGE_SIZE
 
 
-def _caller_sql() -> str:
-    """One row whatever exists: a one-row derived table, left-joined to the preference and the payment."""
-    mark = db.obj.param
+@cache
+def _caller_sql(mark: str) -> str:
+    """One row whatever exists: a one-row derived table, left-joined to the preference and the payment.
+    Built once per parameter mark (SQLite's ?, PostgreSQL's %s)."""
     pref, pay = PhonePreference._meta, Payment._meta
     return (f"SELECT pp.{pref.fields['language'].column_name}, pw.{pay.fields['reference'].column_name}, "
             f"pw.{pay.fields['amount'].column_name} FROM (SELECT 1 AS one) AS o "

@@ -6,6 +6,7 @@ Whatever happens, the caller sees a short END, never a 500 or a traceback.
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 import peewee
 from flask import Blueprint, current_app, make_response, request
@@ -23,6 +24,7 @@ bp = protect(Blueprint("ussd", __name__), AT)  # under /at/<token> when AT_CALLB
 log = logging.getLogger(__name__)
 FAILURE = "END " + texts.t("en", "failure")
 SESSION_ID_MAX = 100
+FORM_FIELDS_MAX = 100  # AT sends six; werkzeug's own cap is 1,000
 
 
 @bp.post("/ussd")
@@ -51,23 +53,42 @@ def events():
 
 def _answer() -> Reply:
     """Check the callback's fields and let the menu answer the hop."""
-    session_id = _field("sessionId")
+    form = _form()
+    session_id = _field("sessionId", form)
     if not session_id or len(session_id) > SESSION_ID_MAX:
         log.warning("USSD hop without a usable sessionId refused")
         return Reply(FAILURE)
     try:
-        phone = normalize_phone(_field("phoneNumber"))
+        phone = normalize_phone(_field("phoneNumber", form))
     except InvalidInput:
         log.warning("USSD hop from an invalid phone %s refused", _masked_phone())
         return Reply(texts.message("en", "bad_phone"))
-    hop = Hop(session_id=session_id, phone=phone, text=_field("text"),
-              service_code=_field("serviceCode")[:32])
+    hop = Hop(session_id=session_id, phone=phone, text=_field("text", form),
+              service_code=_field("serviceCode", form)[:32])
     return handle(hop)
 
 
-def _field(name: str) -> str:
+def _form():
+    """The hop's fields. Africa's Talking posts a small urlencoded form: parsed straight from the body with the
+    standard library, a third of a hop's cost less than werkzeug's form parser (bench/README.md); the first
+    value of a repeated field wins, as with request.form. Another content type goes through request.form; more
+    fields than any hop has is no hop (answered with the short END, like a hop without a sessionId)."""
+    if request.mimetype == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(request.get_data(as_text=True), keep_blank_values=True, max_num_fields=FORM_FIELDS_MAX)
+        except ValueError:
+            return {}
+        fields: dict[str, str] = {}
+        for name, value in pairs:
+            fields.setdefault(name, value)
+        return fields
+    return request.form
+
+
+def _field(name: str, form=None) -> str:
     """A form field as text; NUL bytes dropped (PostgreSQL refuses them in text)."""
-    return str(request.form.get(name) or "").replace("\x00", "")
+    value = (request.form if form is None else form).get(name)
+    return str(value).replace("\x00", "") if value else ""
 
 
 def _masked_phone() -> str:
