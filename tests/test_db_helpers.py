@@ -11,9 +11,10 @@ import pytest
 from shared import db as dbmod
 from shared.db import db, for_update, init_db, is_sqlite, retry_locked, write_tx
 from shared.errors import ConfigError
-from shared.models.migrations import migrate
 from shared.models import Setting
+from shared.models.migrations import migrate
 from tests.conftest import PG_URL
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -52,6 +53,34 @@ def test_postgres_scheme_alias_binds_postgresql(unopened):
             assert db.execute_sql("SELECT 1").fetchone() == (1,)
     finally:
         init_db(PG_URL)
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL only (set LIPA_TEST_DATABASE_URL)")
+def test_a_pooled_connection_is_taken_without_a_round_trip_and_a_dead_one_is_replaced(unopened):
+    """Taking a pooled connection sends nothing (peewee's pool sent SELECT 1 every time: half a USSD hop's
+    statements), yet one whose backend the server terminated while it sat in the pool is not handed out
+    again: the next request just works."""
+    import psycopg2
+
+    admin = psycopg2.connect(PG_URL)
+    admin.autocommit = True
+    cur = admin.cursor()
+
+    def last_query(pid):
+        cur.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        row = cur.fetchone()
+        return row[0] if row else None
+
+    with db.connection_context():
+        pid = db.execute_sql("SELECT pg_backend_pid() /* marker */").fetchone()[0]
+    with db.connection_context():
+        db.connection()  # taken from the pool: the same backend, which was sent nothing
+        assert last_query(pid) == "SELECT pg_backend_pid() /* marker */"
+    cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_for(lambda: last_query(pid) is None, timeout=10)  # gone once it no longer shows
+    with db.connection_context():
+        assert db.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != pid
+    admin.close()
 
 
 def test_write_tx_commits_and_rolls_back(bound):
