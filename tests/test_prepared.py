@@ -72,3 +72,22 @@ def test_misuse_is_refused(conn):
                        Payment.reference)
     with pytest.raises(TypeError, match="fields of its own model"):
         counted.rows("x")
+
+
+def test_create_writes_what_model_create_writes(conn):
+    """prepared.create: the INSERT built once per column set, the row as Model.create leaves it; defaults are
+    this call's (a second row gets its own timestamp), the phone sealed and its look-up hash derived."""
+    from shared.db import prepared
+    from shared.models import Notification
+
+    made = [prepared.create(Notification, channel="sms", kind="receipt", recipient=PHONE, body=f"body {i}")
+            for i in range(2)]
+    assert made[0].id != made[1].id and not made[0].dirty_fields
+    assert made[1].created_at > made[0].created_at  # the default ran per call, not once when the SQL was built
+    for row in made:
+        stored = Notification.get_by_id(row.id)
+        assert (stored.recipient, stored.body, stored.status, stored.attempts) == (PHONE, row.body, "QUEUED", 0)
+        assert stored.created_at == row.created_at
+    assert Notification.select().where(Notification.recipient_hash == PHONE).count() == 2  # the hash is the phone's
+    raw = db.execute_sql("SELECT recipient FROM notification WHERE id = %s" % made[0].id).fetchone()[0]
+    assert PHONE not in raw  # sealed at rest

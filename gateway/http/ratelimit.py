@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from shared.db import retry_locked, write_tx
+from shared.db.prepared import Prepared
 from shared.errors import LipaError
 from shared.models import RateLimitBucket
 
@@ -45,8 +46,7 @@ def refuse_if_over(bucket: str, limit: Limit, *, now: float | None = None) -> No
     request (failed bearer tokens: counted only when they fail, refused before the next one is checked)."""
     now = time.time() if now is None else now
     window = int(now // limit.window_s) * limit.window_s
-    row = RateLimitBucket.get_or_none(RateLimitBucket.bucket == bucket[:160], RateLimitBucket.window_start == window)
-    if row is not None and row.hits >= limit.requests:
+    if _hits(bucket, window) >= limit.requests:
         _refuse(window, limit, now)
 
 
@@ -59,8 +59,18 @@ def over(bucket: str, limit: Limit, *, now: float | None = None) -> bool:
     """Whether the current window is already over the limit (counts nothing: for the right token)."""
     now = time.time() if now is None else now
     window = int(now // limit.window_s) * limit.window_s
-    row = RateLimitBucket.get_or_none(RateLimitBucket.bucket == bucket[:160], RateLimitBucket.window_start == window)
-    return row is not None and row.hits > limit.requests
+    return _hits(bucket, window) > limit.requests
+
+
+# Read on every callback and staff request (built once: see shared.db.prepared).
+_HITS = Prepared(lambda p: RateLimitBucket.select(RateLimitBucket.hits)
+                 .where(RateLimitBucket.bucket == p[0], RateLimitBucket.window_start == p[1]),
+                 RateLimitBucket.bucket, RateLimitBucket.window_start)
+
+
+def _hits(bucket: str, window: int) -> int:
+    """The window's count so far (0 when nothing was counted in it)."""
+    return _HITS.scalar(bucket[:160], window) or 0
 
 
 def prune(older_than_s: int = 86400, *, now: float | None = None) -> int:

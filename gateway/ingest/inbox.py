@@ -5,7 +5,8 @@ import logging
 
 import peewee
 
-from shared.db import db, for_update, retry_locked, write_tx
+from shared.db import db, for_update, prepared, retry_locked, write_tx
+from shared.db.prepared import Prepared
 from shared.errors import InvalidInput
 from shared.models import InboxMessage
 from shared.timeutil import utcnow
@@ -39,7 +40,7 @@ def store_and_apply(source: str, body: str, apply, *, remote_addr: str = "") -> 
     (and the process-inbox job) applies it again later. One write transaction per message instead of two
     (store, then apply) is what lets a single SQLite writer keep up with a burst of callbacks."""
     with write_tx():
-        row = InboxMessage.create(source=source, body=storable(body)[:MAX_BODY], remote_addr=remote_addr[:64])
+        row = prepared.create(InboxMessage, source=source, body=storable(body)[:MAX_BODY], remote_addr=remote_addr[:64])
         try:
             with db.atomic():  # a savepoint
                 return row, apply(row)
@@ -83,4 +84,11 @@ def mark(row: InboxMessage, status: str, note: str = "", payment=None) -> None:
     row.processed_at = utcnow()
     if payment is not None:
         row.payment = payment
-    row.save(only=[InboxMessage.status, InboxMessage.note, InboxMessage.processed_at, InboxMessage.payment])
+    _MARK.execute(row.status, row.note, row.processed_at, row.payment_id, row.id)
+    row._dirty.clear()
+
+
+# Every applied message runs it (built once: see shared.db.prepared).
+_MARKED = (InboxMessage.status, InboxMessage.note, InboxMessage.processed_at, InboxMessage.payment)
+_MARK = Prepared(lambda p: InboxMessage.update(dict(zip(_MARKED, p[:4], strict=True)))
+                 .where(InboxMessage.id == p[4]), *_MARKED, InboxMessage.id)

@@ -6,7 +6,7 @@ from contextvars import ContextVar
 
 import peewee
 
-from shared.db import db
+from shared.db import db, prepared
 from shared.db.prepared import Prepared
 from shared.models import Notification
 
@@ -60,7 +60,7 @@ def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None,
         status = "SUPPRESSED"
     try:
         with db.atomic():  # a savepoint: a duplicate key must not abort the caller's transaction
-            row = Notification.create(channel=channel, kind=kind, recipient=recipient, body=body,
+            row = prepared.create(Notification, channel=channel, kind=kind, recipient=recipient, body=body,
                                       payment=payment, request=request, language=language,
                                       dedupe_key=dedupe_key, status=status)
     except peewee.IntegrityError:

@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from shared.config import Config
+from shared.db import prepared
 from shared.errors import InvalidTransition
 from shared.models import Payment, PaymentEvent
 from shared.states import ACTIVE, PaymentStatus, can_transition
@@ -82,8 +83,8 @@ def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason:
     for name, value in fields.items():
         setattr(payment, name, value)
     payment.save()
-    event = PaymentEvent.create(
-        payment=payment, kind="transition", from_status=current, to_status=to.value,
+    event = prepared.create(
+        PaymentEvent, payment=payment, kind="transition", from_status=current, to_status=to.value,
         actor=actor, reason=reason[:255], payload=payload, created_at=now,
     )
     log.info("payment %s %s -> %s by %s", payment.reference, current, to.value, actor)
@@ -93,8 +94,8 @@ def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason:
 
 def record(payment: Payment, kind: str, *, actor: str, reason: str = "", payload=None) -> PaymentEvent:
     """Append a non-transition event (STK request/answer, flag, duplicate) to the timeline."""
-    return PaymentEvent.create(
-        payment=payment, kind=kind, from_status=payment.status, to_status=payment.status,
+    return prepared.create(
+        PaymentEvent, payment=payment, kind=kind, from_status=payment.status, to_status=payment.status,
         actor=actor, reason=reason[:255], payload=payload,
     )
 

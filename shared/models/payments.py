@@ -90,6 +90,11 @@ class Payment(KeepsLookups, TimestampedModel):
 
     class Meta:
         indexes = ((("phone_hash", "created_at"), False),)
+        # save() writes the columns that changed, not all 30: a status change no longer re-seals the phone and
+        # payer fields (Fernet, the costliest part of a callback), and a stale copy of the row in one process
+        # cannot write back columns another process changed meanwhile. Safe because no field holds a mutable
+        # value (a dict changed in place would not be seen as changed).
+        only_save_dirty = True
 
 
 class Notification(KeepsLookups, TimestampedModel):

@@ -119,13 +119,17 @@ class KeepsLookups:
     (derived ones from their source), so a stored hash never disagrees with the sealed value."""
 
     def save(self, *args, **kwargs):
+        self.prepare_save()
+        return super().save(*args, **kwargs)
+
+    def prepare_save(self) -> None:
+        """Each look-up hash from its plain value (also for shared.db.prepared.create's INSERT)."""
         for field in self._meta.fields.values():
             if not isinstance(field, LookupHash):
                 continue
             name = field.source if field.derived else field.name
             if name in self.__data__:  # a row read with only some columns keeps the hash it has
                 setattr(self, field.name, digest_of(self.__data__[name], self._meta.database))
-        return super().save(*args, **kwargs)
 
 
 def sealed_fields(model) -> list[SealedText]:
