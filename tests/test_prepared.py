@@ -91,3 +91,19 @@ def test_create_writes_what_model_create_writes(conn):
     assert Notification.select().where(Notification.recipient_hash == PHONE).count() == 2  # the hash is the phone's
     raw = db.execute_sql("SELECT recipient FROM notification WHERE id = %s" % made[0].id).fetchone()[0]
     assert PHONE not in raw  # sealed at rest
+
+
+def test_save_writes_only_the_changed_columns(conn):
+    """prepared.save: an UPDATE of what changed (built once per column set); a column another writer changed
+    meanwhile is left as that writer left it, and look-up hashes follow their plain values."""
+    from shared.db import prepared
+
+    mine = payment(7, status="PROCESSING")
+    Payment.update(account="OTHER").where(Payment.id == mine.id).execute()  # another process, meanwhile
+    mine.status = "COMPLETED"
+    mine.active_phone = None
+    assert prepared.save(mine) == 1 and not mine.dirty_fields
+    assert prepared.save(mine) == 1  # only the re-derived hashes left to write: still one row
+    stored = Payment.get_by_id(mine.id)
+    assert (stored.status, stored.account, stored.active_phone) == ("COMPLETED", "OTHER", None)
+    assert Payment.select().where(Payment.phone_hash == PHONE, Payment.id == mine.id).exists()

@@ -82,7 +82,7 @@ def transition(payment: Payment, to: PaymentStatus | str, *, actor: str, reason:
         payment.completed_at = now
     for name, value in fields.items():
         setattr(payment, name, value)
-    payment.save()
+    prepared.save(payment)
     event = prepared.create(
         PaymentEvent, payment=payment, kind="transition", from_status=current, to_status=to.value,
         actor=actor, reason=reason[:255], payload=payload, created_at=now,

@@ -98,6 +98,7 @@ class Prepared:
 
 
 _INSERTS: dict[tuple, Prepared] = {}
+_UPDATES: dict[tuple, Prepared] = {}
 
 
 def create(model: type[peewee.Model], **values) -> peewee.Model:
@@ -119,3 +120,25 @@ def create(model: type[peewee.Model], **values) -> peewee.Model:
     row.id = insert.insert(*(row.__data__[name] for name in names))
     row._dirty.clear()
     return row
+
+
+def save(row: peewee.Model) -> int:
+    """``row.save()`` for a stored row: its changed columns (and look-up hashes, re-derived) written by an UPDATE
+    built once per model and set of columns. For the payment every status change writes."""
+    model = type(row)
+    prepare = getattr(row, "prepare_save", None)
+    if prepare is not None:
+        prepare()
+    changed = {field.name for field in row.dirty_fields}
+    names = tuple(name for name in model._meta.sorted_field_names if name in changed)
+    if not names:
+        return 0
+    update = _UPDATES.get((model, names))
+    if update is None:
+        fields = [model._meta.fields[name] for name in names]
+        key = model._meta.primary_key
+        update = _UPDATES.setdefault((model, names), Prepared(
+            lambda p: model.update(dict(zip(fields, p[:-1], strict=True))).where(key == p[-1]), *fields, key))
+    written = update.execute(*(row.__data__[name] for name in names), row._pk)
+    row._dirty.clear()
+    return written
