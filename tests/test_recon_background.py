@@ -2,6 +2,7 @@
 same result as one transaction, a dead process's run resumed, a failure recorded and never retried alone."""
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -134,3 +135,63 @@ def test_runs_are_listed_newest_first_over_pages(lipa):
     assert client.get("/api/v1/reconciliation/runs", query_string={"status": "x"},
                       headers=heads["viewer"]).status_code == 400
     assert client.get("/api/v1/reconciliation/runs").status_code == 401
+
+
+def test_a_running_import_cancelled_stops_before_its_next_chunk_and_keeps_what_it_matched(lipa, monkeypatch):
+    """Cancel as the second chunk starts: it writes nothing and no further chunk runs; the status route
+    says CANCELLED, its lines stay matched, no closing step ran; a second cancel is a 409; the same file
+    uploaded again resumes after the kept lines and ends DONE with every line once."""
+    app, heads = lipa
+    client = app.test_client()
+    with db.connection_context():
+        imp = background.queue_import(DATA.csv_bytes, service.parse_statement(DATA.csv_bytes),
+                                      hashlib.sha256(DATA.csv_bytes).hexdigest(),
+                                      filename="big.csv", uploaded_by="staff:operator")
+    cancel_url = f"/api/v1/reconciliation/runs/{imp.id}/cancel"
+    calls, real_chunk, answers = {"n": 0}, background._chunk, []
+
+    def chunk_then_cancel(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # staff press Cancel while this chunk is under way
+            answers.append(client.post(cancel_url, headers=heads["operator"]))
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(background, "_chunk", chunk_then_cancel)
+    with db.connection_context():
+        assert background.run_import(imp.id) == "CANCELLED"
+    assert calls["n"] == 2 and answers[0].status_code == 200, answers[0].get_json()
+    assert answers[0].get_json()["status"] == "CANCELLED"
+    run = client.get(f"/api/v1/reconciliation/runs/{imp.id}", headers=heads["viewer"]).get_json()["run"]
+    assert run["status"] == "CANCELLED" and run["lines_done"] == background.CHUNK  # the first chunk's lines stay
+    with db.connection_context():
+        assert StatementLine.select().where(StatementLine.statement == imp.id).count() == background.CHUNK
+        assert not ReconException.select().where(ReconException.kind == "missing_in_statement").exists()
+        assert StatementUpload.select().count() == 0
+        assert AuditLog.get(AuditLog.action == "statement_import_cancel").actor == "staff:operator"
+        assert background.resume_abandoned() == 0  # a cancelled run is never resumed on its own
+    again = client.post(cancel_url, headers=heads["operator"])
+    assert again.status_code == 409
+    assert again.get_json() == {"error": {"code": "not_running", "message": again.get_json()["error"]["message"]}}
+    assert "cancelled" in again.get_json()["error"]["message"]
+    monkeypatch.setattr(background, "_chunk", real_chunk)
+    resumed = client.post(URL, data=DATA.csv_bytes, content_type="text/csv", headers=heads["operator"])
+    assert resumed.status_code == 202 and resumed.get_json()["id"] == imp.id
+    url = f"/api/v1/reconciliation/runs/{imp.id}"
+    wait_for(lambda: client.get(url, headers=heads["viewer"]).get_json()["run"]["status"] == "DONE")
+    assert_reconciled(client.get(url, headers=heads["viewer"]).get_json()["run"])
+
+
+def test_cancel_needs_an_operator_and_a_finished_run_is_a_409(lipa):
+    app, heads = lipa
+    client = app.test_client()
+    with db.connection_context():
+        done = StatementImport.create(sha256="finished", filename="old.csv", lines=3)
+    url = f"/api/v1/reconciliation/runs/{done.id}/cancel"
+    assert client.post(url, headers=heads["viewer"]).status_code == 403
+    assert client.post(url).status_code == 401
+    finished = client.post(url, headers=heads["operator"])
+    assert finished.status_code == 409
+    error = finished.get_json()["error"]
+    assert set(error) == {"code", "message"} and error["code"] == "not_running" and "done" in error["message"]
+    missing = client.post("/api/v1/reconciliation/runs/999999/cancel", headers=heads["operator"])
+    assert missing.status_code == 404 and set(missing.get_json()["error"]) == {"code", "message"}

@@ -306,5 +306,10 @@ class ApiClient:
         """A run's summary (``run``) and a page of its exceptions (``items``, ``next_cursor``)."""
         return self.get(f"/api/v1/reconciliation/runs/{int(run_id)}", status=status, cursor=cursor)
 
+    def cancel_import(self, run_id: int) -> dict:
+        """Stop a background import (operator+): the run summary, CANCELLED; the lines matched so far stay. A
+        run that has ended already is an ApiError 409 ``not_running``."""
+        return self.post(f"/api/v1/reconciliation/runs/{int(run_id)}/cancel")
+
     def resolve_exception(self, exception_id: int, note: str) -> dict:
         return self.post(f"/api/v1/reconciliation/exceptions/{int(exception_id)}/resolve", {"note": note})

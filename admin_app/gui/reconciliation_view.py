@@ -1,6 +1,7 @@
 """The Reconciliation screen: past runs from the gateway, an upload previewed (dry run) before it is imported
 and followed while it imports in the background, a run's exceptions page by page with their payments'
-references, each resolved with a note (its alert acknowledged) or opened in the Payments screen."""
+references, each resolved with a note (its alert acknowledged) or opened in the Payments screen. A run importing
+shows a progress dialog whose Cancel asks the gateway to stop it (the lines matched so far stay)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMessageBox,
+    QProgressDialog,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -37,6 +39,7 @@ KIND_NAMES = {"missing_in_lipa": "Money not in Lipa", "unpaid_in_lipa": "Unpaid 
               "duplicate": "Receipt twice"}
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # the gateway's limit for a statement
 FOLLOW_MS = 1000  # a background import's progress is read once a second while it runs
+RUNNING = ("QUEUED", "IMPORTING")
 PAGE = 100  # exceptions per page; further pages on demand
 
 
@@ -64,6 +67,26 @@ def confirm_import(parent: QWidget, preview: dict) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
+def confirm_cancel(parent: QWidget, run: dict) -> bool:
+    """The default: stop this import? (closing the progress window asks too, so it never cancels by accident)."""
+    answer = QMessageBox.question(parent, "Stop this import?", cancel_text(run),
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def cancel_text(run: dict) -> str:
+    """What a cancel keeps, in words, before staff decide."""
+    return (f"Stop importing {run.get('filename', '')} (run #{run['id']})?\n"
+            f"The {run.get('lines_done', 0):,} lines matched so far stay matched; the rest are not read, and "
+            "payments missing from the statement are not looked for. Upload the same file again to finish it.")
+
+
+def progress_text(run: dict) -> str:
+    return (f"Importing {run.get('filename', '')} (run #{run['id']}) in the background: "
+            f"{run.get('lines_done', 0):,} of {run.get('lines_total', 0):,} lines.")
+
+
 def preview_text(preview: dict) -> str:
     """What a dry run found, in words."""
     kinds = ", ".join(f"{count} {KIND_NAMES.get(kind, kind).lower()}" for kind, row in
@@ -83,7 +106,10 @@ def summary_text(run: dict) -> str:
             f"{run.get('matched', 0):,} matched, {run.get('exceptions', 0):,} exceptions "
             f"({run.get('open_exceptions', 0):,} open)")
     status = run.get("status", "DONE")
-    if status in ("QUEUED", "IMPORTING"):
+    if status == "CANCELLED":
+        return (f"Run #{run['id']} — {run.get('filename', '')}: cancelled after {run.get('lines_done', 0):,} of "
+                f"{run.get('lines_total', 0):,} lines (those stay matched; upload the file again to finish it)")
+    if status in RUNNING:
         return (f"Run #{run['id']} — {run.get('filename', '')}: importing in the background, "
                 f"{run.get('lines_done', 0):,} of {run.get('lines_total', 0):,} lines "
                 f"({100 * float(run.get('progress') or 0):.0f} %)")
@@ -96,7 +122,8 @@ def run_item_text(run: dict) -> str:
     """A run in the list of past runs: number, file, period and what is left to do."""
     when = local_time(parse_time(run.get("created_at")))[:16]
     state = {"QUEUED": "queued", "IMPORTING": f"importing {100 * float(run.get('progress') or 0):.0f} %",
-             "FAILED": "failed"}.get(run.get("status", "DONE"), f"{run.get('exceptions', 0):,} exceptions")
+             "FAILED": "failed", "CANCELLED": "cancelled"}.get(run.get("status", "DONE"),
+                                                               f"{run.get('exceptions', 0):,} exceptions")
     return f"#{run['id']} {run.get('filename', '')} · {when} EAT · {state}"
 
 
@@ -113,6 +140,7 @@ class ReconciliationView(Screen):
         self.ask_note = lambda exception: ask_note(self, exception)
         self.confirm_import = lambda preview: confirm_import(self, preview)
         self.open_payment = lambda payment_id: open_payment_in_window(self, payment_id)
+        self.confirm_cancel = lambda run: confirm_cancel(self, run)
         self.runs: dict[int, dict] = {}
         self.run: dict | None = None
         self.next_cursor: str | None = None
@@ -134,6 +162,14 @@ class ReconciliationView(Screen):
         self.summary_label = QLabel("")
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.progress = QProgressDialog("", "Cancel import", 0, 100, self)
+        self.progress.setWindowTitle("Importing statement")
+        self.progress.setWindowModality(Qt.WindowModality.NonModal)  # the rest of the app stays usable
+        self.progress.setAutoClose(False)
+        self.progress.setAutoReset(False)
+        self.progress.reset()  # stops the timer that would show it, empty, a few seconds from now
+        self.progress.canceled.connect(self.cancel_import)
+        self.progress.hide()
 
     def _build_tables(self) -> None:
         self.history = QListWidget()
@@ -207,7 +243,8 @@ class ReconciliationView(Screen):
         self.summary_label.setText(summary_text(self.run))
         self.model.set_rows(body["items"])
         self._update_buttons()
-        if self.run.get("status") in ("QUEUED", "IMPORTING"):
+        self._show_progress(self.run)
+        if self.run.get("status") in RUNNING:
             self._follow.start()
         self.loaded.emit()
 
@@ -227,8 +264,47 @@ class ReconciliationView(Screen):
         self.ctx.run(lambda: client.reconciliation_run(run_id, cursor=cursor), more, self._on_error, owner=self)
 
     def _follow_run(self) -> None:
-        if self.run and self.run.get("status") in ("QUEUED", "IMPORTING") and self.isVisible():
+        if self.run and self.run.get("status") in RUNNING and self.isVisible():
             self.open_run(self.run["id"])
+
+    def _show_progress(self, run: dict) -> None:
+        """The progress dialog while the open run imports (an operator's, who may cancel it); gone after."""
+        if run.get("status") not in RUNNING or not self._operator() or not self.isVisible():
+            self.progress.hide()
+            return
+        self.progress.setLabelText(progress_text(run))
+        self.progress.setMaximum(max(int(run.get("lines_total") or 0), 1))
+        self.progress.setValue(min(int(run.get("lines_done") or 0), self.progress.maximum()))
+        if not self.progress.isVisible():
+            self.progress.show()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Another screen is shown: the progress window goes too (following stops while hidden)."""
+        self.progress.hide()
+        super().hideEvent(event)
+
+    def cancel_import(self) -> None:
+        """The progress dialog's Cancel (or its close box): confirm, then ask the gateway to stop the run."""
+        run = self.run
+        if not run or run.get("status") not in RUNNING:
+            return
+        if not self.confirm_cancel(run):
+            self._show_progress(run)  # not cancelled: keep following it
+            return
+        client, run_id = self.ctx.client, run["id"]
+        self.progress.hide()
+        self.summary_label.setText(f"Stopping the import of run #{run_id}…")
+        self.ctx.run(lambda: client.cancel_import(run_id), self._cancelled, self._cancel_failed, owner=self)
+
+    def _cancelled(self, run: dict) -> None:
+        self.ctx.info(f"Import of run #{run['id']} cancelled after {run.get('lines_done', 0):,} of "
+                      f"{run.get('lines_total', 0):,} lines; the lines matched so far stay.")
+        self.open_run(run["id"])
+
+    def _cancel_failed(self, exc: BaseException) -> None:
+        self.ctx.action_failed(exc, "Cancelling the import")
+        if self.run:
+            self.open_run(self.run["id"])  # it may have finished meanwhile: show what it is now
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = exc

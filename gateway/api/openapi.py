@@ -201,6 +201,10 @@ def _ops() -> dict:
             "A reconciliation run with a page of its exceptions, open ones first", tag="reconciliation",
             schema={"type": "object"}, params=(path_id("run_id"), query("status", {"enum": ["OPEN", "RESOLVED"]}),
                                                CURSOR, LIMIT), errors="400 401 403 404 501")},
+        "/reconciliation/runs/{run_id}/cancel": {"post": op(
+            "Cancel a queued or importing background import (operator+): lines already matched stay; 409 "
+            "not_running once it has ended", tag="reconciliation", schema={"type": "object"},
+            params=(path_id("run_id"),), errors="401 403 404 409")},
         "/reconciliation/exceptions/{exception_id}/confirm": {"post": op(
             "Confirm an exception (admin): 202 {verification}; its receipt (or the one given) is checked with "
             "M-Pesa's Transaction Status before the payment completes or the money is recorded",

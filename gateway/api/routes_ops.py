@@ -300,6 +300,16 @@ def get_run(run_id: int):
     return jsonify({"run": summary, "items": [exception_json(e, references) for e in rows], "next_cursor": cursor})
 
 
+@bp.post(f"/reconciliation/runs/<{ID}:run_id>/cancel")
+def cancel_run(run_id: int):
+    """Cancel a background import while it is queued or importing (operator+): it stops before its next chunk,
+    the lines already matched stay; a run that has ended is a 409 ``not_running``."""
+    who = principal()
+    who.require("operator")
+    recon_background.cancel(run_id, staff=who.actor)
+    return jsonify(_plain(recon_service.run_summary(run_id)))
+
+
 @bp.post(f"/reconciliation/exceptions/<{ID}:exception_id>/confirm")
 def confirm_exception(exception_id: int):
     """Confirm an exception (admin): 202 with the verification of its receipt by Transaction Status;

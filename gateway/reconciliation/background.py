@@ -8,7 +8,10 @@ at once (202) with a QUEUED run; a task then reconciles ``CHUNK`` new lines per 
 last one. Every chunk is matched against the same view of the period's payments, so the result is the one a
 single transaction would have given. A process that dies mid-way leaves its lease to expire; the
 ``reconcile`` job resumes the run from the lines already written. A run that fails says why (FAILED) and is
-never resumed on its own. Knows nothing of Flask.
+never resumed on its own. Staff may cancel a run while it is QUEUED or IMPORTING (CANCELLED): the importer
+checks between chunks, inside each chunk's transaction, so it stops after the chunk in hand and the lines of
+committed chunks stay matched; the closing step (payments the statement lacks, duplicates) never runs.
+Uploading the same file again resumes it. Knows nothing of Flask.
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from datetime import timedelta
 from peewee import chunked
 
 from shared.db import retry_locked, write_tx
-from shared.errors import InvalidInput
-from shared.models import StatementImport, StatementLine, StatementUpload
+from shared.errors import InvalidInput, NotAllowed, NotFound
+from shared.models import AuditLog, StatementImport, StatementLine, StatementUpload
 from shared.timeutil import utcnow
 
 from . import service, statement
@@ -29,7 +32,12 @@ log = logging.getLogger(__name__)
 BACKGROUND_LINES = 2000  # larger statements import in the background
 CHUNK = 5000  # new lines per transaction
 LEASE_S = 120  # a run not renewed for this long is resumed by another process
-QUEUED, IMPORTING, DONE, FAILED = "QUEUED", "IMPORTING", "DONE", "FAILED"
+QUEUED, IMPORTING, DONE, FAILED, CANCELLED = "QUEUED", "IMPORTING", "DONE", "FAILED", "CANCELLED"
+RUNNING = (QUEUED, IMPORTING)
+
+
+class Cancelled(Exception):
+    """Staff cancelled the run: the importer stops before its next chunk."""
 
 
 def upload(data: bytes, *, filename: str = "", uploaded_by: str = "", config=None) -> tuple[StatementImport, bool]:
@@ -37,13 +45,43 @@ def upload(data: bytes, *, filename: str = "", uploaded_by: str = "", config=Non
     in one transaction; a larger statement is queued. The same bytes again return the first run."""
     digest = hashlib.sha256(data).hexdigest()
     existing = service.earlier_import(digest)
+    if existing is not None and existing.status == CANCELLED:
+        return _requeue(existing.id, data), True
     if existing is not None:
-        return existing, existing.status in (QUEUED, IMPORTING)
+        return existing, existing.status in RUNNING
     parsed = service.parse_statement(data)  # a file we cannot read is refused before anything is kept
     if len(parsed.lines) <= BACKGROUND_LINES:
         return service.import_parsed(parsed, digest, filename=filename, uploaded_by=uploaded_by, config=config), False
     imp = queue_import(data, parsed, digest, filename=filename, uploaded_by=uploaded_by)
-    return imp, imp.status in (QUEUED, IMPORTING)
+    return imp, imp.status in RUNNING
+
+
+def _requeue(import_id: int, data: bytes) -> StatementImport:
+    """A cancelled run uploaded again: queued once more with its file; it resumes after the lines it kept."""
+    with write_tx():
+        StatementImport.update(status=QUEUED, error="").where(StatementImport.id == import_id).execute()
+        if not StatementUpload.select().where(StatementUpload.statement == import_id).exists():
+            StatementUpload.create(statement=import_id, body=statement.decode(data))
+    return StatementImport.get_by_id(import_id)
+
+
+def cancel(import_id: int, *, staff: str) -> StatementImport:
+    """Stop a QUEUED or IMPORTING run (audited); a run that has ended is a 409 ``not_running``. Lines matched in
+    committed chunks stay; the kept file goes (upload it again to resume)."""
+    with write_tx():
+        imp = StatementImport.get_or_none(StatementImport.id == import_id)
+        if imp is None:
+            raise NotFound(f"No reconciliation run {import_id}.", code="run_not_found")
+        if imp.status not in RUNNING:
+            raise NotAllowed(f"Run #{import_id} is {imp.status.lower()}: only a queued or importing run can be "
+                             "cancelled.", code="not_running")
+        StatementImport.update(status=CANCELLED, lease_until=None).where(StatementImport.id == import_id).execute()
+        StatementUpload.delete().where(StatementUpload.statement == import_id).execute()
+        AuditLog.create(actor=staff, action="statement_import_cancel", target_type="statement",
+                        target_id=str(import_id), reason="",
+                        details={"lines_done": imp.lines_done, "lines_total": imp.lines_total})
+    log.info("statement %s cancelled by %s after %d of %d lines", import_id, staff, imp.lines_done, imp.lines_total)
+    return StatementImport.get_by_id(import_id)
 
 
 def queue_import(data: bytes, parsed: statement.Statement, digest: str, *, filename: str,
@@ -69,6 +107,9 @@ def run_import(import_id: int, *, config=None) -> str | None:
         return None
     try:
         _reconcile_in_chunks(imp, config)
+    except Cancelled:
+        log.info("background import of statement %s stopped: cancelled", import_id)
+        return CANCELLED
     except Exception as exc:  # noqa: BLE001 - recorded on the run and logged; never resumed on its own
         log.exception("background import of statement %s failed", import_id)
         _fail(import_id, f"{type(exc).__name__}: {exc}")
@@ -113,9 +154,12 @@ def _reconcile_in_chunks(imp: StatementImport, config) -> None:
 
 @retry_locked
 def _chunk(import_id: int, lines: list, by_receipt: dict, index, config) -> int:
-    """One chunk in one transaction, its progress recorded and the lease renewed; payments settled."""
+    """One chunk in one transaction, its progress recorded and the lease renewed; payments settled. A run
+    cancelled meanwhile raises Cancelled before anything is written (the check shares the chunk's lock)."""
     with write_tx():
         imp = StatementImport.get_by_id(import_id)
+        if imp.status != IMPORTING:
+            raise Cancelled(import_id)
         run = service.Run(imp, config)
         run.match(lines, by_receipt, index)
         run.save_counts()
@@ -129,6 +173,8 @@ def _chunk(import_id: int, lines: list, by_receipt: dict, index, config) -> int:
 def _close(import_id: int, period, repeats: list, skipped: int, config, settled: int) -> None:
     with write_tx():
         imp = StatementImport.get_by_id(import_id)
+        if imp.status != IMPORTING:
+            raise Cancelled(import_id)
         run = service.Run(imp, config)
         run.settled = settled  # for the audit row: what the chunks settled
         run.close(period, repeats, skipped)
@@ -140,5 +186,5 @@ def _close(import_id: int, period, repeats: list, skipped: int, config, settled:
 def _fail(import_id: int, why: str) -> None:
     with write_tx():
         StatementImport.update(status=FAILED, error=why[:255], lease_until=None).where(
-            StatementImport.id == import_id).execute()
+            StatementImport.id == import_id, StatementImport.status == IMPORTING).execute()
 

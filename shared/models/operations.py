@@ -62,7 +62,7 @@ class StatementImport(BaseModel):
     lines = pw.IntegerField(default=0)
     matched = pw.IntegerField(default=0)
     exceptions = pw.IntegerField(default=0)
-    status = pw.CharField(max_length=12, default="DONE")  # DONE; or QUEUED -> IMPORTING -> DONE / FAILED
+    status = pw.CharField(max_length=12, default="DONE")  # DONE; or QUEUED -> IMPORTING -> DONE / FAILED / CANCELLED
     created_at = pw.DateTimeField(default=utcnow, index=True)
     # A background import (large statements): its progress, its lease (a process that dies mid-way lets
     # another resume after it), and why it failed.

@@ -12,6 +12,7 @@ from datetime import timedelta  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 from admin_app.core.dashboard_data import PeriodNumbers  # noqa: E402
 from admin_app.gui.main_window import MainWindow  # noqa: E402
@@ -282,3 +283,50 @@ def test_reconciliation_is_read_only_for_viewers(gui, qtbot):
     view = show(qtbot, gui("viewer"), "reconciliation")
     assert not view.upload_button.isEnabled() and not view.resolve_button.isEnabled()
     assert view.upload_button.isHidden() and "Ctrl+U" not in view.summary_label.text()
+
+
+def open_queued_run(gui, qtbot, lines: int, filename: str):
+    """An operator's Reconciliation screen on a queued background import, its progress dialog shown (the
+    gateway here runs no scheduler, so the run stays queued until the test moves it)."""
+    from bench.recon_data import make_dataset
+    from gateway.reconciliation import background, service
+
+    data = make_dataset(lines)
+    with db.connection_context():
+        run_id = background.queue_import(data.csv_bytes, service.parse_statement(data.csv_bytes), filename,
+                                         filename=filename, uploaded_by="staff:operator").id
+    window = gui("operator")
+    view = show(qtbot, window, "reconciliation")
+    qtbot.waitUntil(lambda: view.progress.isVisible(), timeout=WAIT_MS)
+    return window, view, run_id
+
+
+def test_an_importing_run_shows_progress_and_its_cancel_stops_it_on_the_gateway(gui, qtbot):
+    """The progress dialog shows a queued import; Cancel, confirmed, asks the gateway; the run reads CANCELLED."""
+    from shared.models import StatementImport
+
+    window, view, run_id = open_queued_run(gui, qtbot, 2500, "december.csv")
+    assert "december.csv" in view.progress.labelText() and "0 of 2,500 lines" in view.progress.labelText()
+    asked = []
+    view.confirm_cancel = lambda run: asked.append(run["id"]) or True
+    with qtbot.waitSignal(view.loaded, timeout=WAIT_MS, check_params_cb=lambda: view.run["status"] == "CANCELLED"):
+        qtbot.mouseClick(view.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
+    assert asked == [run_id] and not view.progress.isVisible()
+    assert "cancelled after 0 of 2,500 lines" in view.summary_label.text()
+    assert f"Import of run #{run_id} cancelled" in window.message_bar.text()
+    assert "cancelled" in view.history.item(0).text()
+    with db.connection_context():
+        assert StatementImport.get_by_id(run_id).status == "CANCELLED"
+
+
+def test_cancelling_a_run_that_ended_meanwhile_says_so_and_shows_it_as_it_is(gui, qtbot):
+    from shared.models import StatementImport
+
+    window, view, run_id = open_queued_run(gui, qtbot, 2100, "ended.csv")
+    with db.connection_context():  # it finishes while the staff member decides
+        StatementImport.update(status="DONE", lines=2100).where(StatementImport.id == run_id).execute()
+    view.confirm_cancel = lambda run: True
+    qtbot.mouseClick(view.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)  # it still shows queued
+    qtbot.waitUntil(lambda: "Cancelling the import" in window.message_bar.text(), timeout=WAIT_MS)
+    assert "done" in window.message_bar.text()  # the gateway's 409 says what the run is now
+    qtbot.waitUntil(lambda: view.run["status"] == "DONE" and not view.progress.isVisible(), timeout=WAIT_MS)
