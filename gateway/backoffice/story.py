@@ -24,6 +24,16 @@ KINDS = {"payment_completed": "Receipt SMS", "payment_failed": "Failure SMS", "r
          "refund_failed": "Refund failed SMS", "webhook_payment_paid": "Merchant webhook (paid)"}
 _STATEMENT = re.compile(r"on M-Pesa statement (\d+), line (\d+)")
 _REFUND = re.compile(r"^refund (\d+)(?: [A-Z_]+)?: (.*)$", re.S)
+_STK_QUERY = re.compile(r"^STK query by staff: (.*) \(([^()]*)\)$", re.S)  # staff_actions._record_query's reason
+QUERY_OUTCOMES = {  # what a staff member's status check did (gateway.jobs.sweeps.apply_query's answers)
+    "completed": "M-Pesa says it is paid; the payment is now completed",
+    "failed": "M-Pesa says it did not go through; the payment is now failed",
+    "cancelled": "M-Pesa says the customer cancelled it; the payment is now cancelled",
+    "expired": "M-Pesa still has no answer from the customer, past the time limit; the payment is now expired",
+    "left": "M-Pesa is still waiting for the customer; nothing changed",
+    "decided": "the payment had been decided already; nothing changed",
+    "query failed": "M-Pesa could not be asked; nothing changed",
+}
 
 
 def who(actor: str | None) -> str:
@@ -83,10 +93,23 @@ def event(kind: str, actor: str, reason: str) -> str:
                 else f"M-Pesa receipt attached: {reason}")
     if kind == "flag":
         return f"Flagged for review: {reason}"
+    if kind == "stk_query":
+        return stk_query(actor, reason)
     if kind == "flag_review":
         return reason  # "flag cleared: regular customer", as the reviewer's action recorded it
     words = kind.replace("_", " ")
     return f"{words[:1].upper()}{words[1:]}" + (f": {reason}" if reason else "")
+
+
+def stk_query(actor: str, reason: str) -> str:
+    """A staff member's status check as its outcome: "Status check by staff:ops1: M-Pesa is still waiting for
+    the customer; nothing changed (M-Pesa code 4999)", never "Stk query: STK query by staff: …"."""
+    found = _STK_QUERY.match(reason or "")
+    if not found:
+        return f"Status check by {who(actor)}" + (f": {reason}" if reason else "")
+    code, outcome = found.group(1), found.group(2)
+    words = QUERY_OUTCOMES.get(outcome, outcome)
+    return f"Status check by {who(actor)}: {words}" + (f" (M-Pesa code {code})" if code not in ("", "-") else "")
 
 
 def callback(source: str, status: str) -> str:
