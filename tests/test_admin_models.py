@@ -191,3 +191,15 @@ def test_a_disabled_action_says_why():
     assert why_not(REQUERY, paid, "operator") == "Not for a completed payment."
     assert why_not(RESOLVE, paid, "admin") == ""
     assert why_not(RESOLVE, None, "admin") == "Open a payment first."
+
+
+def test_a_linked_attempts_status_follows_without_touching_the_rest():
+    from admin_app.core.models import Attempt
+
+    p = Payment.from_json({"id": 1, "reference": "LP1", "phone": "254712345678", "amount": 55, "account": "A",
+                           "status": "FAILED", "retried_as": [{"id": 2, "reference": "LP2", "status": "PROCESSING"}]})
+    assert p.linked_attempt_ids() == {2}
+    done = p.with_attempt_status(2, "COMPLETED")
+    assert done.retried_as == (Attempt(2, "LP2", "COMPLETED"),) and done.status == "FAILED"
+    assert done.with_attempt_status(2, "COMPLETED") is None  # already says so
+    assert p.with_attempt_status(7, "COMPLETED") is None  # not linked

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from typing import Any, Generic, TypeVar
 
@@ -117,6 +117,20 @@ class Payment:
             retry_of_attempt=Attempt.from_json(d["retry_of_attempt"]) if d.get("retry_of_attempt") else None,
             raw=dict(d),
         )
+
+    def linked_attempt_ids(self) -> set[int]:
+        """The other attempts of the chain this payment names (its retries, the payment it retried)."""
+        return {a.id for a in self.retried_as} | ({self.retry_of_attempt.id} if self.retry_of_attempt else set())
+
+    def with_attempt_status(self, attempt_id: int, status: str) -> Payment | None:
+        """This payment with a linked attempt's status as the live feed announced it (so "Retried as LP2
+        (processing)" follows LP2 without a read); None when that attempt is not linked or already says so."""
+        retried = tuple(replace(a, status=status) if a.id == attempt_id else a for a in self.retried_as)
+        before = self.retry_of_attempt
+        if before is not None and before.id == attempt_id:
+            before = replace(before, status=status)
+        changed = replace(self, retried_as=retried, retry_of_attempt=before)
+        return changed if changed != self else None
 
     @property
     def refundable(self) -> int:

@@ -7,6 +7,7 @@ themselves are in ``payment_dialogs``.
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence, QShortcut
@@ -194,6 +195,16 @@ class PaymentDetailPanel(QWidget):
             parts.append("Retried as " + ", ".join(link(a) for a in p.retried_as))
         self.attempts_label.setText(" · ".join(parts))
         self.attempts_label.setVisible(bool(parts))
+
+    def follow_attempt(self, attempt_id: int, status: str) -> None:
+        """A linked attempt's status from the live feed: its label changes in place, with no request."""
+        changed = self.payment.with_attempt_status(attempt_id, status) if self.payment and status else None
+        if changed is None:
+            return
+        self.payment = changed
+        if self.detail is not None:
+            self.detail = replace(self.detail, payment=changed)
+        self._show_attempts(changed)
 
     def open_attempt(self, payment_id: int) -> None:
         """Open another attempt of the chain in this panel (and select its row when it is listed)."""

@@ -255,6 +255,10 @@ class PaymentsView(Screen):
         if open_id is not None and any(int(item["payment_id"]) == open_id for item in events):
             if not self._detail_timer.isActive():
                 self._detail_timer.start()
+        linked = self.detail.payment.linked_attempt_ids() if self.detail.payment else set()
+        for item in events:  # "Retried as LP2 (processing)" follows LP2 too, from the feed alone
+            if int(item["payment_id"]) in linked:
+                self.detail.follow_attempt(int(item["payment_id"]), str(item.get("status") or ""))
         if unseen and not self._list_timer.isActive():
             self._list_timer.start()
 

@@ -10,6 +10,7 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
+import requests  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from admin_app.core.client import ApiClient, ApiError, ConnectionLost, not_done_text  # noqa: E402
@@ -17,18 +18,22 @@ from admin_app.core.models import RETRY  # noqa: E402
 from admin_app.gui import live_feed  # noqa: E402
 from admin_app.gui.main_window import MainWindow  # noqa: E402
 from admin_app.gui.workers import active_workers  # noqa: E402
-from tests.factories import seed  # noqa: E402
+from shared.db import db  # noqa: E402
+from shared.models import Payment as PaymentRow  # noqa: E402
+from tests.conftest import CALLBACK_TOKEN  # noqa: E402
+from tests.factories import SEED_PHONE, paid_body, seed  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 from tests.system import test_admin_gui as base  # noqa: E402
 from tests.system.test_admin_gui import WAIT_MS, open_row, payments_of  # noqa: E402
+from tests.system.test_admin_screens import off_thread  # noqa: E402
 
 pytestmark = pytest.mark.server
 gui, meter, staff = base.gui, base.meter, base.staff  # the same fixtures: a live gateway and the GapMeter
 
 
-def open_failed_payment(gui, qtbot, checkout: str):
+def open_failed_payment(gui, qtbot, checkout: str, **values):
     """An operator's window with one FAILED payment open in the detail, its Retry enabled."""
-    seed(status="FAILED", checkout_request_id=checkout)
+    seed(status="FAILED", checkout_request_id=checkout, **values)
     window = gui("operator")
     view = payments_of(window)
     qtbot.waitUntil(lambda: view.model.rowCount() == 1, timeout=WAIT_MS)
@@ -55,6 +60,34 @@ def test_a_retried_payment_links_its_new_attempt_and_cannot_be_retried_again(gui
     assert detail.payment.id == fresh.id and detail.payment.retry_of_attempt.id == old_id
     assert "Retry of <a href='payment:" in detail.attempts_label.text()
     qtbot.waitUntil(lambda: view.model.rowCount() == 2, timeout=WAIT_MS)  # the new attempt is listed
+
+
+def checkout_of(payment_id: int) -> str:
+    with db.connection_context():
+        return PaymentRow.get_by_id(payment_id).checkout_request_id
+
+
+def test_the_retried_as_label_follows_the_new_attempt_from_the_feed(gui, live_process, qtbot):
+    """KES 55 makes the simulator send no callback, so the new attempt stays PROCESSING until the test's own
+    M-Pesa callback pays it; "Retried as … (processing)" then turns "(completed)" without reopening."""
+    window, view, detail = open_failed_payment(gui, qtbot, "ws_l", amount=55)
+    detail.confirm = lambda title, text: True
+    qtbot.mouseClick(detail.buttons[RETRY], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(detail.payment.retried_as), timeout=WAIT_MS)
+    fresh = detail.payment.retried_as[0]
+    assert fresh.status in ("PENDING", "PROCESSING")  # the push goes out in the background
+    qtbot.waitUntil(lambda: f"{fresh.reference}</a> (processing)" in detail.attempts_label.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
+    checkout = off_thread(qtbot, lambda: checkout_of(fresh.id))
+    reads = []
+    real_payment = window.client.payment
+    window.client.payment = lambda pid: reads.append(pid) or real_payment(pid)
+    body = paid_body(amount=55, receipt="QRETRY55", phone=int(SEED_PHONE), checkout=checkout)
+    url = f"{live_process.url}/mpesa/stk/callback/{CALLBACK_TOKEN}"
+    answer = off_thread(qtbot, lambda: requests.post(url, json=body, timeout=10))
+    assert answer.status_code == 200
+    qtbot.waitUntil(lambda: f"{fresh.reference}</a> (completed)" in detail.attempts_label.text(), timeout=WAIT_MS)
+    assert detail.payment.retried_as[0].status == "COMPLETED" and fresh.id not in reads  # the feed, not a read
 
 
 def test_the_gateway_refuses_a_second_retry_of_the_same_payment(live_process, staff):
