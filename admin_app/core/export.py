@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -32,18 +34,40 @@ def safe_cell(value: object) -> object:
     return value
 
 
-def write_csv(rows: Iterable[Payment], out: IO[str]) -> int:
-    """Write a header and one line per payment; the number of payments written."""
+class ExportCancelled(Exception):
+    """Staff cancelled the export; nothing was left at the chosen path."""
+
+
+def write_csv(rows: Iterable[Payment], out: IO[str], *, progress: Callable[[int], None] | None = None,
+              every: int = 200, cancelled: Callable[[], bool] | None = None) -> int:
+    """Write a header and one line per payment; the number of payments written. ``progress(count)`` hears every
+    ``every`` lines (a page of the API); ``cancelled()`` is asked before each line and stops with
+    ExportCancelled."""
     writer = csv.writer(out)
     writer.writerow([name for name, _ in COLUMNS])
     count = 0
     for payment in rows:
+        if cancelled is not None and cancelled():
+            raise ExportCancelled(f"Export cancelled after {count:,} payments.")
         writer.writerow([safe_cell(get(payment)) for _, get in COLUMNS])
         count += 1
+        if progress is not None and count % every == 0:
+            progress(count)
     return count
 
 
-def export_payments(rows: Iterable[Payment], path: str | Path) -> int:
-    """Write to a file (UTF-8 with BOM so Excel reads the names right); the number of payments."""
-    with open(path, "w", newline="", encoding="utf-8-sig") as out:
-        return write_csv(rows, out)
+def export_payments(rows: Iterable[Payment], path: str | Path, **follow) -> int:
+    """Write to a file (UTF-8 with BOM so Excel reads the names right); the number of payments. The lines go to
+    a temporary file beside it, renamed over ``path`` only once complete: a cancel or a lost connection half-way
+    leaves no half file (and an older export at that path as it was). ``follow``: write_csv's progress, every
+    and cancelled."""
+    path = Path(path)
+    fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8-sig") as out:
+            count = write_csv(rows, out, **follow)
+        os.replace(part, path)
+    except BaseException:
+        Path(part).unlink(missing_ok=True)
+        raise
+    return count

@@ -2,6 +2,9 @@
 beside it, and a CSV export of everything the filters match."""
 from __future__ import annotations
 
+import threading
+
+import shiboken6
 from PySide6.QtCore import QDate, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -14,6 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QProgressDialog,
     QPushButton,
     QSplitter,
     QTableView,
@@ -22,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from admin_app.core.dashboard_data import today_nairobi
-from admin_app.core.export import export_payments
+from admin_app.core.export import ExportCancelled, export_payments
 from admin_app.core.models import PRINT, REQUERY, STATUSES, Page, Payment, PaymentFilters
 
 from . import Screen, ScreenContext
@@ -48,12 +52,17 @@ class PaymentsView(Screen):
     key = "payments"
     title = "Payments"
     page_size = 100
+    export_page_size = 200  # payments per API page while exporting (progress moves a page at a time)
     exported = Signal(int)  # payments written by the last export
+    export_progress = Signal(int)  # payments written so far (emitted from the export's worker thread, queued)
+    export_cancelled = Signal()  # the export stopped on Cancel; nothing was written
 
     def __init__(self, ctx: ScreenContext, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.filters = PaymentFilters()
         self.choose_export_path = lambda: choose_export_path(self)
+        self._export_box: QProgressDialog | None = None  # the running export's progress window
+        self.export_progress.connect(self._show_export_progress, Qt.ConnectionType.QueuedConnection)
         self._load_seq = 0
         self.model = PaymentsTableModel(self._fetch_page, self)
         self.model.fetch_failed.connect(lambda exc: self.ctx.error(exc, "Loading more payments"))
@@ -352,17 +361,61 @@ class PaymentsView(Screen):
     # --- export ---------------------------------------------------------------------------------------------
 
     def export_csv(self) -> None:
-        """Every payment the current filters match (not just the loaded rows), written in a worker."""
+        """Every payment the current filters match (not just the loaded rows), paged and written in a worker,
+        with a progress window whose Cancel stops it (the file only appears once complete)."""
         path = self.choose_export_path()
         if not path:
             return
-        filters, client = self.current_filters(), self.ctx.client
+        filters, client, size = self.current_filters(), self.ctx.client, self.export_page_size
+        stop = threading.Event()
+        dialog = self._export_dialog(path, stop)
         self.export_button.setEnabled(False)
         self.ctx.info(f"Exporting payments to {path}…")
-        self.ctx.run(lambda: export_payments(client.iter_payments(filters), path),
-                     lambda count: self._exported(count, path), lambda exc: self.ctx.error(exc, "Export"),
-                     on_finished=lambda: self.export_button.setEnabled(True), owner=self)
+
+        def export() -> int:
+            return export_payments(client.iter_payments(filters, page_size=size), path, every=size,
+                                   progress=self._emit_progress, cancelled=stop.is_set)
+
+        def finished() -> None:
+            self._export_box = None
+            dialog.hide()
+            dialog.deleteLater()
+            self.export_button.setEnabled(True)
+
+        self.ctx.run(export, lambda count: self._exported(count, path), lambda exc: self._export_failed(exc, path),
+                     on_finished=finished, owner=self)
+
+    def _export_dialog(self, path: str, stop: threading.Event) -> QProgressDialog:
+        """Busy (the total is not known before the last page), counting what is written; Cancel sets ``stop``."""
+        dialog = QProgressDialog(f"Exporting payments to {path}…", "Cancel", 0, 0, self)
+        dialog.setWindowTitle("Export CSV")
+        dialog.setWindowModality(Qt.WindowModality.NonModal)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setMinimumDuration(0)
+        dialog.canceled.connect(stop.set)
+        dialog.canceled.connect(lambda: dialog.setLabelText("Stopping the export…"))
+        self._export_box = dialog
+        dialog.show()
+        return dialog
+
+    def _show_export_progress(self, count: int) -> None:
+        box = self._export_box
+        if box is not None and shiboken6.isValid(box) and not box.wasCanceled():
+            box.setLabelText(f"{count:,} payments written so far…")
+
+    def _emit_progress(self, count: int) -> None:
+        """Called on the worker thread; the signal reaches the dialog queued on the GUI thread."""
+        if shiboken6.isValid(self):
+            self.export_progress.emit(count)
 
     def _exported(self, count: int, path: str) -> None:
         self.ctx.info(f"Exported {count:,} payments to {path}.")
         self.exported.emit(count)
+
+    def _export_failed(self, exc: BaseException, path: str) -> None:
+        if isinstance(exc, ExportCancelled):
+            self.ctx.info(f"Export cancelled: nothing was written to {path}.")
+            self.export_cancelled.emit()
+            return
+        self.ctx.error(exc, "Export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -12,11 +13,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QPushButton  # noqa: E402
 
 from admin_app.core.client import ApiClient, ApiError, ConnectionLost, not_done_text  # noqa: E402
 from admin_app.core.models import RETRY  # noqa: E402
 from admin_app.gui import live_feed  # noqa: E402
 from admin_app.gui.main_window import MainWindow  # noqa: E402
+from admin_app.gui.payments_view import PaymentsView  # noqa: E402
 from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Payment as PaymentRow  # noqa: E402
@@ -203,3 +206,54 @@ def test_a_viewer_is_never_offered_a_statement_upload(gui, qtbot):
     qtbot.keyClick(screen, Qt.Key.Key_U, Qt.KeyboardModifier.ControlModifier)
     assert not screen.upload_button.isVisible() and asked == []
     assert "Upload" not in screen.summary_label.text() and "Ctrl+U" not in screen.summary_label.text()
+
+
+def exporting_window(gui, qtbot, tmp_path, monkeypatch):
+    """A viewer's Payments screen over 45 payments, exporting 10 per page to exports/payments.csv (a folder of
+    its own: tmp_path holds the test database)."""
+    monkeypatch.setattr(PaymentsView, "export_page_size", 10)
+    seed(45)
+    window = gui("viewer")
+    view = payments_of(window)
+    qtbot.waitUntil(lambda: view.model.rowCount() == 45, timeout=WAIT_MS)
+    path = tmp_path / "exports" / "payments.csv"
+    path.parent.mkdir()
+    view.choose_export_path = lambda: str(path)
+    return window, view, path
+
+
+def test_csv_export_shows_its_progress_page_by_page(gui, qtbot, tmp_path, monkeypatch):
+    window, view, path = exporting_window(gui, qtbot, tmp_path, monkeypatch)
+    told = []
+    view.export_progress.connect(told.append)
+    with qtbot.waitSignal(view.exported, timeout=WAIT_MS) as done:
+        qtbot.mouseClick(view.export_button, Qt.MouseButton.LeftButton)
+        assert view._export_box is not None and view._export_box.isVisible()
+    assert done.args == [45] and told == [10, 20, 30, 40]
+    assert len(path.read_text(encoding="utf-8-sig").splitlines()) == 46
+    qtbot.waitUntil(lambda: view.export_button.isEnabled() and view._export_box is None, timeout=WAIT_MS)
+
+
+def test_cancelling_a_csv_export_stops_its_paging_and_leaves_no_file(gui, qtbot, tmp_path, monkeypatch):
+    """The third page waits until Cancel is pressed: the export stops there, with no file and no .part left."""
+    window, view, path = exporting_window(gui, qtbot, tmp_path, monkeypatch)
+    gate, pages, real = threading.Event(), [], window.client.payments
+
+    def paced(filters=None, cursor=None, limit=50):
+        if limit == 10:  # the export's pages, not the list's
+            pages.append(cursor)
+            if len(pages) == 3:
+                gate.wait(WAIT_MS / 1000)
+        return real(filters, cursor, limit)
+
+    window.client.payments = paced
+    with qtbot.waitSignal(view.export_progress, timeout=WAIT_MS, check_params_cb=lambda count: count == 20):
+        qtbot.mouseClick(view.export_button, Qt.MouseButton.LeftButton)
+    box = view._export_box
+    qtbot.waitUntil(lambda: "20 payments written" in box.labelText(), timeout=WAIT_MS)
+    with qtbot.waitSignal(view.export_cancelled, timeout=WAIT_MS):
+        qtbot.mouseClick(box.findChild(QPushButton), Qt.MouseButton.LeftButton)
+        gate.set()
+    assert len(pages) == 3 and list(path.parent.iterdir()) == []
+    assert window.message_bar.text() == f"Export cancelled: nothing was written to {path}."
+    qtbot.waitUntil(lambda: view.export_button.isEnabled() and view._export_box is None, timeout=WAIT_MS)
