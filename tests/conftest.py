@@ -224,11 +224,16 @@ def live_process(sim, config, tmp_path):
     """A real gateway process (`run_gateway.py --no-simulators --no-scheduler`) on the test's database, wired
     to the simulators: for the desktop-app tests, whose GUI thread must not share a GIL with the server's
     threads. This process stays bound to the same database, so a test seeds rows as with ``live``."""
+    yield from gateway_process_for(sim, config)
+
+
+def gateway_process_for(sim, config, **settings):
+    """live_process's gateway, with extra environment settings (a test that needs, say, a tighter cap)."""
     from tests.gateway_process import GatewayProcess
 
     gateway = GatewayProcess({
         "DATABASE_URL": config.database_url, "MPESA_BASE_URL": sim.daraja_url, "AT_BASE_URL": sim.at_url,
-        "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY,
+        "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY, **settings,
     }, args=("--no-scheduler",), prefix="lipa-gui-")
     gateway.env["LIPA_PUBLIC_URL"] = gateway.url
     gateway.start(timeout=60)

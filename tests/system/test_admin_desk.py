@@ -24,7 +24,7 @@ from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Payment as PaymentRow  # noqa: E402
 from tests.conftest import CALLBACK_TOKEN  # noqa: E402
-from tests.factories import SEED_PHONE, paid_body, seed  # noqa: E402
+from tests.factories import SEED_PHONE, add_staff, paid_body, seed  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 from tests.system import test_admin_gui as base  # noqa: E402
 from tests.system.test_admin_gui import WAIT_MS, open_row, payments_of  # noqa: E402
@@ -128,51 +128,87 @@ def test_a_connection_broken_after_sending_never_says_not_sent():
     assert text.startswith("Refund of LP1 may not have been done") and "Check the payment" in text
 
 
-@pytest.mark.skip(reason="the holder long-polls do not yet reliably fill the token's quota before "
-                   "the feed polls again (the feed's 429 handling itself is in LiveFeed._loop)")
-def test_the_live_feed_waits_out_a_429_and_says_so(live_process, staff, qtbot, meter, monkeypatch):
+HOLDER = """
+import os, sys, time, requests
+url, token, stop = sys.argv[1], sys.argv[2], sys.argv[3]
+session = requests.Session()
+while not os.path.exists(stop):  # keeps the token's one long-poll place taken, poll after poll
+    answer = session.get(url + "/api/v1/events", params={"after": "now", "wait": 2},
+                         headers={"Authorization": "Bearer " + token}, timeout=30)
+    if answer.status_code == 429:  # the app's feed holds the place this instant: take it back right after
+        time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def one_longpoll_gateway(sim, config):
+    """A gateway of its own where a token may hold one long-poll (LIPA_LONGPOLL_PER_PRINCIPAL=1)."""
+    from tests.conftest import gateway_process_for
+
+    yield from gateway_process_for(sim, config, LIPA_LONGPOLL_PER_PRINCIPAL="1")
+
+
+def test_the_live_feed_waits_out_a_429_and_says_so(one_longpoll_gateway, qtbot, meter, monkeypatch, tmp_path):
+    """One holder process loops long-polls on the app's own token, so the token's single place is taken all
+    the time the feed asks: the feed gets 429, says so, waits Retry-After (never sooner), and is back once
+    the holder stops. The holder runs in another process, so its threads never take the GIL from the GUI
+    thread being metered."""
     monkeypatch.setattr(live_feed, "WAIT_S", 1.0)  # short long-polls, so the feed asks again soon
-    client = ApiClient(live_process.url)
+    url = one_longpoll_gateway.url
+    staff = add_staff()
+    client = ApiClient(url)
     client.login("viewer", staff["viewer"])
-    holder = ApiClient(live_process.url)
-    holder.session_info = client.session_info  # the same token: two long-polls fill the token's quota
-    # in other processes, so their threads never take the GIL from the GUI thread being metered
-    script = ("import sys, requests; requests.get(sys.argv[1] + '/api/v1/events', params={'after': 'now', "
-              "'wait': 12}, headers={'Authorization': 'Bearer ' + sys.argv[2]}, timeout=30)")
-    holders = [subprocess.Popen([sys.executable, "-c", script, live_process.url, client.session_info.token])
-               for _ in range(2)]
-    for _ in range(100):  # until both are open on the gateway (a third is refused), before the window opens
-        try:
-            holder.events("now", wait=0.2)
-        except ApiError as exc:
-            assert exc.status == 429
-            break
-    calls, real_events = [], client.events
+    stop = tmp_path / "stop-holding"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, client.session_info.token, str(stop)])
+    probe = ApiClient(url)
+    probe.session_info = client.session_info
+    try:
+        wait_until_refused(probe)  # the holder has the place before the window opens
+        calls, real_events = [], client.events
 
-    def events(*args, **kwargs):
-        try:
-            page = real_events(*args, **kwargs)
-        except ApiError as exc:
-            calls.append((time.monotonic(), exc.status))
-            raise
-        calls.append((time.monotonic(), 200))
-        return page
+        def events(*args, **kwargs):
+            try:
+                page = real_events(*args, **kwargs)
+            except ApiError as exc:
+                calls.append((time.monotonic(), exc.status))
+                raise
+            calls.append((time.monotonic(), 200))
+            return page
 
-    client.events = events
-    window = MainWindow(client)
-    qtbot.addWidget(window)
-    window.start()
-    qtbot.waitExposed(window)
-    meter.start()
-    qtbot.waitUntil(lambda: window.feed_label.text() != "", timeout=WAIT_MS)
-    assert window.feed_label.text() == "Live updates paused: the gateway asked to wait; resuming in 2 s."
-    refused = next(at for at, status in calls if status == 429)
-    qtbot.waitUntil(lambda: any(at > refused for at, _ in calls), timeout=WAIT_MS)
-    assert next(at for at, _ in calls if at > refused) - refused >= 2.0  # waited Retry-After, never sooner
-    qtbot.waitUntil(lambda: all(p.poll() is not None for p in holders), timeout=30_000)  # never a blocking wait
-    qtbot.waitUntil(lambda: calls[-1][1] == 200, timeout=WAIT_MS)  # the feed is back once the quota frees
-    window.close()
-    qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
+        client.events = events
+        window = MainWindow(client)
+        qtbot.addWidget(window)
+        window.start()
+        qtbot.waitExposed(window)
+        meter.start()
+        qtbot.waitUntil(lambda: window.feed_label.text() != "", timeout=WAIT_MS)
+        assert window.feed_label.text() == "Live updates paused: the gateway asked to wait; resuming in 2 s."
+        refused = next(at for at, status in calls if status == 429)
+        qtbot.waitUntil(lambda: any(at > refused for at, _ in calls), timeout=WAIT_MS)
+        assert next(at for at, _ in calls if at > refused) - refused >= 2.0  # waited Retry-After, never sooner
+        stop.touch()
+        qtbot.waitUntil(lambda: holder.poll() is not None, timeout=WAIT_MS)  # never a blocking wait
+        since = len(calls)
+        qtbot.waitUntil(lambda: any(status == 200 for _, status in calls[since:]), timeout=WAIT_MS)  # back
+        qtbot.waitUntil(lambda: window.feed_label.text() == "", timeout=WAIT_MS)
+        window.close()
+        qtbot.waitUntil(lambda: active_workers() == 0, timeout=WAIT_MS)
+    finally:
+        stop.touch()
+        if holder.poll() is None:
+            holder.terminate()
+        holder.wait(10)
+
+
+def wait_until_refused(probe: ApiClient) -> None:
+    """Short long-polls on the holder's token until one is refused (429): the holder holds the place."""
+    for _ in range(200):
+        try:
+            probe.events("now", wait=0.2)
+        except ApiError as exc:
+            assert exc.status == 429, exc
+            return
+    raise AssertionError("the holder never took the token's long-poll place")
 
 
 def test_the_date_filter_error_clears_when_the_dates_are_valid_again(gui, qtbot):
