@@ -38,3 +38,14 @@ def test_a_cancel_or_a_failure_half_way_leaves_no_half_file(tmp_path, stop):
         export_payments(rows(), path, progress=written.append, every=1, cancelled=lambda: len(written) >= 25)
     assert path.read_text() == "last week's export\n"  # the earlier file is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["payments.csv"]  # and no .part is left behind
+
+
+def test_the_file_gets_the_usual_permissions_not_a_temporary_files(tmp_path):
+    """A temporary file is created private (0600); the export must read like any file the user saves."""
+    import os
+
+    path = tmp_path / "payments.csv"
+    export_payments(payments(1), path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

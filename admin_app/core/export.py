@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -62,12 +62,12 @@ def export_payments(rows: Iterable[Payment], path: str | Path, **follow) -> int:
     leaves no half file (and an older export at that path as it was). ``follow``: write_csv's progress, every
     and cancelled."""
     path = Path(path)
-    fd, part = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    part = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")  # "x": never another's file; the umask's mode
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8-sig") as out:
+        with open(part, "x", newline="", encoding="utf-8-sig") as out:
             count = write_csv(rows, out, **follow)
         os.replace(part, path)
     except BaseException:
-        Path(part).unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         raise
     return count
