@@ -65,7 +65,7 @@ def test_a_staff_status_check_reads_as_what_m_pesa_said_and_what_changed(config,
     p = Payment.create(reference="LPQUERY01", phone="254712345678", amount=300, account="ACC1", channel="ussd",
                        status="FAILED", created_at=utcnow() - timedelta(minutes=5))
     for reason in ("STK query by staff: 4999 (left)", "STK query by staff: 1032 (cancelled)",
-                   "STK query by staff: spike_arrest (query failed)"):
+                   "STK query by staff: daraja_spike_arrest (query failed)"):
         PaymentEvent.create(payment=p, kind="stk_query", from_status="PROCESSING", to_status="PROCESSING",
                             actor="staff:ops1", reason=reason)
     said = [entry["summary"] for entry in timeline(p, reveal=False) if entry.get("kind") == "stk_query"]
@@ -73,6 +73,7 @@ def test_a_staff_status_check_reads_as_what_m_pesa_said_and_what_changed(config,
         "Status check by staff:ops1: M-Pesa is still waiting for the customer; nothing changed (M-Pesa code 4999)",
         "Status check by staff:ops1: M-Pesa says the customer cancelled it; the payment is now cancelled "
         "(M-Pesa code 1032)",
-        "Status check by staff:ops1: M-Pesa could not be asked; nothing changed (M-Pesa code spike_arrest)"]
+        "Status check by staff:ops1: the question to M-Pesa failed; nothing changed (error daraja_spike_arrest)"]
     assert not any("Stk query" in s or "STK query by staff" in s for s in said)
     assert story.event("stk_query", "staff:ops1", "odd") == "Status check by staff:ops1: odd"
+    assert story.event("retried", "staff:ops1", "retried as LPJKABV5G") == "Retried as LPJKABV5G"

@@ -32,7 +32,7 @@ QUERY_OUTCOMES = {  # what a staff member's status check did (gateway.jobs.sweep
     "expired": "M-Pesa still has no answer from the customer, past the time limit; the payment is now expired",
     "left": "M-Pesa is still waiting for the customer; nothing changed",
     "decided": "the payment had been decided already; nothing changed",
-    "query failed": "M-Pesa could not be asked; nothing changed",
+    "query failed": "the question to M-Pesa failed; nothing changed",
 }
 
 
@@ -95,6 +95,8 @@ def event(kind: str, actor: str, reason: str) -> str:
         return f"Flagged for review: {reason}"
     if kind == "stk_query":
         return stk_query(actor, reason)
+    if kind == "retried" and reason.startswith("retried as "):
+        return f"Retried as {reason.removeprefix('retried as ')}"  # not "Retried: retried as …"
     if kind == "flag_review":
         return reason  # "flag cleared: regular customer", as the reviewer's action recorded it
     words = kind.replace("_", " ")
@@ -109,7 +111,10 @@ def stk_query(actor: str, reason: str) -> str:
         return f"Status check by {who(actor)}" + (f": {reason}" if reason else "")
     code, outcome = found.group(1), found.group(2)
     words = QUERY_OUTCOMES.get(outcome, outcome)
-    return f"Status check by {who(actor)}: {words}" + (f" (M-Pesa code {code})" if code not in ("", "-") else "")
+    if code in ("", "-"):
+        return f"Status check by {who(actor)}: {words}"
+    said = f"error {code}" if outcome == "query failed" else f"M-Pesa code {code}"  # ours, or M-Pesa's ResultCode
+    return f"Status check by {who(actor)}: {words} ({said})"
 
 
 def callback(source: str, status: str) -> str:
