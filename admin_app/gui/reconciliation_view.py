@@ -78,8 +78,8 @@ def confirm_cancel(parent: QWidget, run: dict) -> bool:
 def cancel_text(run: dict) -> str:
     """What a cancel keeps, in words, before staff decide."""
     return (f"Stop importing {run.get('filename', '')} (run #{run['id']})?\n"
-            f"The {run.get('lines_done', 0):,} lines matched so far stay matched; the rest are not read, and "
-            "payments missing from the statement are not looked for. Upload the same file again to finish it.")
+            "The lines matched so far stay matched; the rest are not read, and payments missing from the "
+            "statement are not looked for. Upload the same file again to finish it.")
 
 
 def progress_text(run: dict) -> str:
@@ -88,8 +88,11 @@ def progress_text(run: dict) -> str:
 
 
 def preview_text(preview: dict) -> str:
-    """What a dry run found, in words."""
-    kinds = ", ".join(f"{count} {KIND_NAMES.get(kind, kind).lower()}" for kind, row in
+    """What a dry run found, in words (for a file whose import was cancelled: what importing it again does)."""
+    if preview.get("status") == "CANCELLED":
+        return (f"This file's import (run #{preview['id']}) was cancelled after {preview.get('lines_done', 0):,} "
+                f"of {preview.get('lines_total', 0):,} lines.\nImporting it again goes on after the lines it kept.")
+    kinds = ", ".join(f"{count:,} {KIND_NAMES.get(kind, kind).lower()}" for kind, row in
                       sorted((preview.get("exceptions_by_kind") or {}).items()) for count in [row.get("OPEN", 0)]
                       if count)
     unknown = preview.get("unknown_money") or {}
@@ -141,6 +144,7 @@ class ReconciliationView(Screen):
         self.confirm_import = lambda preview: confirm_import(self, preview)
         self.open_payment = lambda payment_id: open_payment_in_window(self, payment_id)
         self.confirm_cancel = lambda run: confirm_cancel(self, run)
+        self._stopping: int | None = None  # the run whose cancel this screen asked for
         self.runs: dict[int, dict] = {}
         self.run: dict | None = None
         self.next_cursor: str | None = None
@@ -237,7 +241,10 @@ class ReconciliationView(Screen):
 
     def _on_run(self, body: dict) -> None:
         self.last_error = None
+        was = self.run if self.run and self.run["id"] == body["run"]["id"] else {}
         self.run, self.next_cursor = body["run"], body.get("next_cursor")
+        if was.get("status") in RUNNING and self.run.get("status") not in RUNNING and self.run["id"] != self._stopping:
+            self.ctx.info(summary_text(self.run) + ".")  # the import followed here has ended: say how
         self.runs[self.run["id"]] = {**self.runs.get(self.run["id"], {}), **self.run}
         self._show_history()
         self.summary_label.setText(summary_text(self.run))
@@ -292,6 +299,7 @@ class ReconciliationView(Screen):
             self._show_progress(run)  # not cancelled: keep following it
             return
         client, run_id = self.ctx.client, run["id"]
+        self._stopping = run_id  # the cancel's own answer says how it ended
         self.progress.hide()
         self.summary_label.setText(f"Stopping the import of run #{run_id}…")
         self.ctx.run(lambda: client.cancel_import(run_id), self._cancelled, self._cancel_failed, owner=self)
@@ -366,7 +374,7 @@ class ReconciliationView(Screen):
                      lambda preview: self._previewed(preview, data, name), self._upload_failed, owner=self)
 
     def _previewed(self, preview: dict, data: bytes, name: str) -> None:
-        if preview.get("already_imported"):
+        if preview.get("already_imported") and preview.get("status") != "CANCELLED":  # cancelled: resumable
             self._update_buttons()
             self.ctx.info(f"{name} was imported already (run #{preview['id']}).")
             self.open_run(preview["id"])

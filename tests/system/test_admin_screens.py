@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QPushButton  # noqa: E402
 from admin_app.core.dashboard_data import PeriodNumbers  # noqa: E402
 from admin_app.gui.main_window import MainWindow  # noqa: E402
 from admin_app.gui.receipt_printing import ReceiptPrinter  # noqa: E402
+from admin_app.gui.reconciliation_view import preview_text  # noqa: E402
 from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Alert, Notification  # noqa: E402
@@ -330,3 +331,28 @@ def test_cancelling_a_run_that_ended_meanwhile_says_so_and_shows_it_as_it_is(gui
     qtbot.waitUntil(lambda: "Cancelling the import" in window.message_bar.text(), timeout=WAIT_MS)
     assert "done" in window.message_bar.text()  # the gateway's 409 says what the run is now
     qtbot.waitUntil(lambda: view.run["status"] == "DONE" and not view.progress.isVisible(), timeout=WAIT_MS)
+
+
+def test_uploading_a_cancelled_statement_again_offers_to_finish_it(gui, qtbot, tmp_path):
+    import hashlib
+
+    from bench.recon_data import make_dataset
+    from gateway.reconciliation import background, service
+
+    data = make_dataset(2200)
+    digest = hashlib.sha256(data.csv_bytes).hexdigest()  # the same file, as the gateway knows it
+    with db.connection_context():
+        run_id = background.queue_import(data.csv_bytes, service.parse_statement(data.csv_bytes), digest,
+                                         filename="resume.csv", uploaded_by="staff:operator").id
+        background.cancel(run_id, staff="staff:operator")
+    path = tmp_path / "resume.csv"
+    path.write_bytes(data.csv_bytes)
+    view = show(qtbot, gui("operator"), "reconciliation")
+    view.choose_statement = lambda: str(path)
+    asked = []
+    view.confirm_import = lambda preview: asked.append(preview_text(preview)) or True
+    view.upload()
+    qtbot.waitUntil(lambda: view.run is not None and view.run["status"] == "DONE", timeout=60_000)
+    assert view.run["id"] == run_id and view.run["lines_done"] == 2200
+    assert asked == [f"This file's import (run #{run_id}) was cancelled after 0 of 2,200 lines.\n"
+                     "Importing it again goes on after the lines it kept."]
