@@ -25,14 +25,11 @@ KINDS = {"payment_completed": "Receipt SMS", "payment_failed": "Failure SMS", "r
 _STATEMENT = re.compile(r"on M-Pesa statement (\d+), line (\d+)")
 _REFUND = re.compile(r"^refund (\d+)(?: [A-Z_]+)?: (.*)$", re.S)
 _STK_QUERY = re.compile(r"^STK query by staff: (.*) \(([^()]*)\)$", re.S)  # staff_actions._record_query's reason
-QUERY_OUTCOMES = {  # what a staff member's status check did (gateway.jobs.sweeps.apply_query's answers)
-    "completed": "M-Pesa says it is paid; the payment is now completed",
-    "failed": "M-Pesa says it did not go through; the payment is now failed",
-    "cancelled": "M-Pesa says the customer cancelled it; the payment is now cancelled",
-    "expired": "M-Pesa still has no answer from the customer, past the time limit; the payment is now expired",
-    "left": "M-Pesa is still waiting for the customer; nothing changed",
-    "decided": "the payment had been decided already; nothing changed",
-    "query failed": "the question to M-Pesa failed; nothing changed",
+QUERY_OUTCOMES = {  # what M-Pesa said to a staff member's status check (gateway.jobs.sweeps.apply_query's answers)
+    "completed": "M-Pesa says paid; now completed", "failed": "M-Pesa says not paid; now failed",
+    "cancelled": "M-Pesa says the customer cancelled; now cancelled",
+    "expired": "M-Pesa has no answer past the time limit; now expired",
+    "left": "M-Pesa is still waiting for the customer", "decided": "already decided; nothing changed",
 }
 
 
@@ -104,17 +101,16 @@ def event(kind: str, actor: str, reason: str) -> str:
 
 
 def stk_query(actor: str, reason: str) -> str:
-    """A staff member's status check as its outcome: "Status check by staff:ops1: M-Pesa is still waiting for
-    the customer; nothing changed (M-Pesa code 4999)", never "Stk query: STK query by staff: …"."""
+    """A staff member's status check as its outcome, short enough for the timeline's column: "Status check by
+    staff:ops1: M-Pesa is still waiting for the customer (code 4999)", never "Stk query: STK query by staff: …"."""
     found = _STK_QUERY.match(reason or "")
     if not found:
         return f"Status check by {who(actor)}" + (f": {reason}" if reason else "")
     code, outcome = found.group(1), found.group(2)
+    if outcome == "query failed":  # the code is ours (a provider error), not an M-Pesa ResultCode
+        return f"Status check by {who(actor)} failed ({code}); nothing changed"
     words = QUERY_OUTCOMES.get(outcome, outcome)
-    if code in ("", "-"):
-        return f"Status check by {who(actor)}: {words}"
-    said = f"error {code}" if outcome == "query failed" else f"M-Pesa code {code}"  # ours, or M-Pesa's ResultCode
-    return f"Status check by {who(actor)}: {words} ({said})"
+    return f"Status check by {who(actor)}: {words}" + (f" (code {code})" if code not in ("", "-") else "")
 
 
 def callback(source: str, status: str) -> str:
