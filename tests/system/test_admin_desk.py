@@ -24,7 +24,7 @@ from admin_app.gui.workers import active_workers  # noqa: E402
 from shared.db import db  # noqa: E402
 from shared.models import Payment as PaymentRow  # noqa: E402
 from tests.conftest import CALLBACK_TOKEN  # noqa: E402
-from tests.factories import SEED_PHONE, add_staff, paid_body, seed  # noqa: E402
+from tests.factories import SEED_PHONE, add_events, add_staff, paid_body, seed  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 from tests.system import test_admin_gui as base  # noqa: E402
 from tests.system.test_admin_gui import WAIT_MS, open_row, payments_of  # noqa: E402
@@ -132,8 +132,8 @@ HOLDER = """
 import os, sys, time, requests
 url, token, stop = sys.argv[1], sys.argv[2], sys.argv[3]
 session = requests.Session()
-while not os.path.exists(stop):  # keeps the token's one long-poll place taken, poll after poll
-    answer = session.get(url + "/api/v1/events", params={"after": "now", "wait": 2},
+while not os.path.exists(stop):  # keeps the token's one long-poll place taken: 25 s a poll, so no gaps
+    answer = session.get(url + "/api/v1/events", params={"after": "now", "wait": 25},
                          headers={"Authorization": "Bearer " + token}, timeout=30)
     if answer.status_code == 429:  # the app's feed holds the place this instant: take it back right after
         time.sleep(0.05)
@@ -149,13 +149,14 @@ def one_longpoll_gateway(sim, config):
 
 
 def test_the_live_feed_waits_out_a_429_and_says_so(one_longpoll_gateway, qtbot, meter, monkeypatch, tmp_path):
-    """One holder process loops long-polls on the app's own token, so the token's single place is taken all
-    the time the feed asks: the feed gets 429, says so, waits Retry-After (never sooner), and is back once
-    the holder stops. The holder runs in another process, so its threads never take the GIL from the GUI
-    thread being metered."""
+    """One holder process long-polls on the app's own token, 25 s at a time, so the token's single place is
+    taken all the time the feed asks: the feed gets 429, says so, waits Retry-After (never sooner), and is back
+    once the holder stops (told by a file, its poll ended by a new event). The holder runs in another process,
+    so its threads never take the GIL from the GUI thread being metered."""
     monkeypatch.setattr(live_feed, "WAIT_S", 1.0)  # short long-polls, so the feed asks again soon
     url = one_longpoll_gateway.url
     staff = add_staff()
+    payment_id = seed()[0]
     client = ApiClient(url)
     client.login("viewer", staff["viewer"])
     stop = tmp_path / "stop-holding"
@@ -187,6 +188,7 @@ def test_the_live_feed_waits_out_a_429_and_says_so(one_longpoll_gateway, qtbot, 
         qtbot.waitUntil(lambda: any(at > refused for at, _ in calls), timeout=WAIT_MS)
         assert next(at for at, _ in calls if at > refused) - refused >= 2.0  # waited Retry-After, never sooner
         stop.touch()
+        off_thread(qtbot, lambda: add_events(payment_id))  # news on the feed: the holder's poll ends now
         qtbot.waitUntil(lambda: holder.poll() is not None, timeout=WAIT_MS)  # never a blocking wait
         since = len(calls)
         qtbot.waitUntil(lambda: any(status == 200 for _, status in calls[since:]), timeout=WAIT_MS)  # back
