@@ -166,7 +166,7 @@ def _dispatcher(config: Config):
     return Dispatcher(sms=sms, webhooks=webhooks, email=_mail_out(config), enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
                       lease_s=config.notify_lease_s, webhook_workers=config.webhook_workers,
-                      per_host=config.webhook_per_host)
+                      sms_workers=config.sms_workers, per_host=config.webhook_per_host)
 
 
 def _mail_out(config: Config):
