@@ -77,7 +77,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
 
     start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
     config = config or load_config()
-    init_db(config.database_url)
+    init_db(config.database_url, pool_max=config.db_pool_max)
     install_keys(config)  # personal-data keys, before migrate(): migration 9 seals existing rows
     migrate()
     app = _App(__name__)

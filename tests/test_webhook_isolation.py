@@ -156,3 +156,18 @@ def test_receipts_go_out_on_several_senders_at_once_and_one_phones_stay_in_order
     assert at.most == min(workers, 3)
     assert [m for to, m in at.sent if to == "+" + phones[0]] == ["first", "second"]
     assert [fresh(r).attempts for r in rows] == [1, 1, 1, 1]
+
+
+def test_a_webhook_in_flight_holds_no_database_connection(trickle, lanes):
+    """A merchant endpoint may take the whole deadline: its sender gives its connection back meanwhile, so a
+    slow merchant never takes the connections requests need (LIPA_DB_POOL_MAX on PostgreSQL)."""
+    from shared.db import db
+
+    pool = db.obj
+    mine = len(pool._in_use)  # this test's own (the conn fixture)
+    dispatcher = lanes(webhook_workers=2)
+    _queue(channel="webhook", recipient=trickle.url, body="{}")
+    dispatcher.wake()
+    wait_for(lambda: trickle.open == 1, timeout=5)
+    wait_for(lambda: len(pool._in_use) == mine, timeout=5)  # the sender, still waiting on the merchant, holds none
+    assert trickle.open == 1

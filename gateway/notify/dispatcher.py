@@ -24,6 +24,7 @@ A provider outage burns no message: failed sends back off (doubling, capped) and
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from shared.db import UNAVAILABLE, db, is_sqlite, retry_locked, write_tx
+from shared.db import UNAVAILABLE, close_quietly, db, is_sqlite, retry_locked, write_tx
 from shared.db.prepared import Prepared
 from shared.mailaddr import mask_email
 from shared.models import Notification
@@ -74,6 +75,33 @@ def _where(row: Notification) -> str:
     if row.channel == "email":
         return mask_email(row.recipient)
     return mask_phone(row.recipient)
+
+
+_passes = threading.local()  # whether this thread's connection is the running pass's own
+
+
+@contextlib.contextmanager
+def _pass_connection():
+    """The thread's connection for one pass of a lane. When the pass opened it (a lane or sender thread),
+    _let_go may give it back during provider calls; a connection someone else opened (a job's, a test's)
+    is theirs, held as it is."""
+    if not db.is_closed():
+        yield
+        return
+    _passes.own = True
+    try:
+        yield
+    finally:
+        _passes.own = False
+        close_quietly()
+
+
+def _let_go() -> None:
+    """Give the pass's database connection back to the pool while a provider takes its time (a webhook may
+    take its whole deadline): senders waiting on the network must not hold the connections requests need
+    (LIPA_DB_POOL_MAX). The next statement takes one again (peewee connects on use), with no round trip."""
+    if getattr(_passes, "own", False) and not db.is_closed() and not db.in_transaction():
+        db.close()
 
 
 def _by_recipient(rows: list[tuple[int, str]]) -> list[list[int]]:
@@ -209,7 +237,7 @@ class Dispatcher:
     def _handle_all(self, row_ids: list[int], claimed_at) -> int:
         """Send these rows one after the other (one phone's messages keep their order); never raises for a row."""
         handled = 0
-        with db.connection_context():  # a sender thread's own connection (reused when already open)
+        with _pass_connection():  # a sender thread's own connection (reused when already open)
             for row_id in row_ids:
                 try:
                     handled += self._handle(row_id, claimed_at)
@@ -268,6 +296,7 @@ class Dispatcher:
     def _send(self, row: Notification) -> dict:
         """Hand the row to its channel's sender; returns the columns to store on success."""
         if row.channel == "sms":
+            _let_go()
             result = self.sms.send(row.recipient, row.body)
             message_id = result.message_id if result.message_id not in ("", "None") else None
             return {"provider_message_id": message_id, "provider_status": result.status[:40],
@@ -275,6 +304,7 @@ class Dispatcher:
         if row.channel == "webhook":
             # the request's merchant's own secret(s), or None: the sender's LIPA_WEBHOOK_SECRET (issue 13)
             signers = webhook_secrets.for_notification(row, now=self.clock())
+            _let_go()
             status = self.webhooks.send(row.recipient, row.body, secrets=signers)
             return {"provider_status": f"HTTP {status}"}
         if row.channel == "email" and self.email is not None:
@@ -374,7 +404,7 @@ class Dispatcher:
         while not self._stopping.is_set():
             wake.clear()
             try:
-                with db.connection_context():
+                with _pass_connection():
                     while not self._stopping.is_set() and self.dispatch_once(limit, lane):
                         pass
             except UNAVAILABLE as exc:  # the database is away: one line a pass, not a traceback
