@@ -33,7 +33,7 @@ MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth 
 class Config:
     profile: str = "local"
     database_url: str = "sqlite:///lipa.db"
-    db_pool_max: int = 10  # LIPA_DB_POOL_MAX: PostgreSQL connections per process at most (shared.db.PG_POOL_MAX)
+    db_pool_max: int = 16  # LIPA_DB_POOL_MAX: PostgreSQL connections per process at most (shared.db.PG_POOL_MAX)
     public_url: str = ""
     ussd_code: str = "*384*123#"  # LIPA_USSD_CODE: the service code customers dial (dial strings, links)
     stk_timeout_s: int = 120
@@ -190,7 +190,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
     values = dict(
         profile=profile,
         database_url=db_url,
-        db_pool_max=_int(env, "LIPA_DB_POOL_MAX", 10),
+        db_pool_max=_int(env, "LIPA_DB_POOL_MAX", 16),
         public_url=_url(env, "LIPA_PUBLIC_URL", ""),
         ussd_code=_ussd_code(env),
         stk_timeout_s=_int(env, "LIPA_STK_TIMEOUT_S", 120),

@@ -29,7 +29,7 @@ UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExc
 # them for the TCP timeout.
 PG_CONNECT_TIMEOUT_S = 5
 POOL_STALE_S = 300  # a pooled PostgreSQL connection older than this is replaced when next taken or given back
-PG_POOL_MAX = 10  # LIPA_DB_POOL_MAX: PostgreSQL connections one process holds at most (see _PooledPostgres)
+PG_POOL_MAX = 16  # LIPA_DB_POOL_MAX: PostgreSQL connections one process holds at most (see _PooledPostgres)
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
