@@ -77,7 +77,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
 
     start_background starts the notification dispatcher's thread (the server does; tests drive it)."""
     config = config or load_config()
-    init_db(config.database_url)
+    init_db(config.database_url, pool_max=config.db_pool_max)
     install_keys(config)  # personal-data keys, before migrate(): migration 9 seals existing rows
     migrate()
     app = _App(__name__)
@@ -166,7 +166,7 @@ def _dispatcher(config: Config):
     return Dispatcher(sms=sms, webhooks=webhooks, email=_mail_out(config), enabled=config.sms_enabled,
                       base_backoff_s=config.notify_backoff_s, max_backoff_s=config.notify_backoff_s * 120,
                       lease_s=config.notify_lease_s, webhook_workers=config.webhook_workers,
-                      per_host=config.webhook_per_host)
+                      sms_workers=config.sms_workers, per_host=config.webhook_per_host)
 
 
 def _mail_out(config: Config):

@@ -33,6 +33,7 @@ MIN_WEBHOOK_SECRET = 32  # LIPA_WEBHOOK_SECRET outside local: an HMAC key worth 
 class Config:
     profile: str = "local"
     database_url: str = "sqlite:///lipa.db"
+    db_pool_max: int = 16  # LIPA_DB_POOL_MAX: PostgreSQL connections per process at most (shared.db.PG_POOL_MAX)
     public_url: str = ""
     ussd_code: str = "*384*123#"  # LIPA_USSD_CODE: the service code customers dial (dial strings, links)
     stk_timeout_s: int = 120
@@ -73,7 +74,8 @@ class Config:
     notify_lease_s: int = 60  # a claimed message whose sender died is queued again after this
     # Slow work apart from fast work (issue 15)
     webhook_deadline_s: float = 10.0  # LIPA_WEBHOOK_DEADLINE_S: one webhook attempt, connect to last byte
-    webhook_workers: int = 4  # LIPA_WEBHOOK_WORKERS: webhook senders, apart from the SMS thread
+    webhook_workers: int = 4  # LIPA_WEBHOOK_WORKERS: webhook senders, apart from the SMS lane
+    sms_workers: int = 4  # LIPA_SMS_WORKERS: SMS senders per process (Africa's Talking answers in ~0.3 s)
     webhook_per_host: int = 2  # LIPA_WEBHOOK_PER_HOST: attempts in flight to one merchant host at once
     longpoll_per_principal: int = 2  # LIPA_LONGPOLL_PER_PRINCIPAL: open GET /events?wait= per token
     longpoll_total: int = 8  # LIPA_LONGPOLL_TOTAL: open long-polls per worker process (a quarter of 32 threads)
@@ -188,6 +190,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
     values = dict(
         profile=profile,
         database_url=db_url,
+        db_pool_max=_int(env, "LIPA_DB_POOL_MAX", 16),
         public_url=_url(env, "LIPA_PUBLIC_URL", ""),
         ussd_code=_ussd_code(env),
         stk_timeout_s=_int(env, "LIPA_STK_TIMEOUT_S", 120),
@@ -227,6 +230,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         notify_lease_s=_int(env, "LIPA_NOTIFY_LEASE_S", 60),
         webhook_deadline_s=_seconds(env, "LIPA_WEBHOOK_DEADLINE_S", 10.0),
         webhook_workers=_int(env, "LIPA_WEBHOOK_WORKERS", 4),
+        sms_workers=_int(env, "LIPA_SMS_WORKERS", 4),
         webhook_per_host=_int(env, "LIPA_WEBHOOK_PER_HOST", 2),
         longpoll_per_principal=_int(env, "LIPA_LONGPOLL_PER_PRINCIPAL", 2),
         longpoll_total=_int(env, "LIPA_LONGPOLL_TOTAL", 8),

@@ -152,3 +152,42 @@ def test_close_quietly_resets_a_connection_that_refuses_to_close(unopened, caplo
     dbmod.close_quietly()  # nothing open: nothing to do
     with db.connection_context():
         assert db.execute_sql("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL only (set LIPA_TEST_DATABASE_URL)")
+def test_a_process_opens_at_most_its_pool_of_postgresql_connections(unopened):
+    """LIPA_DB_POOL_MAX: a third thread waits for one of two connections instead of opening its own (three
+    gateways of two workers, a connection per server thread, ran PostgreSQL out of connections)."""
+    import threading
+
+    capped = PG_URL + ("&" if "?" in PG_URL else "?") + "application_name=lipa_cap"
+    database = init_db(capped, pool_max=2)
+    held, release, third = threading.Event(), threading.Event(), threading.Event()
+
+    def hold():
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+            held.set()
+            release.wait(10)
+
+    def late():
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+            third.set()
+
+    try:
+        holders = [threading.Thread(target=hold) for _ in range(2)]
+        for thread in holders:
+            thread.start()
+        wait_for(lambda: len(database._in_use) == 2, timeout=10)
+        waiter = threading.Thread(target=late)
+        waiter.start()
+        assert not third.wait(0.3) and len(database._in_use) == 2  # waiting, not a third connection
+        release.set()
+        assert third.wait(10) and len(database._in_use) <= 2
+        for thread in [*holders, waiter]:
+            thread.join(10)
+    finally:
+        release.set()
+        database.close_all()
+        init_db(PG_URL)

@@ -137,7 +137,7 @@ def test_the_app_sends_e_mail_in_its_own_lane(mail_app, heads, sink):
     dispatcher.start()
     try:
         wait_for(lambda: len(sink.sink.messages(to=PAYER)) == 1)
-        names = {thread.name for thread in [dispatcher._thread, *dispatcher._webhook_threads]}
+        names = {thread.name for thread in [dispatcher._thread, *dispatcher._other_threads]}
         assert "lipa-mail" in names and "lipa-dispatcher" in names
     finally:
         dispatcher.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from werkzeug.wrappers import Request, Response
@@ -19,11 +20,13 @@ API_KEY = "secret-at-key-123"
 class RecordingFake:
     """A stand-in for AT that records the raw request the SDK made and answers what a test chose."""
 
+    ANSWER = {"SMSMessageData": {"Message": "Sent to 1/1", "Recipients": [
+        {"statusCode": 101, "number": "+254712345678", "status": "Success", "cost": "KES 0.8000",
+         "messageId": "ATXid_fake1", "messageParts": 1}]}}
+
     def __init__(self):
         self.requests: list[dict] = []
-        self.answer = ({"SMSMessageData": {"Message": "Sent to 1/1", "Recipients": [
-            {"statusCode": 101, "number": "+254712345678", "status": "Success", "cost": "KES 0.8000",
-             "messageId": "ATXid_fake1", "messageParts": 1}]}}, 201, "application/json")
+        self.answer = (self.ANSWER, 201, "application/json")
         self.delay = 0.0
         self.release = threading.Event()
         self.server = LiveServer(self)
@@ -66,6 +69,45 @@ def test_sdk_request_reaches_the_fake_at_version1_messaging(fake):
                             "bulkSMSMode": "1", "from": "LIPA"}
     assert seen["headers"]["Apikey"] == API_KEY
     assert seen["headers"]["Accept"] == "application/json"
+
+
+class KeepAliveFake(BaseHTTPRequestHandler):
+    """AT as a real API is: HTTP/1.1 with keep-alive (werkzeug's test server closes every connection)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.ports.append(self.client_address[1])
+        body = json.dumps(RecordingFake.ANSWER).encode()
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_messages_from_one_thread_share_one_kept_alive_connection():
+    """The SDK alone opens a connection (a TLS handshake, in production) per message."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAliveFake)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    KeepAliveFake.ports = []
+    try:
+        sender = sender_for(f"http://127.0.0.1:{server.server_port}")
+        for _ in range(3):
+            assert sender.send(PHONE, "Hello").message_id == "ATXid_fake1"
+        assert len(KeepAliveFake.ports) == 3 and len(set(KeepAliveFake.ports)) == 1
+        other = threading.Thread(target=sender.send, args=(PHONE, "Hello"))
+        other.start()
+        other.join(10)
+        assert len(set(KeepAliveFake.ports)) == 2  # another thread (another lane), its own connection
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_no_sender_id_sends_no_from_field(fake):

@@ -24,16 +24,19 @@ A provider outage burns no message: failed sends back off (doubling, capped) and
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from shared.db import UNAVAILABLE, db, is_sqlite, retry_locked, write_tx
+from shared.db import UNAVAILABLE, close_quietly, db, is_sqlite, retry_locked, write_tx
+from shared.db.prepared import Prepared
 from shared.mailaddr import mask_email
 from shared.models import Notification
 from shared.phone import mask_phone
@@ -74,6 +77,45 @@ def _where(row: Notification) -> str:
     return mask_phone(row.recipient)
 
 
+_passes = threading.local()  # whether this thread's connection is the running pass's own
+
+
+@contextlib.contextmanager
+def _pass_connection():
+    """The thread's connection for one pass of a lane. When the pass opened it (a lane or sender thread),
+    _let_go may give it back during provider calls; a connection someone else opened (a job's, a test's)
+    is theirs, held as it is."""
+    if not db.is_closed():
+        yield
+        return
+    _passes.own = True
+    try:
+        yield
+    finally:
+        _passes.own = False
+        close_quietly()
+
+
+def _let_go() -> None:
+    """Give the pass's database connection back to the pool while a provider takes its time (a webhook may
+    take its whole deadline): senders waiting on the network must not hold the connections requests need
+    (LIPA_DB_POOL_MAX). The next statement takes one again (peewee connects on use), with no round trip."""
+    if getattr(_passes, "own", False) and not db.is_closed() and not db.in_transaction():
+        db.close()
+
+
+def _by_recipient(rows: list[tuple[int, str]]) -> list[list[int]]:
+    """Claimed (id, recipient hash) rows as one list of ids per recipient, each in queue order."""
+    groups: dict[str, list[int]] = {}
+    for row_id, recipient in rows:
+        groups.setdefault(recipient, []).append(row_id)
+    return list(groups.values())
+
+
+# Every send reads its row (built once: see shared.db.prepared).
+_BY_ID = Prepared(lambda p: Notification.select().where(Notification.id == p[0]), Notification.id)
+
+
 class Dispatcher:
     """Sends queued notifications with retries and backoff; one background thread when started."""
 
@@ -81,7 +123,7 @@ class Dispatcher:
                  batch_size: int = 20, max_attempts: int = 8, base_backoff_s: float = 5.0,
                  max_backoff_s: float = 600.0, lease_s: float = 60.0, idle_wait_s: float = 5.0,
                  min_retry_s: float = RETRY_WINDOW_S, clock=utcnow, rng=random.random,
-                 webhook_workers: int = 4, per_host: int = 2):
+                 webhook_workers: int = 4, per_host: int = 2, sms_workers: int = 1):
         self.sms = sms
         self.webhooks = webhooks
         self.email = email  # gateway.notify.mail.MailOut, or None: no e-mail configured
@@ -97,32 +139,40 @@ class Dispatcher:
         self.clock = clock
         self.rng = rng
         self.webhook_workers = webhook_workers
+        self.sms_workers = max(1, sms_workers)
+        self._senders: ThreadPoolExecutor | None = None  # the SMS lane's senders, while started
         self.hosts = HostGate(per_host)
         self._wakes: list[threading.Event] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None  # the SMS lane (every channel if webhook_workers is 0)
-        self._webhook_threads: list[threading.Thread] = []  # and the e-mail lane's, when there is one
+        self._other_threads: list[threading.Thread] = []  # the SMS lane's other senders, the webhook lane's
+        # and the e-mail lane's, when there is one
         self._lock = threading.Lock()
 
     # --- claiming -------------------------------------------------------------------------------
 
-    @retry_locked
     def claim(self, limit: int, lane: str | None = None) -> list[int]:
         """Take up to limit due rows of the lane for this worker (and re-queue rows whose sender died)."""
+        return [row_id for row_id, _ in self._claim(limit, lane)]
+
+    @retry_locked
+    def _claim(self, limit: int, lane: str | None) -> list[tuple[int, str]]:
+        """claim(), each id with its recipient's look-up hash (the SMS senders keep one phone's messages in order)."""
         now = self.clock()
         with write_tx():
             self._recover_expired(now)
-            query = (Notification.select(Notification.id)
+            query = (Notification.select(Notification.id, Notification.recipient_hash)
                      .where((Notification.status == QUEUED) & (Notification.next_attempt_at <= now)
                             & lane_filter(Notification, lane))
                      .order_by(Notification.id).limit(limit))
-            ids = [row.id for row in self._locked(query)]
+            rows = [(row.id, str(row.recipient_hash)) for row in self._locked(query)]
+            ids = [row_id for row_id, _ in rows]
             if ids:
                 Notification.update(
                     status=SENDING, claimed_by=self.worker_id, claim_expires_at=now + self.lease,
                     attempts=Notification.attempts + 1, updated_at=now,
                 ).where(Notification.id.in_(ids) & (Notification.status == QUEUED)).execute()
-        return ids
+        return rows
 
     @staticmethod
     def _locked(query):
@@ -167,7 +217,7 @@ class Dispatcher:
 
     def _own(self, row_id: int) -> Notification | None:
         """The row while more than half its lease is left (no write needed); None if not ours."""
-        row = Notification.get_or_none(Notification.id == row_id)
+        row = _BY_ID.first(row_id)
         if row is None or row.status != SENDING or row.claimed_by != self.worker_id:
             return None
         return row
@@ -177,13 +227,22 @@ class Dispatcher:
     def dispatch_once(self, limit: int | None = None, lane: str | None = None) -> int:
         """Claim and send one batch of the lane (None: every channel); returns how many rows were handled.
         Never raises for a row."""
-        handled = 0
         claimed_at = self.clock()
-        for row_id in self.claim(limit or self.batch_size, lane):
-            try:
-                handled += self._handle(row_id, claimed_at)
-            except Exception:
-                log.exception("notification %d: unexpected error; left to its lease", row_id)
+        senders = self._senders
+        rows = self._claim(limit or self.batch_size, lane)
+        if senders is None or lane == WEBHOOK_LANE or len(rows) < 2:
+            return self._handle_all([row_id for row_id, _ in rows], claimed_at)
+        return sum(senders.map(lambda ids: self._handle_all(ids, claimed_at), _by_recipient(rows)))
+
+    def _handle_all(self, row_ids: list[int], claimed_at) -> int:
+        """Send these rows one after the other (one phone's messages keep their order); never raises for a row."""
+        handled = 0
+        with _pass_connection():  # a sender thread's own connection (reused when already open)
+            for row_id in row_ids:
+                try:
+                    handled += self._handle(row_id, claimed_at)
+                except Exception:
+                    log.exception("notification %d: unexpected error; left to its lease", row_id)
         return handled
 
     def recovery_pass(self) -> dict:
@@ -237,6 +296,7 @@ class Dispatcher:
     def _send(self, row: Notification) -> dict:
         """Hand the row to its channel's sender; returns the columns to store on success."""
         if row.channel == "sms":
+            _let_go()
             result = self.sms.send(row.recipient, row.body)
             message_id = result.message_id if result.message_id not in ("", "None") else None
             return {"provider_message_id": message_id, "provider_status": result.status[:40],
@@ -244,6 +304,7 @@ class Dispatcher:
         if row.channel == "webhook":
             # the request's merchant's own secret(s), or None: the sender's LIPA_WEBHOOK_SECRET (issue 13)
             signers = webhook_secrets.for_notification(row, now=self.clock())
+            _let_go()
             status = self.webhooks.send(row.recipient, row.body, secrets=signers)
             return {"provider_status": f"HTTP {status}"}
         if row.channel == "email" and self.email is not None:
@@ -284,19 +345,27 @@ class Dispatcher:
     # --- background thread ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the SMS lane on one daemon thread and the webhook lane on ``webhook_workers`` more
-        (idempotent); with no webhook workers the one thread sends every channel."""
+        """Run the SMS lane on one daemon thread, which claims batches and sends each on ``sms_workers``
+        sender threads, and the webhook lane on ``webhook_workers`` more (idempotent); with no webhook
+        workers the SMS lane sends every channel.
+
+        Several SMS senders because each send waits for Africa's Talking's answer (a few hundred ms from a
+        data centre): one at a time, a lane sends a few receipts a second and a burst of payments waits
+        minutes for theirs. One claim per batch still (one write transaction), and one phone's messages go
+        out in the order they were queued (they share a sender)."""
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping.clear()
             self._wakes = []
             sms_lane = SMS_LANE if self.webhook_workers > 0 else None
+            if self.sms_workers > 1:
+                self._senders = ThreadPoolExecutor(self.sms_workers, thread_name_prefix="lipa-sms")
             self._thread = self._spawn("lipa-dispatcher", sms_lane, self.batch_size)
-            self._webhook_threads = [self._spawn(f"lipa-webhooks-{n}", WEBHOOK_LANE, 1)
-                                     for n in range(self.webhook_workers)]
+            self._other_threads = [self._spawn(f"lipa-webhooks-{n}", WEBHOOK_LANE, 1)
+                                   for n in range(self.webhook_workers)]
             if self.email is not None and self.webhook_workers > 0:
-                self._webhook_threads.append(self._spawn("lipa-mail", EMAIL_LANE, 1))
+                self._other_threads.append(self._spawn("lipa-mail", EMAIL_LANE, 1))
 
     def _spawn(self, name: str, lane: str | None, limit: int) -> threading.Thread:
         wake = threading.Event()
@@ -318,21 +387,24 @@ class Dispatcher:
     def stop(self, timeout: float = 5) -> None:
         """Stop the lanes after their current row and join the threads (a webhook ends by its deadline)."""
         with self._lock:
-            threads = [self._thread, *self._webhook_threads]
-            self._thread, self._webhook_threads = None, []
+            threads = [self._thread, *self._other_threads]
+            self._thread, self._other_threads = None, []
+            senders, self._senders = self._senders, None
         self._stopping.set()
         self.wake()
         end = time.monotonic() + timeout  # one timeout for all the lanes, not one each
         for thread in threads:
             if thread is not None:
                 thread.join(max(0.0, end - time.monotonic()))
+        if senders is not None:  # idle once the lane thread is done; else its rows are left to their lease
+            senders.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, lane: str | None, limit: int, wake: threading.Event) -> None:
         """Drain the lane, then sleep until woken or idle_wait_s passes (retries come due)."""
         while not self._stopping.is_set():
             wake.clear()
             try:
-                with db.connection_context():
+                with _pass_connection():
                     while not self._stopping.is_set() and self.dispatch_once(limit, lane):
                         pass
             except UNAVAILABLE as exc:  # the database is away: one line a pass, not a traceback

@@ -6,6 +6,7 @@ here and nowhere else. The api key is never logged and phones only masked.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import requests
@@ -55,12 +56,35 @@ class SmsPermanent(SmsError):
     code = "sms_permanent"
 
 
+class KeptAliveSMSService(SMSService):
+    """The SDK's SMS service, its POSTs on kept-alive connections. The SDK sends each message with
+    ``requests.post``: a new TCP connection (and TLS handshake, in production) per SMS, which was most of a
+    receipt's cost and capped a lane at a few messages a second against a distant API. The SDK still builds
+    every request (URL, headers, form); only the transport is a ``requests.Session``, one per thread (each
+    dispatcher lane has its own), with the SDK's own answer handling."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._sessions = threading.local()
+
+    def _make_request(self, url, method, headers, data, params, callback=None, timeout=DEFAULT_TIMEOUT):
+        if callback is not None or method.upper() != "POST":
+            return super()._make_request(url, method, headers, data, params, callback=callback, timeout=timeout)
+        session = getattr(self._sessions, "session", None)
+        if session is None:
+            session = self._sessions.session = requests.Session()
+        res = session.post(url=url, headers=headers, params=params, data=data, timeout=timeout)
+        if not 200 <= res.status_code < 300:
+            raise AfricasTalkingException(res.text)
+        return res.json() if res.headers.get("content-type") == "application/json" else res.text
+
+
 class SmsSender:
     """Sends SMS through the official SDK; every failure comes out as SmsRetryable or SmsPermanent."""
 
     def __init__(self, *, username: str, api_key: str, sender_id: str | None = None,
                  base_url: str | None = None, timeout=DEFAULT_TIMEOUT):
-        self.service = SMSService(username, api_key)
+        self.service = KeptAliveSMSService(username, api_key)
         if base_url:
             self.service._baseUrl = base_url.rstrip("/") + "/version1"
         self.sender_id = sender_id or None

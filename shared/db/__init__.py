@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import parse
-from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from ..errors import ConfigError
 
@@ -21,13 +21,15 @@ db = peewee.DatabaseProxy()
 log = logging.getLogger(__name__)
 
 # What a lost, refused or busy database raises: psycopg2's "connection already closed" comes through
-# peewee as InterfaceError, the rest (refused, reset, timed out, locked) as OperationalError.
-UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError)
+# peewee as InterfaceError, the rest (refused, reset, timed out, locked) as OperationalError; a process whose
+# every pooled PostgreSQL connection stayed in use past the wait, MaxConnectionsExceeded.
+UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded)
 # Seconds to wait for a PostgreSQL connection (unless DATABASE_URL sets ?connect_timeout=): a host that does
 # not answer at all fails a request, the health check and the background threads quickly instead of hanging
 # them for the TCP timeout.
 PG_CONNECT_TIMEOUT_S = 5
 POOL_STALE_S = 300  # a pooled PostgreSQL connection older than this is replaced when next taken or given back
+PG_POOL_MAX = 16  # LIPA_DB_POOL_MAX: PostgreSQL connections one process holds at most (see _PooledPostgres)
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -58,7 +60,13 @@ class _PooledPostgres(PooledPostgresqlDatabase):
     and cost a fifth of its time (bench/README.md). An idle connection has nothing to read; one the server
     closed (a restart, pg_terminate_backend, a dropped proxy) has its FATAL notice or end of stream waiting
     on the socket. So: readable while idle means gone, and the pool opens a fresh one, as with ``SELECT 1``.
-    A peer that vanished without a word (no FIN) is missed by both checks alike: the query's error answers."""
+    A peer that vanished without a word (no FIN) is missed by both checks alike: the query's error answers.
+
+    At most ``max_connections`` (LIPA_DB_POOL_MAX) are open at once in this process: a thread that finds them
+    all in use waits for one (peewee's pool, up to PG_CONNECT_TIMEOUT_S, then the request answers 503 like
+    any unreachable database). Without the cap every server thread (32 per granian worker, a greenlet per
+    request under gevent) kept its own, and three gateways of two workers ran PostgreSQL out of its 100
+    connections ("too many clients")."""
 
     def _is_closed(self, conn) -> bool:
         if conn.closed:
@@ -75,8 +83,9 @@ class _PooledPostgres(PooledPostgresqlDatabase):
         return bool(readable)
 
 
-def init_db(url: str) -> peewee.Database:
-    """Open ``sqlite:///path`` (WAL, busy timeout) or ``postgresql://…`` and bind the proxy to it."""
+def init_db(url: str, *, pool_max: int = PG_POOL_MAX) -> peewee.Database:
+    """Open ``sqlite:///path`` (WAL, busy timeout) or ``postgresql://…`` (at most ``pool_max`` connections in
+    this process) and bind the proxy to it."""
     current = db.obj
     if current is not None and getattr(current, "lipa_url", None) == url:
         return current  # already bound (a second app in the same process shares it)
@@ -87,9 +96,9 @@ def init_db(url: str) -> peewee.Database:
         database = _PooledSqlite(**parse(url), pragmas=SQLITE_PRAGMAS, check_same_thread=False,
                                  max_connections=None)
     elif scheme in ("postgresql", "postgres"):
-        timeout = {} if "connect_timeout=" in url else {"connect_timeout": PG_CONNECT_TIMEOUT_S}  # the URL's wins
-        database = _PooledPostgres(**parse(url.replace("postgres://", "postgresql://", 1)), max_connections=None,
-                                   stale_timeout=POOL_STALE_S, **timeout)
+        connect = {} if "connect_timeout=" in url else {"connect_timeout": PG_CONNECT_TIMEOUT_S}  # the URL's wins
+        database = _PooledPostgres(**parse(url.replace("postgres://", "postgresql://", 1)), max_connections=pool_max,
+                                   stale_timeout=POOL_STALE_S, timeout=PG_CONNECT_TIMEOUT_S, **connect)
     else:
         raise ConfigError("DATABASE_URL", f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
     database.lipa_url = url
