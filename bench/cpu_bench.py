@@ -1,0 +1,128 @@
+"""CPU per request inside one process: a USSD hop, an STK callback (new and duplicate) and the bare route.
+
+Run: python bench/cpu_bench.py                  (SQLite in a temporary file)
+     python bench/cpu_bench.py --database-url postgresql://…/lipa_bench_cpu
+
+The app is called straight through WSGI (no server, no sockets, no other process), and each figure is the
+process CPU time (time.process_time) per request over a few hundred requests. CPU time, unlike requests per
+second, hardly moves with what else the 2-core machine is doing, so this is the figure to compare between
+commits; the HTTP benches (peer_bench.py, ingest_bench.py) give the rates and the ratios to the peer. On
+PostgreSQL the database server's own CPU is not counted (it is another process).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import common  # noqa: E402
+
+HOPS = ("", "1", "1*KPLC42", "1*KPLC42*55")
+
+
+def build_app(database_url: str):
+    """The real app (create_app), its dispatcher and jobs not started, the bench route on."""
+    os.environ.update({"DATABASE_URL": database_url, "LIPA_BENCH_ENDPOINTS": "1", "MPESA_CALLBACK_TOKEN": common.TOKEN,
+                       "LIPA_PROFILE": "local"})
+    from gateway.app import create_app
+    from shared.config import load_config
+
+    return create_app(load_config(read_dotenv=False), start_background=False)
+
+
+def environ(path: str, body: bytes, content_type: str) -> dict:
+    from werkzeug.test import EnvironBuilder
+
+    built = EnvironBuilder(path=path, method="POST", data=body, content_type=content_type).get_environ()
+    built["REMOTE_ADDR"] = "127.0.0.1"
+    return built
+
+
+def caller(app):
+    """call(path, body, content_type) -> (status, body), through the app's WSGI interface."""
+    statuses = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    def call(path: str, body: bytes, content_type: str = "application/x-www-form-urlencoded"):
+        result = app(environ(path, body, content_type), start_response)
+        data = b"".join(result)
+        getattr(result, "close", lambda: None)()
+        return statuses[-1], data
+
+    return call
+
+
+def cpu_us(run, n: int) -> float:
+    """CPU microseconds per request of ``run(i)`` for i in range(n) (after the caller's warm-up)."""
+    began = time.process_time()
+    for i in range(n):
+        run(i)
+    return (time.process_time() - began) / n * 1e6
+
+
+def seed(n: int) -> None:
+    from shared.db import db
+    from shared.models import Payment
+
+    with db.connection_context(), db.atomic():
+        for i in range(n):
+            Payment.create(reference=f"LPC{i:06d}", phone=phone(i), amount=100, account="BENCH", channel="api",
+                           status="PROCESSING", checkout_request_id=f"ws_CO_bench_{i}")
+
+
+def phone(i: int) -> str:
+    return f"2547{42_000_000 + i:08d}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--n", type=int, default=500, help="requests per measure")
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="lipa-cpu-")
+    url = common.fresh_pg_database(args.database_url) if args.database_url else f"sqlite:///{tmp.name}/cpu.db"
+    call = caller(build_app(url))
+    n = args.n
+    seed(2 * n + 50)
+    forms = [urlencode({"sessionId": f"ATUid_cpu_{i}", "serviceCode": "*384*123#", "phoneNumber": "+254712345678",
+                        "networkCode": "63902", "text": text}).encode() for i in range(4) for text in HOPS]
+    callbacks = [common.stk_success_body(i, phone(i)).encode() for i in range(2 * n + 50)]
+    path = f"/mpesa/stk/callback/{common.TOKEN}"
+
+    def hop(i):
+        status, body = call("/ussd", forms[i % len(forms)])
+        assert status.startswith("200") and body.startswith(b"CON"), body
+
+    def bare(i):
+        call("/bench/hello", forms[i % len(forms)])
+
+    def callback(i):
+        status, _ = call(path, callbacks[50 + i], "application/json")
+        assert status.startswith("200"), status
+
+    def duplicate(i):
+        call(path, callbacks[50 + i], "application/json")
+
+    for i in range(50):  # warm-up: every query prepared, every pool connection open
+        hop(i)
+        bare(i)
+        call(path, callbacks[i], "application/json")
+    results = {"USSD hop (the 4-hop mix)": cpu_us(hop, 4 * n), "bare route (POST /bench/hello)": cpu_us(bare, 4 * n),
+               "STK success callback, new": cpu_us(callback, n), "STK success callback, duplicate": cpu_us(duplicate, n)}
+    floor = results["bare route (POST /bench/hello)"]
+    print(common.markdown_table(["request", "CPU µs", "× bare route"],
+                                [[name, f"{us:.0f}", f"{us / floor:.1f}"] for name, us in results.items()]))
+    print(f"{'PostgreSQL' if args.database_url else 'SQLite'}; load {common.load_average()}")
+
+
+if __name__ == "__main__":
+    main()
