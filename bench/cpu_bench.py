@@ -12,7 +12,6 @@ PostgreSQL the database server's own CPU is not counted (it is another process).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
