@@ -115,8 +115,10 @@ def main() -> None:
         hop(i)
         bare(i)
         call(path, callbacks[i], "application/json")
-    results = {"USSD hop (the 4-hop mix)": cpu_us(hop, 4 * n), "bare route (POST /bench/hello)": cpu_us(bare, 4 * n),
-               "STK success callback, new": cpu_us(callback, n), "STK success callback, duplicate": cpu_us(duplicate, n)}
+    results = {"USSD hop (the 4-hop mix)": cpu_us(hop, 4 * n),
+               "bare route (POST /bench/hello)": cpu_us(bare, 4 * n),
+               "STK success callback, new": cpu_us(callback, n),
+               "STK success callback, duplicate": cpu_us(duplicate, n)}
     floor = results["bare route (POST /bench/hello)"]
     print(common.markdown_table(["request", "CPU µs", "× bare route"],
                                 [[name, f"{us:.0f}", f"{us / floor:.1f}"] for name, us in results.items()]))
