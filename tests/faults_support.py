@@ -127,12 +127,15 @@ class GatewayProcess(BaseGatewayProcess):
 
 def open_database(url: str) -> None:
     """Bind this test process to the gateway's database (with its personal-data keys, as the gateway
-    loads them, when the schema seals phone numbers) and bring the schema up to date."""
+    loads them, when the schema seals phone numbers) and bring the schema up to date. The process's own
+    status changes (setting payments up) run no side effects: the gateway under test has its own."""
+    from gateway.payments.transitions import TransitionHooks, bind_hooks
     from shared.models.keystore import install_keys
 
     init_db(url)
     install_keys(load_config({"LIPA_PROFILE": "local", "DATABASE_URL": url}, read_dotenv=False))
     migrate()
+    bind_hooks(TransitionHooks())
 
 
 def paid_callback(checkout_id: str, *, amount: int, phone: str, receipt: str) -> dict:

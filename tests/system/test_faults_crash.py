@@ -23,6 +23,7 @@ import requests
 from gateway.ingest import inbox
 from gateway.payments.service import initiate
 from gateway.payments.transitions import transition
+from shared.config import load_config
 from shared.db import db, write_tx
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent
 from shared.states import PaymentStatus
@@ -35,8 +36,8 @@ BURST = 80  # callbacks posted while the gateway is killed
 STORED_ONLY = 4  # callbacks committed to the inbox but never applied (as a kill right after the 200 leaves them)
 KILL_AFTER = 30  # acknowledgements before the kill
 AMOUNT = 100
-# Two senders may be mid-call at the kill: the dispatcher thread and the dispatch-notifications job.
-SENDERS_PER_PROCESS = 2
+# Senders that may be mid-call at the kill: the SMS lane's LIPA_SMS_WORKERS and the dispatch-notifications job.
+SENDERS_PER_PROCESS = load_config({}, read_dotenv=False).sms_workers + 1
 
 
 def seed(count: int) -> list[Payment]:

@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from gateway.payments.service import initiate
-from gateway.payments.transitions import TransitionHooks, bind_hooks, transition
+from gateway.payments.transitions import transition
 from gateway.devtools.simulators.server import start_simulators
 from shared.db import db, write_tx
 from shared.models import Alert, JobRun, Notification, Payment, PaymentEvent
@@ -122,7 +122,6 @@ def test_africastalking_down_then_back(db_url, sim, tmp_path):
     at = ToggleProxy(sim.port)
     gateway = GatewayProcess(database_url=db_url, daraja_url=sim.daraja_url, at_url=at.url("/at"), env={
         "LIPA_NOTIFY_BACKOFF_S": "0.2", "LIPA_JOB_DISPATCH_NOTIFICATIONS_S": "1"})
-    bind_hooks(TransitionHooks())  # this process only sets the payments up: no side effects of its own
     try:
         with db.connection_context():
             payments = []
