@@ -29,7 +29,8 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_TTL = timedelta(hours=12)  # the absolute lifetime; LIPA_SESSION_IDLE_S ends an unused one sooner
 IDLE_DEFAULT_S = 1800
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most once a minute per session
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # the production cost: hashes written as scrypt$salt$digest
+HASH_COST = _SCRYPT  # what a new hash costs; only the test suite lowers it (tests/conftest.py), never a setting
 
 
 class Unauthorized(LipaError):
@@ -74,20 +75,34 @@ class Principal:
             raise Forbidden(f"This needs the {role} role.")
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, cost: dict | None = None) -> str:
+    """scrypt$salt$digest at the production cost. A hash made at another ``cost`` names it,
+    scrypt:n:r:p$salt$digest, so any process checks any hash (the test suite hashes cheaply: tests/conftest.py)."""
+    cost = cost or HASH_COST
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+    digest = hashlib.scrypt(password.encode(), salt=salt, **cost)
+    scheme = "scrypt" if cost == _SCRYPT else f"scrypt:{cost['n']}:{cost['r']}:{cost['p']}"
+    return scheme + "$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
 
 
 def check_password(password: str, stored: str) -> bool:
     try:
-        _, salt, digest = stored.split("$")
+        scheme, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_SCRYPT)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_cost_of(scheme, len(expected)))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def _cost_of(scheme: str, dklen: int) -> dict:
+    """The scrypt parameters a stored hash was made with: the production ones, or those it names."""
+    if scheme == "scrypt":
+        return _SCRYPT
+    name, n, r, p = scheme.split(":")
+    if name != "scrypt":
+        raise ValueError(f"not a scrypt hash: {name}")
+    return {"n": int(n), "r": int(r), "p": int(p), "dklen": dklen}
 
 
 def _digest(secret: str) -> str:
