@@ -123,14 +123,23 @@ def create_staff(username: str, password: str, role: str) -> Staff:
         raise InvalidInput(f"staff member {username!r} already exists", code="staff_exists") from None
 
 
-_DUMMY_HASH = hash_password("timing-equaliser")
+_DUMMY_HASHES: dict[tuple, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash at the cost new hashes have (made once per cost), so an unknown username costs the same
+    scrypt work as a known one."""
+    key = tuple(sorted(HASH_COST.items()))
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hash_password("timing-equaliser")
+    return _DUMMY_HASHES[key]
 
 
 def verify_credentials(username: str, password: str) -> Staff:
     """The active staff member with this password; the same Unauthorized for every failure (and the same
     scrypt work, so the time taken does not say whether the username exists)."""
     staff = Staff.get_or_none(Staff.username == str(username)[:64])
-    ok = check_password(str(password), staff.password_hash if staff else _DUMMY_HASH)
+    ok = check_password(str(password), staff.password_hash if staff else _dummy_hash())
     if not (staff and ok and staff.active):
         log.warning("API login refused: wrong username or password")  # neither is logged: either may be a secret
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
