@@ -51,6 +51,29 @@ def cheap_password_hashes():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def url_builders_on_first_use():
+    """werkzeug compiles two URL builders per route as each app is made, most of an app's 18 ms here, and
+    the suite makes an app (and simulators) per test: each is compiled, the same way, on its first url_for."""
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = Rule._compile_builder
+
+    def on_first_use(rule, append_unknown=True):
+        compiled = []
+
+        def build(*args, **kwargs):  # bound to the rule like the compiled one: build(rule, **values)
+            if not compiled:
+                compiled.append(compile_builder(rule, append_unknown))
+            return compiled[0](*args, **kwargs)
+
+        return build
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Rule, "_compile_builder", on_first_use)
+        yield
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory) -> Path:
     """One SQLite file migrated once per run; each test gets a copy (a fresh migration costs more than the
