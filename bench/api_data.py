@@ -16,16 +16,17 @@ What it holds (all deterministic for a given N and seed):
     receipt or failure SMS (Notification, plus a webhook for API payments) and, for USSD, its session;
   * refunds (with their staff audit rows) for the refunded payments.
 
-Personal data is stored as the gateway stores it (shared/privacy/crypto.py): phones, payer names, raw callbacks,
-message bodies and event payloads sealed with the database's own local-profile keys (kept in its Setting table,
-so a local-profile gateway started on the file reads them), phones also as keyed look-up hashes. A phone's
-ciphertext and hash are computed once and reused (200k distinct phones over 1M payments); every body and
-payload is sealed on its own.
+Personal data is stored as the gateway stores it: the models' own fields (shared/privacy/sealed.py) seal
+phones, payer names, raw callbacks, message bodies and event payloads with the database's own local-profile
+keys (kept in its Setting table, so a local-profile gateway started on the file reads them) and hash the
+look-ups. A phone's ciphertext and hash are computed once and reused (200k distinct phones over 1M payments),
+handed to its field as already stored; every body and payload is sealed by its field on its own.
 
-Generation writes with raw sqlite3 executemany in one big transaction, with ``synchronous=OFF`` and the
-rollback journal off during generation only, secondary indexes dropped and rebuilt after the load; the
-schema itself comes from shared.models.migrations, so it is the application's. The finished file is renamed
-into place and described by a JSON sidecar written last (its presence marks a complete cache entry).
+Rows go in through the peewee models (shared/models), so the schema has one home, the migrations: the
+schema comes from shared.models.migrations, and each table's columns, names and conversions from its model
+(``Model.insert_many`` in batches, one big transaction). ``synchronous=OFF`` and the rollback journal are off
+during generation only, and secondary indexes are dropped and rebuilt after the load. The finished file is
+renamed into place and described by a JSON sidecar written last (its presence marks a complete cache entry).
 """
 from __future__ import annotations
 
@@ -35,16 +36,20 @@ import hashlib
 import json
 import os
 import random
-import sqlite3
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import peewee as pw
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.models.keystore import install_keys  # noqa: E402 - after the path is set
+from shared.db import db, init_db  # noqa: E402 - after the path is set
+from shared.models import AuditLog, InboxMessage, Notification, Payment, PaymentEvent, Refund, UssdSession  # noqa: E402
+from shared.models.keystore import install_keys  # noqa: E402
 from shared.privacy import crypto  # noqa: E402
+from shared.privacy.sealed import digest_of  # noqa: E402
 
 CACHE_DIR = Path(os.environ.get("LIPA_BENCH_CACHE", "/tmp/lipa-api-bench"))
 FORMAT = 2  # bump when the generated data changes shape, so an old cache entry is not reused
@@ -72,24 +77,29 @@ CHANNEL_SHARES = [("ussd", 0.40), ("api", 0.70), ("sms", 0.80), ("c2b", 0.95), (
 PAID = {"COMPLETED", "SETTLED", "REFUNDED", "REFUND_PENDING"}
 WEBHOOK_URL = "https://shop.example.com/lipa/webhook"
 
-PAYMENT_COLS = ("id", "created_at", "updated_at", "reference", "phone", "phone_hash", "amount", "account",
-                "description", "status", "status_message", "channel", "request_id", "retry_of_id", "active_phone",
-                "idempotency_key", "merchant_request_id", "checkout_request_id", "mpesa_receipt", "result_code",
-                "result_desc", "language", "flagged", "flag_reason", "push_attempts", "completed_at",
-                "payer_hash", "payer_lookup", "payer_name", "refunded_amount")
-EVENT_COLS = ("payment_id", "kind", "from_status", "to_status", "actor", "reason", "payload", "created_at")
-INBOX_COLS = ("source", "body", "dedupe_key", "remote_addr", "status", "note", "payment_id", "received_at",
-              "processed_at")
-NOTE_COLS = ("created_at", "updated_at", "channel", "kind", "payment_id", "request_id", "recipient", "recipient_hash",
-             "language",
-             "body", "status", "attempts", "next_attempt_at", "claimed_by", "claim_expires_at", "dedupe_key",
-             "provider_message_id", "provider_status", "cost", "failure_reason", "sent_at", "delivered_at")
-USSD_COLS = ("created_at", "updated_at", "session_id", "phone", "service_code", "inputs", "last_text",
-             "last_response", "payment_id")
-REFUND_COLS = ("created_at", "updated_at", "payment_id", "amount", "reason", "requested_by", "method", "status",
-               "originator_conversation_id", "conversation_id", "transaction_id", "result_code", "result_desc")
-AUDIT_COLS = ("actor", "action", "target_type", "target_id", "reason", "details", "created_at")
-FILLED = ("payment", "payment_event", "inbox_message", "notification", "ussd_session", "refund", "audit_log")
+# Each table's fields in the order the generator builds its rows (the models name the columns).
+P, E, M, N, U, R, A = Payment, PaymentEvent, InboxMessage, Notification, UssdSession, Refund, AuditLog
+TABLES = {
+    Payment: (P.id, P.created_at, P.updated_at, P.reference, P.phone, P.phone_hash, P.amount, P.account,
+              P.description, P.status, P.status_message, P.channel, P.request, P.retry_of, P.active_phone,
+              P.idempotency_key, P.merchant_request_id, P.checkout_request_id, P.mpesa_receipt, P.result_code,
+              P.result_desc, P.language, P.flagged, P.flag_reason, P.push_attempts, P.completed_at, P.payer_hash,
+              P.payer_lookup, P.payer_name, P.refunded_amount),
+    PaymentEvent: (E.payment, E.kind, E.from_status, E.to_status, E.actor, E.reason, E.payload, E.created_at),
+    InboxMessage: (M.source, M.body, M.dedupe_key, M.remote_addr, M.status, M.note, M.payment, M.received_at,
+                   M.processed_at),
+    Notification: (N.created_at, N.updated_at, N.channel, N.kind, N.payment, N.request, N.recipient,
+                   N.recipient_hash, N.language, N.body, N.status, N.attempts, N.next_attempt_at, N.claimed_by,
+                   N.claim_expires_at, N.dedupe_key, N.provider_message_id, N.provider_status, N.cost,
+                   N.failure_reason, N.sent_at, N.delivered_at),
+    UssdSession: (U.created_at, U.updated_at, U.session_id, U.phone, U.service_code, U.inputs, U.last_text,
+                  U.last_response, U.payment),
+    Refund: (R.created_at, R.updated_at, R.payment, R.amount, R.reason, R.requested_by, R.method, R.status,
+             R.originator_conversation_id, R.conversation_id, R.transaction_id, R.result_code, R.result_desc),
+    AuditLog: (A.actor, A.action, A.target_type, A.target_id, A.reason, A.details, A.created_at),
+}
+FILLED = tuple(model._meta.table_name for model in TABLES)
+MAX_PARAMS = 30_000  # per INSERT: under SQLite's 32,766 bound variables
 
 
 def cache_paths(n: int, seed: int) -> tuple[Path, Path]:
@@ -123,9 +133,7 @@ def ensure(n: int = 1_000_000, *, seed: int = 11, rebuild: bool = False, log=pri
 def _schema(path: Path) -> None:
     """The application's schema at its current version, through its own migrations; the file's own
     local-profile personal-data keys, generated into its Setting table and loaded for the generator."""
-    from shared.privacy import crypto
     from shared.config import Config
-    from shared.db import db, init_db
     from shared.models.migrations import migrate
 
     previous = db.obj
@@ -138,45 +146,54 @@ def _schema(path: Path) -> None:
 
 
 def _fill(path: Path, n: int, seed: int, log) -> dict:
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=DELETE")
-    con.execute("PRAGMA journal_mode=OFF")
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("PRAGMA cache_size=-400000")
-    con.execute("PRAGMA temp_store=MEMORY")
-    indexes = [sql for (sql,) in con.execute(
-        "SELECT sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN (%s)"
-        % ",".join("?" * len(FILLED)), FILLED)]
-    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
-                               "AND tbl_name IN (%s)" % ",".join("?" * len(FILLED)), FILLED).fetchall():
-        con.execute(f'DROP INDEX "{name}"')
+    previous = db.obj
+    init_db(f"sqlite:///{path}")
+    try:
+        with db.connection_context():
+            return _load(n, seed, log)
+    finally:
+        db.close()
+        if previous is not None:
+            db.initialize(previous)
+
+
+def _load(n: int, seed: int, log) -> dict:
+    """Every row through its model, the indexes dropped meanwhile and rebuilt from the schema's own SQL."""
+    for pragma in ("journal_mode=DELETE", "journal_mode=OFF", "synchronous=OFF", "cache_size=-400000",
+                   "temp_store=MEMORY"):
+        db.execute_sql(f"PRAGMA {pragma}")
+    in_tables = f"tbl_name IN ({','.join('?' * len(FILLED))})"
+    indexes = db.execute_sql(f"SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
+                             f"AND {in_tables}", FILLED).fetchall()
+    for name, _sql in indexes:
+        db.execute_sql(f'DROP INDEX "{name}"')
     gen = Generator(n, seed)
     t0 = time.perf_counter()
-    con.execute("BEGIN")
     counts = dict.fromkeys(FILLED, 0)
-    for start in range(1, n + 1, CHUNK):
-        batch = gen.chunk(start, min(n + 1, start + CHUNK))
-        for table, cols in (("payment", PAYMENT_COLS), ("payment_event", EVENT_COLS),
-                            ("inbox_message", INBOX_COLS), ("notification", NOTE_COLS),
-                            ("ussd_session", USSD_COLS), ("refund", REFUND_COLS), ("audit_log", AUDIT_COLS)):
-            rows = batch[table]
-            if rows:
-                con.executemany(f'INSERT INTO "{table}" ({",".join(cols)}) VALUES ({",".join("?" * len(cols))})',
-                                rows)
-                counts[table] += len(rows)
-        if (start // CHUNK) % 10 == 0:
-            log(f"  {start + CHUNK - 1:>9} payments written ({time.perf_counter() - t0:.0f} s)")
-    con.execute("COMMIT")
+    with db.atomic():
+        for start in range(1, n + 1, CHUNK):
+            batch = gen.chunk(start, min(n + 1, start + CHUNK))
+            for model, fields in TABLES.items():
+                rows = batch[model._meta.table_name]
+                step = MAX_PARAMS // len(fields)
+                for at in range(0, len(rows), step):
+                    model.insert_many(rows[at:at + step], fields=fields).execute()
+                counts[model._meta.table_name] += len(rows)
+            if (start // CHUNK) % 10 == 0:
+                log(f"  {start + CHUNK - 1:>9} payments written ({time.perf_counter() - t0:.0f} s)")
     log(f"  rows written in {time.perf_counter() - t0:.0f} s; rebuilding {len(indexes)} indexes")
     t1 = time.perf_counter()
-    con.execute("BEGIN")
-    for sql in indexes:
-        con.execute(sql)
-    con.execute("COMMIT")
+    with db.atomic():
+        for _name, sql in indexes:
+            db.execute_sql(sql)
     log(f"  indexes rebuilt in {time.perf_counter() - t1:.0f} s")
-    con.execute("PRAGMA journal_mode=WAL")
-    con.close()
+    db.execute_sql("PRAGMA journal_mode=WAL")
     return {"n": n, "seed": seed, "format": FORMAT, "counts": counts, **gen.facts()}
+
+
+def _as_stored(token: str) -> pw.Value:
+    """A value already as its column stores it (a phone sealed once, reused): its field does not seal it again."""
+    return pw.Value(token, unpack=False)
 
 
 class Generator:
@@ -191,8 +208,9 @@ class Generator:
         self.phones = [f"2547{(i * 7919 + 12_345_678) % 100_000_000:08d}" for i in range(PHONES)]
         self.accounts = [f"INV-{i:05d}" if i % 2 else f"{100_000 + i * 37}" for i in range(ACCOUNTS)]
         self.active_phones: set[str] = set()
-        self.seal_once = functools.lru_cache(maxsize=None)(crypto.seal)  # phones, names: one ciphertext each
-        self.hash_once = functools.lru_cache(maxsize=None)(crypto.lookup_hash)
+        # phones, names: one ciphertext and one look-up hash each, which their fields store as they are
+        self.seal_once = functools.lru_cache(maxsize=None)(lambda text: _as_stored(crypto.seal(text)))
+        self.hash_once = functools.lru_cache(maxsize=None)(digest_of)
         self.receipt_samples: list[str] = []
         self.rich_ids: list[int] = []
         self.regular_counts: dict[str, int] = {}
@@ -293,11 +311,11 @@ class Generator:
         flagged = 1 if rng.random() < 0.002 else 0
         seal, digest = self.seal_once, self.hash_once
         out["payment"].append((
-            pid, str(created), str(updated), ref, seal(phone) if phone else "", digest(phone) if phone else None,
+            pid, created, updated, ref, seal(phone) if phone else "", digest(phone) if phone else None,
             amount, account, "Payment", status, message, channel,
             None, None, digest(active_phone) if active_phone else None, None, merchant_req, checkout, receipt, code,
             desc, "sw" if rng.random() < 0.2 else "en", flagged, "amount over the flag limit" if flagged else "",
-            0 if channel == "c2b" else 1, str(completed_at) if completed_at else None,
+            0 if channel == "c2b" else 1, completed_at,
             seal(payer_hash) if payer_hash else None, digest(payer_hash) if payer_hash else None,
             seal(payer_name) if payer_name else None, refunded))
         self._events(pid, channel, status, created, final, updated, code, receipt, amount, account, flagged, out)
@@ -314,10 +332,10 @@ class Generator:
         ev = out["payment_event"]
         actor = channel if channel != "staff" else "staff:cashier"
         ev.append((pid, "created", "PENDING", "PENDING", actor,
-                   f"{channel} payment of {amount} KES to {account}", None, str(created)))
+                   f"{channel} payment of {amount} KES to {account}", None, created))
         if channel == "c2b":
             ev.append((pid, "transition", "PENDING", "COMPLETED", "daraja-c2b", "C2B confirmation",
-                       crypto.seal(json.dumps({"receipt": receipt}, sort_keys=True)), str(final)))
+                       {"receipt": receipt}, final))
             if status in ("SETTLED", "REFUNDED", "REFUND_PENDING"):
                 self._after_paid(pid, status, final, updated, ev)
             return
@@ -325,19 +343,19 @@ class Generator:
             return
         sent = created + timedelta(seconds=1.5)
         ev.append((pid, "transition", "PENDING", "PROCESSING", actor, "Daraja accepted the STK push", None,
-                   str(sent)))
+                   sent))
         if status == "PROCESSING":
             return
         if status == "EXPIRED":
             ev.append((pid, "transition", "PROCESSING", "EXPIRED", "sweep", "no callback; STK query: timeout",
-                       crypto.seal(json.dumps({"result_code": code}, sort_keys=True)), str(final)))
+                       {"result_code": code}, final))
             return
         to = "COMPLETED" if status in PAID else status
         payload = {"result_code": code or "0", "receipt": receipt} if to == "COMPLETED" else {"result_code": code}
         ev.append((pid, "transition", "PROCESSING", to, "daraja-callback", "STK callback",
-                   crypto.seal(json.dumps(payload, sort_keys=True)), str(final)))
+                   payload, final))
         if flagged:
-            ev.append((pid, "flag", to, to, "rules", "amount over the flag limit", None, str(final)))
+            ev.append((pid, "flag", to, to, "rules", "amount over the flag limit", None, final))
         if status in ("SETTLED", "REFUNDED", "REFUND_PENDING"):
             self._after_paid(pid, status, final, updated, ev)
 
@@ -345,14 +363,14 @@ class Generator:
     def _after_paid(pid, status, final, updated, ev) -> None:
         if status == "SETTLED":
             ev.append((pid, "transition", "COMPLETED", "SETTLED", "reconciliation", "matched statement line", None,
-                       str(updated)))
+                       updated))
             return
         asked = final + timedelta(hours=2)
         ev.append((pid, "transition", "COMPLETED", "REFUND_PENDING", "staff:admin", "customer paid twice", None,
-                   str(asked)))
+                   asked))
         if status == "REFUNDED":
             ev.append((pid, "transition", "REFUND_PENDING", "REFUNDED", "daraja-result", "reversal completed", None,
-                       str(asked + timedelta(seconds=30))))
+                       asked + timedelta(seconds=30)))
 
     def _rich(self, pid, channel, status, phone, created, final, code, desc, receipt, amount, account, ref,
               checkout, merchant_req, out) -> None:
@@ -363,9 +381,9 @@ class Generator:
                     "TransAmount": f"{amount}.00", "BusinessShortCode": "600638", "BillRefNumber": account,
                     "OrgAccountBalance": "", "MSISDN": hashlib.sha256(phone.encode()).hexdigest(),
                     "FirstName": "MARY"}
-            out["inbox_message"].append(("daraja.c2b", crypto.seal(json.dumps(body)), f"c2b:{receipt}",
-                                         "196.201.214.200", "APPLIED", "created payment", pid, str(final),
-                                         str(processed)))
+            out["inbox_message"].append(("daraja.c2b", json.dumps(body), f"c2b:{receipt}",
+                                         "196.201.214.200", "APPLIED", "created payment", pid, final,
+                                         processed))
         elif status != "EXPIRED":
             items = [{"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": receipt},
                      {"Name": "TransactionDate", "Value": int(f"{final + EAT:%Y%m%d%H%M%S}")},
@@ -375,15 +393,15 @@ class Generator:
                         "successfully."}
             if items:
                 callback["CallbackMetadata"] = {"Item": items}
-            out["inbox_message"].append(("daraja.stk", crypto.seal(json.dumps({"Body": {"stkCallback": callback}})),
+            out["inbox_message"].append(("daraja.stk", json.dumps({"Body": {"stkCallback": callback}}),
                                          f"stk:{checkout}", "196.201.214.200", "APPLIED",
-                                         "COMPLETED" if receipt else status, pid, str(final), str(processed)))
+                                         "COMPLETED" if receipt else status, pid, final, processed))
         if channel == "ussd":
             inputs = ["1", str(amount), account, "1"]
             session = f"ATUid_{pid:010x}{rng.getrandbits(32):08x}"
-            out["ussd_session"].append((str(created - timedelta(seconds=20)), str(created), session,
+            out["ussd_session"].append((created - timedelta(seconds=20), created, session,
                                         self.seal_once(phone),
-                                        "*384*123#", json.dumps(inputs), "*".join(inputs),
+                                        "*384*123#", inputs, "*".join(inputs),
                                         "END Enter your M-Pesa PIN on the prompt.", pid))
         if phone and phone != "254700000000" and status != "EXPIRED":
             paid = receipt is not None
@@ -393,32 +411,32 @@ class Generator:
                     f"{desc}. Dial *384*123# to try again.")
             sent = processed + timedelta(milliseconds=rng.uniform(200, 2000))
             roll = rng.random()
-            st, delivered = ("DELIVERED", str(sent + timedelta(seconds=4))) if roll < 0.9 else (
+            st, delivered = ("DELIVERED", sent + timedelta(seconds=4)) if roll < 0.9 else (
                 ("SENT", None) if roll < 0.98 else ("FAILED", None))
             out["notification"].append((
-                str(processed), str(sent), "sms", kind, pid, None, self.seal_once(phone), self.hash_once(phone), "en",
-                crypto.seal(body), st, 1, str(processed),
+                processed, sent, "sms", kind, pid, None, self.seal_once(phone), self.hash_once(phone), "en",
+                body, st, 1, processed,
                 None, None, f"{kind}:{pid}", f"ATXid_{pid:010d}", "Success" if st != "FAILED" else "Rejected",
-                "KES 0.8000", "" if st != "FAILED" else "InvalidPhoneNumber", str(sent), delivered))
+                "KES 0.8000", "" if st != "FAILED" else "InvalidPhoneNumber", sent, delivered))
         if channel == "api" and status != "EXPIRED":
             kind = "webhook_payment_paid" if receipt else "webhook_payment_failed"
             sent = processed + timedelta(milliseconds=300)
             out["notification"].append((
-                str(processed), str(sent), "webhook", kind, pid, None, self.seal_once(WEBHOOK_URL),
+                processed, sent, "webhook", kind, pid, None, self.seal_once(WEBHOOK_URL),
                 self.hash_once(WEBHOOK_URL), "en",
-                crypto.seal(json.dumps({"event": kind, "payment": {"id": pid, "reference": ref, "amount": amount}})),
+                json.dumps({"event": kind, "payment": {"id": pid, "reference": ref, "amount": amount}}),
                 "SENT", 1,
-                str(processed), None, None, f"{kind}:{pid}", None, "200", "", "", str(sent), None))
+                processed, None, None, f"{kind}:{pid}", None, "200", "", "", sent, None))
 
     def _refund(self, pid, status, amount, final, out) -> None:
         asked = final + timedelta(hours=2)
         done = status == "REFUNDED"
-        out["refund"].append((str(asked), str(asked + timedelta(seconds=30 if done else 0)), pid, amount,
+        out["refund"].append((asked, asked + timedelta(seconds=30 if done else 0), pid, amount,
                               "customer paid twice", "staff:admin", "reversal", "COMPLETED" if done else "PENDING",
                               f"AG_{pid:012d}", f"AG_{pid:012d}_c" if done else None,
                               f"R{pid:09d}" if done else None, "0" if done else None, "" if not done else "OK"))
         out["audit_log"].append(("staff:admin", "refund", "payment", str(pid), "customer paid twice",
-                                 json.dumps({"amount": amount}), str(asked)))
+                                 {"amount": amount}, asked))
 
 
 def _digits(value: int, alphabet: str, width: int) -> str:

@@ -36,6 +36,44 @@ def fixture_json(name: str) -> dict:
     return json.loads(fixture_text(name))
 
 
+# scrypt at a fraction of the production cost (2**14: 40 ms a hash here, and most API tests sign in several
+# staff members). A cheap hash names its cost (auth.hash_password), so a gateway process the tests start
+# checks it too; tests/test_api_auth.py checks the production cost itself.
+CHEAP_SCRYPT = {"n": 2**4, "r": 8, "p": 1, "dklen": 32}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes():
+    from gateway.backoffice import auth
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(auth, "HASH_COST", CHEAP_SCRYPT)
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def url_builders_on_first_use():
+    """werkzeug compiles two URL builders per route as each app is made, most of an app's 18 ms here, and
+    the suite makes an app (and simulators) per test: each is compiled, the same way, on its first url_for."""
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = Rule._compile_builder
+
+    def on_first_use(rule, append_unknown=True):
+        compiled = []
+
+        def build(*args, **kwargs):  # bound to the rule like the compiled one: build(rule, **values)
+            if not compiled:
+                compiled.append(compile_builder(rule, append_unknown))
+            return compiled[0](*args, **kwargs)
+
+        return build
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Rule, "_compile_builder", on_first_use)
+        yield
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory) -> Path:
     """One SQLite file migrated once per run; each test gets a copy (a fresh migration costs more than the
@@ -132,8 +170,8 @@ class LiveServer:
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
+                                        daemon=True)  # stop() waits for the next poll
         self._thread.start()
 
     def stop(self):
@@ -144,10 +182,11 @@ class LiveServer:
 
 @pytest.fixture
 def sim():
-    """The built-in Daraja and Africa's Talking simulators on a real port, callbacks quick."""
-    from gateway.devtools.simulators.server import start_simulators
+    """The built-in Daraja and Africa's Talking simulators on a real port, callbacks quick. Without their SMTP
+    sink (its own thread, a third of the start-up): the mail tests start ``smtp_sink``."""
+    from gateway.devtools.simulators.server import SimulatorServer
 
-    server = start_simulators(port=0, callback_delay=0.05)
+    server = SimulatorServer(port=0, callback_delay=0.05, mail=False).start()
     yield server
     server.stop()
 

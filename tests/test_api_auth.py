@@ -1,4 +1,6 @@
 """Staff login, tokens, merchant keys, roles and rate limits on the API."""
+import base64
+import hashlib
 import subprocess
 import sys
 from datetime import timedelta
@@ -6,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backoffice import auth
 from gateway.api.ratelimit import Limit, RateLimited, hit
+from gateway.backoffice import auth
 from shared.errors import InvalidInput
 from shared.models import StaffToken
 from shared.timeutil import utcnow
@@ -83,6 +85,25 @@ def test_staff_validation(conn, staff):
     assert not auth.check_password("viewer-password", "garbage")
 
 
+def test_a_password_hash_costs_the_production_scrypt_parameters(monkeypatch):
+    """The suite hashes cheaply (tests/conftest.py); production hashes at n=2**14, r=8, in the short form."""
+    monkeypatch.setattr(auth, "HASH_COST", auth._SCRYPT)
+    scheme, salt, digest = auth.hash_password("s3cret-passphrase").split("$")
+    assert scheme == "scrypt" and auth._SCRYPT == {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+    assert base64.b64decode(digest) == hashlib.scrypt(b"s3cret-passphrase", salt=base64.b64decode(salt),
+                                                      n=2**14, r=8, p=1, dklen=32)
+    assert auth.check_password("s3cret-passphrase", f"{scheme}${salt}${digest}")
+    assert not auth.check_password("s3cret-passphrasE", f"{scheme}${salt}${digest}")
+
+
+def test_a_hash_made_at_another_cost_names_it_and_still_checks():
+    cheap = auth.hash_password("s3cret-passphrase", cost={"n": 2**4, "r": 8, "p": 1, "dklen": 32})
+    assert cheap.startswith("scrypt:16:8:1$") and auth.check_password("s3cret-passphrase", cheap)
+    assert not auth.check_password("other-passphrase", cheap)
+    assert not auth.check_password("s3cret-passphrase", cheap.replace("scrypt:", "bcrypt:", 1))
+    assert not auth.check_password("s3cret-passphrase", cheap.replace(":16:", ":x:", 1))
+
+
 def test_rate_limit_is_shared_and_says_when_to_retry(conn):
     limit = Limit(3, 60)
     for _ in range(3):
@@ -100,6 +121,7 @@ def test_login_failures_lock_the_username_with_retry_after(client, staff):
     assert response.status_code == 429 and 0 < int(response.headers["Retry-After"]) <= 30
 
 
+@pytest.mark.server  # a child process
 def test_create_staff_and_key_commands(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     run = [sys.executable, str(ROOT / "run_gateway.py")]

@@ -333,6 +333,7 @@ def test_register_checks_its_arguments(fake, kwargs):
         register_c2b_urls(daraja(fake.url), **args)
 
 
+@pytest.mark.server  # a child process
 def test_register_c2b_command(fake, tmp_path):
     import subprocess
     import sys

@@ -86,6 +86,7 @@ def test_personal_data_keys_are_read_and_never_shown():
     assert PROD["LIPA_DATA_KEY"] not in repr(config) and second not in repr(config) and "l" * 40 not in repr(config)
 
 
+@pytest.mark.server  # a child process
 @pytest.mark.parametrize("missing", ["LIPA_DATA_KEY", "LIPA_LOOKUP_KEY", "AT_CALLBACK_TOKEN", "MPESA_ALLOWED_IPS"])
 def test_production_without_a_key_or_an_edge_lock_exits_2_naming_it(tmp_path, missing):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **PROD, missing: "",
@@ -112,6 +113,7 @@ def test_job_intervals():
     assert load_config({"LIPA_JOB_EXPIRE_PENDING_S": "5"}).job_intervals == {"expire-pending": 5}
 
 
+@pytest.mark.server  # a child process
 def test_start_up_exits_2_with_one_line(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "LIPA_PROFILE": "staging", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,
@@ -121,6 +123,7 @@ def test_start_up_exits_2_with_one_line(tmp_path):
     assert len(lines) == 1 and "LIPA_PROFILE" in lines[0]
 
 
+@pytest.mark.server  # a child process
 def test_dotenv_is_read(tmp_path):
     (tmp_path / ".env").write_text("LIPA_PROFILE=nonsense\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
@@ -129,6 +132,7 @@ def test_dotenv_is_read(tmp_path):
     assert proc.returncode == 2 and "LIPA_PROFILE" in proc.stderr
 
 
+@pytest.mark.server  # a child process
 def test_migrate_command(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
     proc = subprocess.run([sys.executable, str(ROOT / "run_gateway.py"), "migrate"], cwd=tmp_path,

@@ -180,6 +180,7 @@ def opens(key: str, token: str) -> bool:
     return True
 
 
+@pytest.mark.server  # a child process
 def test_rotate_keys_reseals_with_the_new_key_and_rehash_moves_the_look_ups(bound, db_url, tmp_path):
     payment = Payment.create(reference="LPROT0001", phone=PHONE, payer_name=NAME, amount=10, account="A",
                              channel="api", status="PENDING", active_phone=PHONE)

@@ -276,7 +276,7 @@ def test_a_hung_smtp_server_never_delays_the_receipt_sms(mail_app, heads, sim):
     dispatcher = Dispatcher(sms=SmsSender(username="sandbox", api_key="k", base_url=config.at_base_url, timeout=(1, 3)),
                             webhooks=WebhookSender(secret="s" * 32), webhook_workers=1,
                             email=MailOut(EmailSender(url=f"smtp://127.0.0.1:{silent.port}", sender=SENDER,
-                                                      timeout_s=8), config))
+                                                      timeout_s=3), config))  # the wait: kept short
     client = mail_app.test_client()
     pay_request(client, mail_app, heads)
     dispatcher.start()

@@ -5,12 +5,19 @@ import pytest
 import requests
 
 from gateway.payments.service import initiate, resolve_target, retry, send_push
-from shared.privacy.crypto import lookup_hash
 from shared.errors import InvalidInput, NotAllowed
 from shared.models import Payment, PaymentEvent, PaymentRequest
+from shared.privacy.crypto import lookup_hash
 from shared.timeutil import utcnow
 
 PHONE = "0712345678"
+
+
+@pytest.fixture
+def app(app):
+    """The simulators' app, its Daraja client retrying without waiting out the backoff (tests must not wait)."""
+    app.extensions["lipa"].daraja._sleep = lambda s: None
+    return app
 
 
 def push(app, payment):
@@ -114,7 +121,7 @@ def test_garbage_answer_keeps_pending_with_reason(conn, app, sim):
 def test_daraja_down_fails_cleanly(make_app, conn):
     app = make_app(config_overrides={"mpesa_base_url": "http://127.0.0.1:9"})
     services = app.extensions["lipa"]
-    services.daraja.sleep = lambda s: None
+    services.daraja._sleep = lambda s: None  # retried without waiting out the backoff
     payment = initiate(phone=PHONE, amount=100, account="A1", channel="api")
     payment = send_push(payment.id, daraja=services.daraja, callback_url=services.stk_callback_url)
     assert payment.status == "FAILED" and payment.status_message

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CALLS = 100_000
 WARM_UP = 1_000
 # Incidental references (interned caches, the interpreter's own bookkeeping) may move the count by a few; a
@@ -70,6 +72,7 @@ def measure() -> dict[str, int]:
     return lost
 
 
+@pytest.mark.server  # a child process, for 10 s: the full suite runs it
 def test_100k_qt_calls_returning_none_lose_no_references_to_none():
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))

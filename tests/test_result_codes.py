@@ -38,6 +38,12 @@ def gw(fake, make_app):
                     config_overrides={"api_rate_limits": False})
 
 
+@pytest.fixture
+def app(gw):
+    """``conn`` opens on this app: one app per test, and no simulators (the fake Daraja answers)."""
+    return gw
+
+
 def answer(code, desc="desc") -> tuple[int, dict]:
     return 200, {"ResponseCode": "0", "MerchantRequestID": "m", "CheckoutRequestID": "ws_CO_t",
                  "ResultCode": code, "ResultDesc": desc}

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from gateway.jobs import registry, runner
 from gateway.jobs.scheduler import JobScheduler
 from gateway.server import GatewayServer, _worker_exit
@@ -70,6 +72,7 @@ def _job_names_recorded(path: Path) -> set[str]:
         return set()  # not migrated yet, or busy
 
 
+@pytest.mark.server  # a child process
 def test_run_gateway_scheduler_runs_jobs_and_exits_0_on_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIPA_", "MPESA_", "AT_", "DATABASE_"))}
     path = tmp_path / "jobs.db"

@@ -155,6 +155,7 @@ def test_smtp_settings_are_read_and_the_password_hidden():
         assert caught.value.variable == variable
 
 
+@pytest.mark.server  # a child process
 def test_a_bad_smtp_url_stops_start_up_with_exit_2(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "LIPA_SMTP_FROM": "a@b.example",
            "LIPA_SMTP_URL": "smtp://user:hunter2secret@mail.example.com:notaport"}

@@ -113,6 +113,7 @@ def env(db_url):
     return child_env({"DATABASE_URL": db_url, "LIPA_DATA_KEY": DATA_KEY, "LIPA_LOOKUP_KEY": LOOKUP_KEY})
 
 
+@pytest.mark.server  # a child process
 def test_create_staff_reads_stdin_and_deactivate_staff_ends_the_sessions(tmp_path, env, client):
     weak = run_gateway(["create-staff", "--username", "amina", "--password-stdin", "--role", "admin"], tmp_path, env,
                        stdin="12345678\n")
@@ -131,6 +132,7 @@ def test_create_staff_reads_stdin_and_deactivate_staff_ends_the_sessions(tmp_pat
     assert unknown.returncode == 1 and "nobody" in unknown.stderr
 
 
+@pytest.mark.server  # a child process
 def test_revoke_api_key_takes_effect_on_the_next_request(tmp_path, env, client):
     with db.connection_context():
         key = {"Authorization": f"Bearer {auth.create_api_key('Shop')}"}

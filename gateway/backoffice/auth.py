@@ -29,7 +29,8 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_TTL = timedelta(hours=12)  # the absolute lifetime; LIPA_SESSION_IDLE_S ends an unused one sooner
 IDLE_DEFAULT_S = 1800
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most once a minute per session
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # the production cost: hashes written as scrypt$salt$digest
+HASH_COST = _SCRYPT  # what a new hash costs; only the test suite lowers it (tests/conftest.py), never a setting
 
 
 class Unauthorized(LipaError):
@@ -74,20 +75,34 @@ class Principal:
             raise Forbidden(f"This needs the {role} role.")
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, cost: dict | None = None) -> str:
+    """scrypt$salt$digest at the production cost. A hash made at another ``cost`` names it,
+    scrypt:n:r:p$salt$digest, so any process checks any hash (the test suite hashes cheaply: tests/conftest.py)."""
+    cost = cost or HASH_COST
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+    digest = hashlib.scrypt(password.encode(), salt=salt, **cost)
+    scheme = "scrypt" if cost == _SCRYPT else f"scrypt:{cost['n']}:{cost['r']}:{cost['p']}"
+    return scheme + "$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
 
 
 def check_password(password: str, stored: str) -> bool:
     try:
-        _, salt, digest = stored.split("$")
+        scheme, salt, digest = stored.split("$")
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_SCRYPT)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_cost_of(scheme, len(expected)))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+def _cost_of(scheme: str, dklen: int) -> dict:
+    """The scrypt parameters a stored hash was made with: the production ones, or those it names."""
+    if scheme == "scrypt":
+        return _SCRYPT
+    name, n, r, p = scheme.split(":")
+    if name != "scrypt":
+        raise ValueError(f"not a scrypt hash: {name}")
+    return {"n": int(n), "r": int(r), "p": int(p), "dklen": dklen}
 
 
 def _digest(secret: str) -> str:
@@ -108,14 +123,23 @@ def create_staff(username: str, password: str, role: str) -> Staff:
         raise InvalidInput(f"staff member {username!r} already exists", code="staff_exists") from None
 
 
-_DUMMY_HASH = hash_password("timing-equaliser")
+_DUMMY_HASHES: dict[tuple, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash at the cost new hashes have (made once per cost), so an unknown username costs the same
+    scrypt work as a known one."""
+    key = tuple(sorted(HASH_COST.items()))
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hash_password("timing-equaliser")
+    return _DUMMY_HASHES[key]
 
 
 def verify_credentials(username: str, password: str) -> Staff:
     """The active staff member with this password; the same Unauthorized for every failure (and the same
     scrypt work, so the time taken does not say whether the username exists)."""
     staff = Staff.get_or_none(Staff.username == str(username)[:64])
-    ok = check_password(str(password), staff.password_hash if staff else _DUMMY_HASH)
+    ok = check_password(str(password), staff.password_hash if staff else _dummy_hash())
     if not (staff and ok and staff.active):
         log.warning("API login refused: wrong username or password")  # neither is logged: either may be a secret
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")

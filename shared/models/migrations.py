@@ -256,13 +256,24 @@ def _applied(version: int) -> bool:
     return SchemaVersion.select().where(SchemaVersion.version == version).exists()
 
 
+def _pending() -> list:
+    """The steps not recorded yet, read without a lock: a recorded step stays recorded, so a database
+    already up to date (every start after the first, every app a test builds) takes no schema lock at all."""
+    if not SchemaVersion.table_exists():
+        return MIGRATIONS
+    done = {version for (version,) in SchemaVersion.select(SchemaVersion.version).tuples()}
+    return [(version, step) for version, step in MIGRATIONS if version not in done]
+
+
 def migrate() -> int:
     """Bring the bound database up to date; safe to run from several processes at once."""
     database = db.obj
     with database.connection_context():
-        with schema_tx():
-            database.create_tables([SchemaVersion], safe=True)
-        for version, step in MIGRATIONS:
+        pending = _pending()
+        if pending:
+            with schema_tx():
+                database.create_tables([SchemaVersion], safe=True)
+        for version, step in pending:
             with schema_tx():  # each step once: by its own number, so a step merged late still runs
                 if _applied(version):
                     continue

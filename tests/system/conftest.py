@@ -1,4 +1,5 @@
-"""Everything in tests/system starts real servers: marked server, so `-m "not server"` is the fast subset."""
+"""Everything in tests/system starts real servers or child processes: marked server, so `-m "not server"`
+is the fast subset."""
 import pytest
 
 

@@ -15,6 +15,7 @@ from .daraja import DarajaSimState, create_daraja_sim
 from .smtp_sink import MailSink, SmtpSink, create_mail_sim
 
 log = logging.getLogger("lipa.simulators")
+POLL_S = 0.01  # how soon stop() is noticed: the tests start and stop a server per test
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -55,7 +56,7 @@ class SimulatorServer:
         self.at_url = f"{self.url}/at"
         self.mail_url = f"{self.url}/mail"
         self.smtp_url = self._smtp.url if self._smtp else ""
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": POLL_S},
                                         name="lipa-simulators", daemon=True)
         self._lock = threading.Lock()
         self._stopped = False
