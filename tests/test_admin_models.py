@@ -203,3 +203,15 @@ def test_a_linked_attempts_status_follows_without_touching_the_rest():
     assert done.retried_as == (Attempt(2, "LP2", "COMPLETED"),) and done.status == "FAILED"
     assert done.with_attempt_status(2, "COMPLETED") is None  # already says so
     assert p.with_attempt_status(7, "COMPLETED") is None  # not linked
+
+
+def test_a_timeline_story_is_broken_onto_lines_that_fit_its_column():
+    """The payment detail's "What happened" cell: QTreeWidget's own wrap does not grow a row, so a refund
+    reason was cut with "..."; the words are broken onto lines that fit, by the font's measure."""
+    from admin_app.core.words import wrap_to_width
+
+    story = "Refund of KES 200 requested by ops1: customer asked for it back"
+    lines = wrap_to_width(story, len, 20).split("\n")  # one pixel per character, for the test
+    assert " ".join(lines) == story and all(len(line) <= 20 for line in lines) and len(lines) == 4
+    assert wrap_to_width("Supercalifragilistic word", len, 5) == "Supercalifragilistic\nword"  # too wide: own line
+    assert wrap_to_width("", len, 10) == "" and wrap_to_width("short", len, 10) == "short"

@@ -4,6 +4,8 @@ Qt-free, one home for every screen, so the Alerts, Notifications, Jobs and Recon
 raw UTC ISO ("2026-12-02T07:18:06") beside Payments in EAT, or "recon_missing_in_lipa" beside plain words."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .models import local_time, parse_time
 
 ALERT_KINDS = {
@@ -65,3 +67,18 @@ def failure_words(note: dict) -> str:
     if note.get("status") in ("SENT", "DELIVERED", "SUPPRESSED"):
         return ""
     return note.get("failure_reason") or ""
+
+
+def wrap_to_width(text: str, advance: Callable[[str], int], width: int) -> str:
+    """Words broken onto lines no wider than ``width`` as measured by ``advance`` (a font's pixel width of a
+    text); a single word wider than that keeps a line of its own. For table cells that must not be cut."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if current and advance(candidate) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    return "\n".join([*lines, current]) if current else ""

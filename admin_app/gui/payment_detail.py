@@ -35,6 +35,7 @@ from admin_app.core.models import (
     why_not,
 )
 from admin_app.core.refund_form import action_outcome, refund_line
+from admin_app.core.words import wrap_to_width
 from shared.timeutil import NAIROBI
 
 from . import ScreenContext
@@ -43,6 +44,7 @@ from .payments_model import STATUS_COLOURS
 from .receipt_printing import ReceiptPrinter, choose_printer
 
 PREVIEW, PDF = "preview", "pdf"  # receipt outputs: allowed whenever printing is
+STORY_ROLE = Qt.ItemDataRole.UserRole + 1  # a timeline entry's words as the gateway gave them (before wrapping)
 BUTTONS = ((REQUERY, "Re-query M-Pesa"), (RESEND, "Resend receipt SMS"), (RETRY, "Retry"), (REFUND, "Refund…"),
            (RESOLVE, "Resolve by hand…"), (PRINT, "Print receipt"), (PREVIEW, "Preview receipt"),
            (PDF, "Save receipt PDF…"))
@@ -119,6 +121,7 @@ class PaymentDetailPanel(QWidget):
         header = self.timeline.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.sectionResized.connect(lambda index, _old, _new: index == 1 and self._rewrap())
         self.timeline.setWordWrap(True)  # a long story wraps onto a second line instead of being cut
         self.timeline.setTextElideMode(Qt.TextElideMode.ElideNone)
         self.timeline.setUniformRowHeights(False)
@@ -226,6 +229,7 @@ class PaymentDetailPanel(QWidget):
         self.timeline.clear()
         for entry in detail.events:
             item = QTreeWidgetItem([short_time(entry.at), entry.summary, entry.actor])
+            item.setData(1, STORY_ROLE, entry.summary)
             item.setToolTip(0, f"{local_time(entry.at)} EAT")
             item.setToolTip(1, f"{entry.summary}\n({entry.type})")
             item.setData(0, Qt.ItemDataRole.UserRole, entry.pretty() if entry.details else entry.summary)
@@ -237,6 +241,18 @@ class PaymentDetailPanel(QWidget):
             self.timeline.addTopLevelItem(item)
             if item.childCount():
                 item.child(0).setFirstColumnSpanned(True)
+        self._rewrap()
+
+    def _rewrap(self, *_args) -> None:
+        """Break each story onto lines that fit the "What happened" column as it is now (on every resize of
+        it): QTreeWidget's own word wrap does not grow a row, so a long refund reason was cut with "..."."""
+        metrics = self.timeline.fontMetrics()
+        width = self.timeline.columnWidth(1) - 2 * metrics.averageCharWidth()
+        for i in range(self.timeline.topLevelItemCount()):
+            item = self.timeline.topLevelItem(i)
+            story = item.data(1, STORY_ROLE)
+            if story:
+                item.setText(1, wrap_to_width(story, metrics.horizontalAdvance, width))
 
     def copy_entry(self) -> None:
         """Ctrl+C on a timeline entry: its raw payload (or its words) to the clipboard."""
