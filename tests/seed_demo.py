@@ -92,7 +92,8 @@ def seed_notes_and_alerts(payments: list[Payment]) -> None:
         Notification.create(channel="sms", kind="payment_completed", payment=p, recipient=p.phone,
                             body=f"Paid KES {p.amount} to {p.account}. Ref {p.reference}.", status=status, attempts=1,
                             failure_reason="AbsentSubscriber" if status == "FAILED" else "",
-                            sent_at=p.completed_at, delivered_at=p.completed_at if status == "DELIVERED" else None)
+                            sent_at=p.completed_at, delivered_at=p.completed_at if status == "DELIVERED" else None,
+                            created_at=p.completed_at, updated_at=p.completed_at)  # queued when it was paid
     late = next(p for p in payments if p.status == "EXPIRED")
     Alert.create(kind="late_money", message=f"Money arrived after {late.reference} expired", payment=late)
     Alert.create(kind="unknown_callback", message="STK callback for an unknown CheckoutRequestID")

@@ -75,8 +75,9 @@ class RecordsModel(QAbstractTableModel):
         return None
 
 
-def records_table(model: QAbstractTableModel, widths: Sequence[int] = ()) -> QTableView:
-    """A read-only, row-selecting table over a model, last column stretched."""
+def records_table(model: QAbstractTableModel, widths: Sequence[int] = (), *, wrap: bool = False) -> QTableView:
+    """A read-only, row-selecting table over a model, last column stretched; with ``wrap`` a long cell breaks
+    onto more lines and its row grows (a page of tens of rows: measuring each is cheap), never cut with "…"."""
     table = QTableView()
     table.setModel(model)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -89,6 +90,10 @@ def records_table(model: QAbstractTableModel, widths: Sequence[int] = ()) -> QTa
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     for column, width in enumerate(widths):
         table.setColumnWidth(column, width)
+    if wrap:
+        table.setWordWrap(True)
+        table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     return table
 
 

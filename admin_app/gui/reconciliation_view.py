@@ -127,7 +127,7 @@ def run_item_text(run: dict) -> str:
     state = {"QUEUED": "queued", "IMPORTING": f"importing {100 * float(run.get('progress') or 0):.0f} %",
              "FAILED": "failed", "CANCELLED": "cancelled"}.get(run.get("status", "DONE"),
                                                                f"{run.get('exceptions', 0):,} exceptions")
-    return f"#{run['id']} {run.get('filename', '')} · {when} EAT · {state}"
+    return f"#{run['id']} {run.get('filename', '')}\n{when} EAT · {state}"
 
 
 class ReconciliationView(Screen):
@@ -177,11 +177,12 @@ class ReconciliationView(Screen):
 
     def _build_tables(self) -> None:
         self.history = QListWidget()
+        self.history.setWordWrap(True)  # a run's file name and state on their own lines, never cut
         self.history.itemActivated.connect(lambda item: self.open_run(item.data(Qt.ItemDataRole.UserRole)))
         self.history.itemClicked.connect(lambda item: self.open_run(item.data(Qt.ItemDataRole.UserRole)))
         colour = lambda e: "#fff1c2" if e["status"] == "OPEN" else None  # noqa: E731
         self.model = RecordsModel(COLUMNS, colour, self)
-        self.table = records_table(self.model, (55, 75, 150, 110, 420))
+        self.table = records_table(self.model, (55, 75, 150, 110, 420), wrap=True)
         self.table.selectionModel().currentRowChanged.connect(self._update_buttons)
         self.table.doubleClicked.connect(lambda _index: self.open_current_payment())
         for key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
