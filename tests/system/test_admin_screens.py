@@ -276,7 +276,7 @@ def test_past_runs_are_listed_after_a_restart(gui, qtbot):
         for n in range(3):
             StatementImport.create(sha256=f"run{n}", filename=f"week{n}.csv", lines=10 * n, uploaded_by="staff:x")
     view = show(qtbot, gui("viewer"), "reconciliation")
-    assert [view.history.item(n).text().split(" ")[1] for n in range(3)] == ["week2.csv", "week1.csv", "week0.csv"]
+    assert [view.history.item(n).text().split()[1] for n in range(3)] == ["week2.csv", "week1.csv", "week0.csv"]
     assert view.run["filename"] == "week2.csv"  # the newest run is opened
 
 
