@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from peewee import chunked
 
-from shared.db import retry_locked, write_tx
+from shared.db import locked, retry_locked, write_tx
 from shared.errors import InvalidInput, NotAllowed, NotFound
 from shared.models import AuditLog, StatementImport, StatementLine, StatementUpload
 from shared.timeutil import utcnow
@@ -69,9 +69,10 @@ def cancel(import_id: int, *, staff: str) -> StatementImport:
     """Stop a QUEUED or IMPORTING run (audited); a run that has ended is a 409 ``not_running``. Lines matched in
     committed chunks stay; the kept file goes (upload it again to resume)."""
     with write_tx():
-        imp = StatementImport.get_or_none(StatementImport.id == import_id)
-        if imp is None:
-            raise NotFound(f"No reconciliation run {import_id}.", code="run_not_found")
+        try:
+            imp = locked(StatementImport, import_id)  # a chunk or the closing step in hand finishes first
+        except StatementImport.DoesNotExist:
+            raise NotFound(f"No reconciliation run {import_id}.", code="run_not_found") from None
         if imp.status not in RUNNING:
             raise NotAllowed(f"Run #{import_id} is {imp.status.lower()}: only a queued or importing run can be "
                              "cancelled.", code="not_running")
@@ -157,9 +158,7 @@ def _chunk(import_id: int, lines: list, by_receipt: dict, index, config) -> int:
     """One chunk in one transaction, its progress recorded and the lease renewed; payments settled. A run
     cancelled meanwhile raises Cancelled before anything is written (the check shares the chunk's lock)."""
     with write_tx():
-        imp = StatementImport.get_by_id(import_id)
-        if imp.status != IMPORTING:
-            raise Cancelled(import_id)
+        imp = _running(import_id)
         run = service.Run(imp, config)
         run.match(lines, by_receipt, index)
         run.save_counts()
@@ -169,12 +168,19 @@ def _chunk(import_id: int, lines: list, by_receipt: dict, index, config) -> int:
     return run.settled
 
 
+def _running(import_id: int) -> StatementImport:
+    """The run, locked for this chunk's transaction (on PostgreSQL a cancel waits for it, and it for a cancel
+    in hand); Cancelled when staff cancelled it meanwhile."""
+    imp = locked(StatementImport, import_id)
+    if imp.status != IMPORTING:
+        raise Cancelled(import_id)
+    return imp
+
+
 @retry_locked
 def _close(import_id: int, period, repeats: list, skipped: int, config, settled: int) -> None:
     with write_tx():
-        imp = StatementImport.get_by_id(import_id)
-        if imp.status != IMPORTING:
-            raise Cancelled(import_id)
+        imp = _running(import_id)
         run = service.Run(imp, config)
         run.settled = settled  # for the audit row: what the chunks settled
         run.close(period, repeats, skipped)
