@@ -145,8 +145,7 @@ class Dispatcher:
         self._wakes: list[threading.Event] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None  # the SMS lane (every channel if webhook_workers is 0)
-        self._other_threads: list[threading.Thread] = []  # the SMS lane's other senders, the webhook lane's
-        # and the e-mail lane's, when there is one
+        self._other_threads: list[threading.Thread] = []  # the webhook lane's, and the e-mail lane's if any
         self._lock = threading.Lock()
 
     # --- claiming -------------------------------------------------------------------------------
@@ -209,14 +208,14 @@ class Dispatcher:
     def _renew(self, row_id: int) -> Notification | None:
         """Extend this worker's lease before a send that starts late in the batch; None when not ours."""
         with write_tx():
-            row = Notification.get_or_none(Notification.id == row_id)
-            if row is None or row.status != SENDING or row.claimed_by != self.worker_id:
-                return None
-            self._cas(row, self.worker_id, claim_expires_at=self.clock() + self.lease)
+            row = self._own(row_id)
+            if row is not None:
+                self._cas(row, self.worker_id, claim_expires_at=self.clock() + self.lease)
             return row
 
     def _own(self, row_id: int) -> Notification | None:
-        """The row while more than half its lease is left (no write needed); None if not ours."""
+        """The row while this worker still holds its claim (with more than half its lease left, no write is
+        needed before sending); None if not ours."""
         row = _BY_ID.first(row_id)
         if row is None or row.status != SENDING or row.claimed_by != self.worker_id:
             return None
