@@ -17,13 +17,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-
-HOPS = ("", "1", "1*KPLC42", "1*KPLC42*55")
+from bench.ingest_bench import phone, seed_payments  # noqa: E402
+from bench.peer_bench import HOPS, form  # noqa: E402
 
 
 def build_app(database_url: str):
@@ -68,20 +67,6 @@ def cpu_us(run, n: int) -> float:
     return (time.process_time() - began) / n * 1e6
 
 
-def seed(n: int) -> None:
-    from shared.db import db
-    from shared.models import Payment
-
-    with db.connection_context(), db.atomic():
-        for i in range(n):
-            Payment.create(reference=f"LPC{i:06d}", phone=phone(i), amount=100, account="BENCH", channel="api",
-                           status="PROCESSING", checkout_request_id=f"ws_CO_bench_{i}")
-
-
-def phone(i: int) -> str:
-    return f"2547{42_000_000 + i:08d}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default="")
@@ -91,9 +76,8 @@ def main() -> None:
     url = common.fresh_pg_database(args.database_url) if args.database_url else f"sqlite:///{tmp.name}/cpu.db"
     call = caller(build_app(url))
     n = args.n
-    seed(2 * n + 50)
-    forms = [urlencode({"sessionId": f"ATUid_cpu_{i}", "serviceCode": "*384*123#", "phoneNumber": "+254712345678",
-                        "networkCode": "63902", "text": text}).encode() for i in range(4) for text in HOPS]
+    seed_payments(0, 2 * n + 50)
+    forms = [form(f"ATUid_cpu_{i}", text) for i in range(4) for text in HOPS]
     callbacks = [common.stk_success_body(i, phone(i)).encode() for i in range(2 * n + 50)]
     path = f"/mpesa/stk/callback/{common.TOKEN}"
 

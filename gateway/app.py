@@ -114,17 +114,17 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
 
 class _App(Flask):
     """Flask, with ensure_sync's answer kept per function: Flask asks inspect whether every hook and view is a
-    coroutine on every request (eight times per USSD hop, a tenth of its cost beside a bare route); none of
-    ours is, and a function's kind never changes. Flask documents overriding this method."""
+    coroutine on every request (eight times per USSD hop, through inspect); none of ours is, and a function's
+    kind never changes. Flask documents overriding this method."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._synced: dict = {}
 
     def ensure_sync(self, func):
-        try:
-            return self._sync_cache[func]
-        except AttributeError:
-            self._sync_cache = {}
-        except KeyError:
-            pass
-        self._sync_cache[func] = synced = super().ensure_sync(func)
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = self._synced[func] = super().ensure_sync(func)
         return synced
 
 

@@ -58,10 +58,9 @@ class SmsPermanent(SmsError):
 
 class KeptAliveSMSService(SMSService):
     """The SDK's SMS service, its POSTs on kept-alive connections. The SDK sends each message with
-    ``requests.post``: a new TCP connection (and TLS handshake, in production) per SMS, which was most of a
-    receipt's cost and capped a lane at a few messages a second against a distant API. The SDK still builds
-    every request (URL, headers, form); only the transport is a ``requests.Session``, one per thread (each
-    dispatcher lane has its own), with the SDK's own answer handling."""
+    ``requests.post``: a new TCP connection, and against the real API a TLS handshake, per SMS (not measured
+    here: the simulator closes every connection). The SDK still builds every request (URL, headers, form);
+    only the transport is a ``requests.Session``, one per sender thread, with the SDK's own answer handling."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

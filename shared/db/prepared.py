@@ -107,16 +107,11 @@ def create(model: type[peewee.Model], **values) -> peewee.Model:
     as create() does. For the rows every callback writes (inbox, event, outbox), where peewee spent more
     time building the INSERT's text than the database took to run it."""
     row = model(**values)
-    prepare = getattr(row, "prepare_save", None)  # shared.privacy.sealed.KeepsLookups: hashes from plain values
-    if prepare is not None:
-        prepare()
+    _derive_lookups(row)
     names = tuple(name for name in model._meta.sorted_field_names
                   if name in row.__data__ and name != model._meta.primary_key.name)
-    insert = _INSERTS.get((model, names))
-    if insert is None:
-        fields = [model._meta.fields[name] for name in names]
-        insert = _INSERTS.setdefault((model, names), Prepared(
-            lambda p: model.insert(dict(zip(fields, p, strict=True))), *fields))
+    insert = _built(_INSERTS, model, names, lambda fields: Prepared(
+        lambda p: model.insert(dict(zip(fields, p, strict=True))), *fields))
     row.id = insert.insert(*(row.__data__[name] for name in names))
     row._dirty.clear()
     return row
@@ -125,20 +120,29 @@ def create(model: type[peewee.Model], **values) -> peewee.Model:
 def save(row: peewee.Model) -> int:
     """``row.save()`` for a stored row: its changed columns (and look-up hashes, re-derived) written by an UPDATE
     built once per model and set of columns. For the payment every status change writes."""
-    model = type(row)
-    prepare = getattr(row, "prepare_save", None)
-    if prepare is not None:
-        prepare()
+    model, key = type(row), type(row)._meta.primary_key
+    _derive_lookups(row)
     changed = {field.name for field in row.dirty_fields}
     names = tuple(name for name in model._meta.sorted_field_names if name in changed)
     if not names:
         return 0
-    update = _UPDATES.get((model, names))
-    if update is None:
-        fields = [model._meta.fields[name] for name in names]
-        key = model._meta.primary_key
-        update = _UPDATES.setdefault((model, names), Prepared(
-            lambda p: model.update(dict(zip(fields, p[:-1], strict=True))).where(key == p[-1]), *fields, key))
+    update = _built(_UPDATES, model, names, lambda fields: Prepared(
+        lambda p: model.update(dict(zip(fields, p[:-1], strict=True))).where(key == p[-1]), *fields, key))
     written = update.execute(*(row.__data__[name] for name in names), row._pk)
     row._dirty.clear()
     return written
+
+
+def _derive_lookups(row) -> None:
+    """shared.privacy.sealed.KeepsLookups: each look-up hash from its plain value, as save() does."""
+    prepare = getattr(row, "prepare_save", None)
+    if prepare is not None:
+        prepare()
+
+
+def _built(cache: dict, model, names: tuple, build) -> Prepared:
+    """The statement for this model and these columns, built once by ``build(fields)``."""
+    statement = cache.get((model, names))
+    if statement is None:
+        statement = cache.setdefault((model, names), build([model._meta.fields[name] for name in names]))
+    return statement
