@@ -22,6 +22,7 @@ from .providers.daraja.urls import callback_token, result_url, stk_callback_url,
 if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
     from .http.longpoll import LongPollGate
     from .jobs.scheduler import JobScheduler
+    from .mpesa.batches import CallbackDrain
     from .notify.dispatcher import Dispatcher
     from .providers.daraja.client import DarajaClient
 
@@ -47,6 +48,7 @@ class Services:
     dispatcher: Dispatcher | None = None
     scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
     longpolls: LongPollGate | None = None  # open GET /api/v1/events?wait= (issue 15), per app
+    callbacks: CallbackDrain | None = None  # stored STK callbacks applied in batches (issue 15)
 
     def bind(self) -> None:
         """Make this app's listeners and wake-ups the ones the current thread or request uses."""
@@ -100,6 +102,7 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     services.dispatcher = dispatcher or _dispatcher(config)
     services.longpolls = _longpoll_gate(config)
     services.tasks.after_each = services.wake_dispatcher
+    services.callbacks = _callback_drain(services)
     app.extensions["lipa"] = services
     services.bind()  # this thread (the CLI, a test); requests bind their own below
     app.before_request(services.bind)
@@ -145,6 +148,12 @@ def build_hooks(config: Config) -> TransitionHooks:
     hooks.add("flags", flags.listener(config))
     hooks.add("notify", PaymentNotifier(config))
     return hooks
+
+
+def _callback_drain(services: Services):
+    from .mpesa.batches import CallbackDrain
+
+    return CallbackDrain(services.tasks, wake=services.wake_dispatcher, daraja_of=lambda: services.daraja)
 
 
 def _longpoll_gate(config: Config):

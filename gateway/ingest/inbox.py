@@ -5,7 +5,7 @@ import logging
 
 import peewee
 
-from shared.db import db, for_update, prepared, retry_locked, write_tx
+from shared.db import for_update, prepared, retry_locked, write_tx
 from shared.db.prepared import Prepared
 from shared.errors import InvalidInput
 from shared.models import InboxMessage
@@ -24,29 +24,11 @@ def store(source: str, body: str, *, dedupe_key: str | None = None, remote_addr:
             return existing, False
     try:
         with write_tx():
-            row = InboxMessage.create(source=source, body=storable(body)[:MAX_BODY], dedupe_key=dedupe_key,
-                                      remote_addr=remote_addr[:64])
+            row = prepared.create(InboxMessage, source=source, body=storable(body)[:MAX_BODY],
+                                  dedupe_key=dedupe_key, remote_addr=remote_addr[:64])
         return row, True
     except peewee.IntegrityError:
         return InboxMessage.get(InboxMessage.dedupe_key == dedupe_key), False
-
-
-@retry_locked
-def store_and_apply(source: str, body: str, apply, *, remote_addr: str = "") -> tuple[InboxMessage, str | None]:
-    """Store the raw message and apply it in ONE write transaction, committed before the caller answers.
-
-    ``apply(row)`` runs in a savepoint and returns how the message was applied. When it raises, only the
-    savepoint rolls back: the stored row commits as RECEIVED and the status returned is None, so the caller
-    (and the process-inbox job) applies it again later. One write transaction per message instead of two
-    (store, then apply) is what lets a single SQLite writer keep up with a burst of callbacks."""
-    with write_tx():
-        row = prepared.create(InboxMessage, source=source, body=storable(body)[:MAX_BODY], remote_addr=remote_addr[:64])
-        try:
-            with db.atomic():  # a savepoint
-                return row, apply(row)
-        except Exception:  # stored is what matters now: the error is logged, the row applied again later
-            log.exception("%s message %s stored; applying it failed, left for process-inbox", source, row.id)
-            return row, None
 
 
 def open_row(inbox_id: int, parse):

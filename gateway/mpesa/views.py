@@ -1,9 +1,9 @@
 """The M-Pesa channel's one blueprint: every call Daraja makes to us, under /mpesa/.
 
 Thin: the caller is checked first (gateway/http/callerguard.py, once for the whole blueprint), then the
-raw body is stored in the inbox and applied (STK: in the same transaction; C2B confirmations and async
-results: after the answer, in the background), then answered. A malformed body is stored too, marked
-REJECTED for inspection, and answered 400."""
+raw body is stored in the inbox and answered, then applied after the answer (STK callbacks in batches,
+gateway/mpesa/batches.py; C2B confirmations and async results one by one, in the background). A malformed
+body is stored too, marked REJECTED for inspection, and answered 400."""
 from __future__ import annotations
 
 import logging
@@ -16,9 +16,10 @@ from ..http.callerguard import MPESA, protect
 from ..http.errors import error_json
 from ..ingest import inbox
 from ..refunds.results import RESULT_SOURCE, TIMEOUT_SOURCE, apply_result, apply_timeout, dedupe_key, parse_result
-from . import late_success
-from .c2b import CONFIRMED, SOURCE as C2B_SOURCE, apply_c2b, decide_validation, parse_c2b
-from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
+from .batches import SOURCE as STK_SOURCE
+from .c2b import CONFIRMED, apply_c2b, decide_validation, parse_c2b
+from .c2b import SOURCE as C2B_SOURCE
+from .callbacks import apply_stk_callback, parse_stk_callback
 
 bp = protect(Blueprint("mpesa", __name__, url_prefix="/mpesa"), MPESA)
 log = logging.getLogger(__name__)
@@ -37,34 +38,16 @@ def _body() -> str:
 
 @bp.post("/stk/callback/<token>")
 def stk_callback(token: str):
-    """Store and apply in one write transaction, then answer: a callback costs one commit before its 200."""
+    """Store (one insert, committed), answer, then apply in batches off the request (mpesa.batches)."""
     body, remote = _body(), request.remote_addr or ""
     try:
-        result = parse_stk_callback(body)
+        parse_stk_callback(body)
     except InvalidInput as exc:
-        return _malformed_stk(body, remote, exc)
-    row, status = inbox.store_and_apply("daraja.stk", body, lambda row: apply_parsed(row, result), remote_addr=remote)
+        return _malformed(STK_SOURCE, apply_stk_callback, body, remote, exc)
+    inbox.store(STK_SOURCE, body, remote_addr=remote)
     response = jsonify(ACCEPTED)
-    services = _services()
-    if status is None:  # stored, but applying failed (logged): once more off the request, then process-inbox
-        response.call_on_close(lambda: services.tasks.submit(apply_stk_callback, row.id))
-    elif status == "FLAGGED" and (late := late_success.pending_for_inbox(row.id)) is not None:
-        # a late success held to verify: ask M-Pesa off the request (expire-pending retries)
-        response.call_on_close(lambda: services.tasks.submit(late_success.verify_soon, late.id,
-                                                              daraja=services.daraja))
+    response.call_on_close(_services().callbacks.kick)
     return response
-
-
-def _malformed_stk(body: str, remote: str, exc: InvalidInput):
-    """Kept for inspection as REJECTED (never applied) and answered 400."""
-
-    def reject(row) -> str:
-        inbox.mark(row, "REJECTED", exc.message)
-        return "REJECTED"
-
-    row, _ = inbox.store_and_apply("daraja.stk", body, reject, remote_addr=remote)
-    log.warning("malformed STK callback %s stored as REJECTED: %s", row.id, exc.message)
-    return error_json(exc.code, exc.message, 400)
 
 
 # --- C2B: money paid to the till or paybill without a push ---------------------------------------------

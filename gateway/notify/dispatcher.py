@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from shared.db import UNAVAILABLE, close_quietly, db, is_sqlite, retry_locked, write_tx
+from shared.db import UNAVAILABLE, close_quietly, db, retry_locked, skip_locked, write_tx
 from shared.db.prepared import Prepared
 from shared.mailaddr import mask_email
 from shared.models import Notification
@@ -164,7 +164,7 @@ class Dispatcher:
                      .where((Notification.status == QUEUED) & (Notification.next_attempt_at <= now)
                             & lane_filter(Notification, lane))
                      .order_by(Notification.id).limit(limit))
-            rows = [(row.id, str(row.recipient_hash)) for row in self._locked(query)]
+            rows = [(row.id, str(row.recipient_hash)) for row in skip_locked(query)]
             ids = [row_id for row_id, _ in rows]
             if ids:
                 Notification.update(
@@ -173,15 +173,9 @@ class Dispatcher:
                 ).where(Notification.id.in_(ids) & (Notification.status == QUEUED)).execute()
         return rows
 
-    @staticmethod
-    def _locked(query):
-        """SKIP LOCKED on PostgreSQL, so concurrent claimers split the queue instead of waiting;
-        SQLite has no FOR UPDATE (its BEGIN IMMEDIATE lock serializes claimers)."""
-        return query if is_sqlite() else query.for_update(skip_locked=True)
-
     def _recover_expired(self, now) -> None:
         """SENDING rows past their lease lost their dispatcher: queue them again, or give up."""
-        stale = self._locked(Notification.select().where(
+        stale = skip_locked(Notification.select().where(
             (Notification.status == SENDING) & (Notification.claim_expires_at < now)))
         for row in stale:
             if self._exhausted(row, now):

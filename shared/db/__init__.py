@@ -212,6 +212,13 @@ def for_update(query):
     return query if is_sqlite() else query.for_update()
 
 
+def skip_locked(query):
+    """Lock the selected rows on PostgreSQL, skipping rows another transaction holds, so concurrent claimers
+    (the outbox's senders, the callback batches) split a queue instead of waiting on each other; SQLite has
+    no FOR UPDATE (its BEGIN IMMEDIATE lock serializes claimers)."""
+    return query if is_sqlite() else query.for_update(skip_locked=True)
+
+
 def locked(model, pk):
     """Re-read one row inside the write transaction, locked on PostgreSQL (``model.DoesNotExist`` when there
     is none): the one way a status change reads the row it is about to change."""

@@ -1,0 +1,139 @@
+"""STK callbacks applied in batches after their 200 (issue 15): store, answer, apply.
+
+The view commits the raw body (one insert: the inbox-first guarantee) and answers Daraja at once; then it
+kicks this process's drain, which claims stored callbacks a batch at a time and applies them, each in its
+own savepoint, in one write transaction per batch. So a burst costs one commit per callback before the
+200 and one per batch after it, and a slow apply never delays an acknowledgement.
+
+Exactly once across threads and processes: a batch claims RECEIVED rows with FOR UPDATE SKIP LOCKED on
+PostgreSQL (concurrent drains split the queue), under BEGIN IMMEDIATE on SQLite (drains take turns), and
+every applier re-checks inside the transaction (a re-sent callback finds its payment already moved). Within
+a batch, callbacks are applied in CheckoutRequestID order, so two drains that hold callbacks for the same
+payments lock those payments in the same order and never deadlock. A row whose apply fails stays RECEIVED
+(its savepoint rolled back), is tried once more on its own, then by the process-inbox job."""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.db import db, retry_locked, skip_locked, write_tx
+from shared.errors import InvalidInput
+from shared.models import InboxMessage
+
+from ..ingest import inbox
+from . import late_success
+from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
+
+log = logging.getLogger(__name__)
+SOURCE = "daraja.stk"
+BATCH = 32  # a batch holds SQLite's write lock for about BATCH × 1.3 ms: short enough for the acks waiting
+
+
+@dataclass
+class Batch:
+    """What one batch did: how many rows it claimed, and the rows that need more after its commit."""
+
+    claimed: int = 0
+    failed: list[int] = field(default_factory=list)  # apply raised: left RECEIVED, tried again alone
+    flagged: list[int] = field(default_factory=list)  # FLAGGED: a late success may wait for its STK query
+
+
+@retry_locked
+def apply_batch(limit: int = BATCH, skip: frozenset[int] = frozenset()) -> Batch:
+    """Claim up to ``limit`` stored STK callbacks (none of ``skip``) and apply them in one transaction."""
+    batch = Batch()
+    with write_tx():
+        query = InboxMessage.select().where(InboxMessage.source == SOURCE, InboxMessage.status == "RECEIVED")
+        if skip:
+            query = query.where(InboxMessage.id.not_in(sorted(skip)))
+        rows = list(skip_locked(query.order_by(InboxMessage.id).limit(limit)))
+        batch.claimed = len(rows)
+        for row, result in sorted(_parsed(rows), key=lambda pair: pair[1].checkout_request_id):
+            try:
+                with db.atomic():  # a savepoint: one callback that fails leaves the others applied
+                    status = apply_parsed(row, result)
+            except Exception:
+                log.exception("stored STK callback %s could not be applied; tried again alone", row.id)
+                batch.failed.append(row.id)
+                continue
+            if status == "FLAGGED":
+                batch.flagged.append(row.id)
+    return batch
+
+
+def _parsed(rows: list[InboxMessage]) -> list[tuple[InboxMessage, object]]:
+    """Each row with its parsed body; an unusable body (the view checked it, so only a body stored by an
+    older version or by hand) is marked REJECTED and never applied."""
+    out = []
+    for row in rows:
+        try:
+            out.append((row, parse_stk_callback(row.body)))
+        except InvalidInput as exc:
+            inbox.mark(row, "REJECTED", exc.message)
+    return out
+
+
+class CallbackDrain:
+    """This process's one drain of stored STK callbacks, run on the app's background tasks.
+
+    ``kick()`` is called after each stored callback's answer: it starts a drain, or tells the running one to
+    look again before it stops, so every committed row is claimed by some drain without one thread per
+    callback. ``wake`` wakes the dispatcher after each batch, so receipts go out while later batches apply."""
+
+    def __init__(self, tasks, *, wake: Callable[[], None], daraja_of: Callable[[], object], batch: int = BATCH):
+        self._tasks = tasks
+        self._wake = wake
+        self._daraja_of = daraja_of
+        self.batch = batch
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def kick(self) -> None:
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+            self._again = False
+        try:
+            self._tasks.submit(self._drain)
+        except RuntimeError:  # the pool is shut down (the app is stopping): process-inbox applies the rows
+            with self._lock:
+                self._running = False
+
+    def _drain(self) -> None:
+        skip: set[int] = set()
+        try:
+            while True:
+                batch = apply_batch(self.batch, frozenset(skip))
+                self._after(batch, skip)
+                if batch.claimed < self.batch and self._stop():
+                    return
+        except BaseException:
+            with self._lock:
+                self._running = False  # the next kick starts a drain again; process-inbox heals meanwhile
+            raise
+
+    def _stop(self) -> bool:
+        """Stop, unless a callback was stored since the last claim: decided under the lock that kick() takes,
+        so a kick either sees this drain still running (and it looks again) or starts the next one."""
+        with self._lock:
+            if self._again:
+                self._again = False
+                return False
+            self._running = False
+            return True
+
+    def _after(self, batch: Batch, skip: set[int]) -> None:
+        """After the batch committed: receipts out, failed rows once more alone, late successes verified."""
+        self._wake()
+        for row_id in batch.failed:
+            skip.add(row_id)
+            self._tasks.submit(apply_stk_callback, row_id)
+        for row_id in batch.flagged:
+            late = late_success.pending_for_inbox(row_id)
+            if late is not None:  # a success for a payment we gave up on: ask M-Pesa (expire-pending retries)
+                self._tasks.submit(late_success.verify_soon, late.id, daraja=self._daraja_of())
