@@ -19,7 +19,7 @@ from ..refunds.results import RESULT_SOURCE, TIMEOUT_SOURCE, apply_result, apply
 from .batches import SOURCE as STK_SOURCE
 from .c2b import CONFIRMED, apply_c2b, decide_validation, parse_c2b
 from .c2b import SOURCE as C2B_SOURCE
-from .callbacks import apply_stk_callback, parse_stk_callback
+from .callbacks import apply_stk_callback, check_stk_callback
 
 bp = protect(Blueprint("mpesa", __name__, url_prefix="/mpesa"), MPESA)
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def stk_callback(token: str):
     """Store (one insert, committed), answer, then apply in batches off the request (mpesa.batches)."""
     body, remote = _body(), request.remote_addr or ""
     try:
-        parse_stk_callback(body)
+        check_stk_callback(body)
     except InvalidInput as exc:
         return _malformed(STK_SOURCE, apply_stk_callback, body, remote, exc)
     inbox.store(STK_SOURCE, body, remote_addr=remote)
