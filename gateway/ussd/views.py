@@ -6,10 +6,10 @@ Whatever happens, the caller sees a short END, never a 500 or a traceback.
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import peewee
-from flask import Blueprint, current_app, make_response, request
+from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import InvalidInput, LipaError
@@ -69,20 +69,32 @@ def _answer() -> Reply:
 
 
 def _form():
-    """The hop's fields. Africa's Talking posts a small urlencoded form: parsed straight from the body with the
-    standard library, about 15 µs a hop less than werkzeug's form parser (measured in one process); the first
+    """The hop's fields. Africa's Talking posts a small urlencoded form: parsed straight from the body (see
+    _urlencoded), about 15 µs a hop less than werkzeug's form parser (measured in one process); the first
     value of a repeated field wins, as with request.form. Another content type goes through request.form; more
     fields than any hop has is no hop (answered with the short END, like a hop without a sessionId)."""
     if request.mimetype == "application/x-www-form-urlencoded":
-        try:
-            pairs = parse_qsl(request.get_data(as_text=True), keep_blank_values=True, max_num_fields=FORM_FIELDS_MAX)
-        except ValueError:
-            return {}
-        fields: dict[str, str] = {}
-        for name, value in pairs:
-            fields.setdefault(name, value)
-        return fields
+        return _urlencoded(request.get_data(as_text=True))
     return request.form
+
+
+def _urlencoded(body: str) -> dict[str, str]:
+    """``parse_qsl(body, keep_blank_values=True)`` with its first value per name, decoding only the parts that
+    hold an escape: of a hop's ten names and values, only the phone, code and text do (``%2B``, ``%2A``)."""
+    pairs = body.split("&")
+    if len(pairs) > FORM_FIELDS_MAX:
+        return {}
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        fields.setdefault(name, value)
+    return fields
 
 
 def _field(name: str, form=None) -> str:
@@ -104,9 +116,8 @@ def _masked_phone() -> str:
 
 
 def _plain(body: str):
-    response = make_response(body, 200)
-    response.mimetype = "text/plain"
-    return response
+    """A text/plain 200, built with its type at once (setting ``mimetype`` afterwards rebuilds the header)."""
+    return current_app.response_class(body, mimetype="text/plain")
 
 
 def _push_after(response, payment_id: int) -> None:
