@@ -9,7 +9,7 @@ from flask import Flask
 
 from shared import logsafe
 from shared.config import Config, load_config
-from shared.db import db, init_db
+from shared.db import db, init_db, is_sqlite
 from shared.models.keystore import install_keys
 from shared.models.migrations import migrate
 
@@ -96,8 +96,9 @@ def create_app(config: Config | None = None, *, daraja=None, tasks: Tasks | None
     logsafe.hide(token)  # the callback URLs' secret segment (random per database in local)
     public_url = config.public_url or "http://127.0.0.1:8000"
     services = Services(
-        config=config, daraja=daraja or _daraja(config), tasks=tasks or Tasks(),
-        callback_token=token, public_url=public_url, hooks=build_hooks(config),
+        config=config, daraja=daraja or _daraja(config),
+        tasks=tasks or Tasks(lanes={"callbacks": config.callback_drains}), callback_token=token,
+        public_url=public_url, hooks=build_hooks(config),
     )
     services.dispatcher = dispatcher or _dispatcher(config)
     services.longpolls = _longpoll_gate(config)
@@ -153,7 +154,8 @@ def build_hooks(config: Config) -> TransitionHooks:
 def _callback_drain(services: Services):
     from .mpesa.batches import CallbackDrain
 
-    return CallbackDrain(services.tasks, wake=services.wake_dispatcher, daraja_of=lambda: services.daraja)
+    return CallbackDrain(services.tasks, wake=services.wake_dispatcher, daraja_of=lambda: services.daraja,
+                         drains=1 if is_sqlite() else services.config.callback_drains)
 
 
 def _longpoll_gate(config: Config):

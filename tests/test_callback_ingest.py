@@ -64,7 +64,7 @@ def test_failed_apply_rolls_back_to_the_stored_row_and_is_retried(client, app, c
     monkeypatch.setattr(batches, "apply_parsed", apply_then_fail)
     assert client.post(URL, data=paid_body("ws_CO_ingest_1"), content_type="application/json").status_code == 200
     app.extensions["lipa"].tasks.drain()  # the batch failed it; the retry alone (unpatched) applied it
-    assert applied == ["APPLIED"]
+    assert applied == ["APPLIED", "APPLIED"]  # the batch without savepoints, then with one: both rolled back
     assert InboxMessage.get().status == "APPLIED"
     assert Payment.get_by_id(payment.id).status == "COMPLETED" and completions(payment) == 1
     assert Notification.select().count() == 1  # the failed batch's SMS row was rolled back with it
@@ -105,6 +105,24 @@ def test_one_batch_applies_many_callbacks_and_their_resends_once(app, conn):
     assert statuses.count("APPLIED") == 5 and statuses.count("DUPLICATE") == 10
     assert InboxMessage.get_by_id(broken.id).status == "REJECTED"
     assert batches.apply_batch(limit=32).claimed == 0  # nothing is ever claimed twice
+
+
+def test_one_callback_that_fails_leaves_the_rest_of_its_batch_applied(app, conn, monkeypatch):
+    payments = [make_payment(f"ws_CO_part_{i}", f"LPPRT000{i}", f"25470837418{i}") for i in range(3)]
+    for p in payments:
+        inbox.store(batches.SOURCE, paid_body(p.checkout_request_id, f"NLJ7RT65S{p.id}", p.phone))
+
+    def fail_the_second(row, result):
+        if result.checkout_request_id == "ws_CO_part_1":
+            raise RuntimeError("bug")
+        return callbacks.apply_parsed(row, result)
+
+    monkeypatch.setattr(batches, "apply_parsed", fail_the_second)
+    done = batches.apply_batch(limit=32)
+    assert done.claimed == 3 and len(done.failed) == 1
+    assert [Payment.get_by_id(p.id).status for p in payments] == ["COMPLETED", "PROCESSING", "COMPLETED"]
+    assert [completions(p) for p in payments] == [1, 0, 1]  # the first try, rolled back, left nothing behind
+    assert Notification.select().count() == 2
 
 
 def test_a_batch_is_bounded_and_skips_rows_that_failed(app, conn):

@@ -107,3 +107,33 @@ def test_save_writes_only_the_changed_columns(conn):
     stored = Payment.get_by_id(mine.id)
     assert (stored.status, stored.account, stored.active_phone) == ("COMPLETED", "OTHER", None)
     assert Payment.select().where(Payment.phone_hash == PHONE, Payment.id == mine.id).exists()
+
+
+def test_create_new_writes_once_per_unique_value_in_one_statement(conn):
+    from shared.db import prepared
+    from shared.models import Notification
+
+    def queue(body):
+        return prepared.create_new(Notification, Notification.dedupe_key, channel="sms", kind="k",
+                                   recipient=PHONE, body=body, dedupe_key="sms:1:1", status="QUEUED")
+
+    with write_tx():
+        first = queue("first")
+        again = queue("second")  # the same key: nothing written, and the transaction is not aborted
+        other = prepared.create_new(Notification, Notification.dedupe_key, channel="sms", kind="k",
+                                    recipient=PHONE, body="other", dedupe_key="sms:1:2", status="QUEUED")
+    assert first is not None and again is None and other.id != first.id
+    stored = Notification.get_by_id(first.id)
+    assert (stored.body, stored.recipient, stored.status) == ("first", PHONE, "QUEUED")  # sealed and opened
+    assert Notification.select().count() == 2
+
+
+def test_row_gives_expressions_as_the_database_answers(conn):
+    from peewee import fn
+
+    for i in range(3):
+        payment(i)
+    total = Prepared(lambda p: Payment.select(fn.SUM(Payment.amount), fn.COUNT(Payment.id))
+                     .where(Payment.phone_hash == p[0]), Payment.phone_hash)
+    assert tuple(total.row(PHONE)) == (303, 3)
+    assert tuple(total.row("254799999999")) == (None, 0)

@@ -12,18 +12,31 @@ log = logging.getLogger(__name__)
 
 
 class Tasks:
-    """A small thread pool; each task gets its own database connection and never raises into the caller."""
+    """A small thread pool; each task gets its own database connection and never raises into the caller.
 
-    def __init__(self, max_workers: int = 4, after_each=None):
+    Long-running work has a lane of its own (``submit_to``): the callback drains (gateway/mpesa/batches.py)
+    run on ``lanes["callbacks"]`` threads, so a burst being applied never holds back the STK push a customer
+    is waiting for. ``drain()`` waits for every lane."""
+
+    def __init__(self, max_workers: int = 4, after_each=None, lanes: dict[str, int] | None = None):
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="lipa-task")
+        self._lanes = {name: ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"lipa-{name}")
+                       for name, size in (lanes or {"callbacks": 4}).items()}
         self.after_each = after_each  # called after every task (committed by then): wakes the dispatcher
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
 
     def submit(self, fn, *args, **kwargs) -> Future:
         """Run fn in the background; failures are logged (the sweeps heal what they leave undone)."""
+        return self._start(self._pool, fn, *args, **kwargs)
+
+    def submit_to(self, lane: str, fn, *args, **kwargs) -> Future:
+        """submit(), on the threads of ``lane``."""
+        return self._start(self._lanes[lane], fn, *args, **kwargs)
+
+    def _start(self, pool: ThreadPoolExecutor, fn, *args, **kwargs) -> Future:
         context = contextvars.copy_context()  # the submitter's bindings (its app's payment hooks) go along
-        future = self._pool.submit(context.run, self._run, fn, *args, **kwargs)
+        future = pool.submit(context.run, self._run, fn, *args, **kwargs)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -57,3 +70,5 @@ class Tasks:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+        for lane in self._lanes.values():
+            lane.shutdown(wait=True)

@@ -1,16 +1,17 @@
 """STK callbacks applied in batches after their 200 (issue 15): store, answer, apply.
 
 The view commits the raw body (one insert: the inbox-first guarantee) and answers Daraja at once; then it
-kicks this process's drain, which claims stored callbacks a batch at a time and applies them, each in its
-own savepoint, in one write transaction per batch. So a burst costs one commit per callback before the
-200 and one per batch after it, and a slow apply never delays an acknowledgement.
+kicks this process's drains, which claim stored callbacks a batch at a time and apply them in one write
+transaction per batch. So a burst costs one commit per callback before the 200 and one per batch after it,
+and a slow apply never delays an acknowledgement.
 
 Exactly once across threads and processes: a batch claims RECEIVED rows with FOR UPDATE SKIP LOCKED on
 PostgreSQL (concurrent drains split the queue), under BEGIN IMMEDIATE on SQLite (drains take turns), and
 every applier re-checks inside the transaction (a re-sent callback finds its payment already moved). Within
 a batch, callbacks are applied in CheckoutRequestID order, so two drains that hold callbacks for the same
 payments lock those payments in the same order and never deadlock. A row whose apply fails stays RECEIVED
-(its savepoint rolled back), is tried once more on its own, then by the process-inbox job."""
+(the batch runs again with a savepoint per row, see apply_batch), is tried once more on its own, then by
+the process-inbox job."""
 from __future__ import annotations
 
 import logging
@@ -40,9 +41,24 @@ class Batch:
     flagged: list[int] = field(default_factory=list)  # FLAGGED: a late success may wait for its STK query
 
 
+class _RowFailed(Exception):
+    """A callback raised while its batch ran without savepoints: the batch is rolled back and run carefully."""
+
+
 @retry_locked
 def apply_batch(limit: int = BATCH, skip: frozenset[int] = frozenset()) -> Batch:
-    """Claim up to ``limit`` stored STK callbacks (none of ``skip``) and apply them in one transaction."""
+    """Claim up to ``limit`` stored STK callbacks (none of ``skip``) and apply them in one transaction.
+
+    First without a savepoint per callback (two statements fewer each, the common case); if one of them
+    raises, that whole transaction is rolled back and the batch runs again with a savepoint around each
+    callback, so the one that fails is left RECEIVED and the others apply."""
+    try:
+        return _claim_and_apply(limit, skip, careful=False)
+    except _RowFailed:
+        return _claim_and_apply(limit, skip, careful=True)
+
+
+def _claim_and_apply(limit: int, skip: frozenset[int], *, careful: bool) -> Batch:
     batch = Batch()
     with write_tx():
         query = InboxMessage.select().where(InboxMessage.source == SOURCE, InboxMessage.status == "RECEIVED")
@@ -51,16 +67,27 @@ def apply_batch(limit: int = BATCH, skip: frozenset[int] = frozenset()) -> Batch
         rows = list(skip_locked(query.order_by(InboxMessage.id).limit(limit)))
         batch.claimed = len(rows)
         for row, result in sorted(_parsed(rows), key=lambda pair: pair[1].checkout_request_id):
-            try:
-                with db.atomic():  # a savepoint: one callback that fails leaves the others applied
-                    status = apply_parsed(row, result)
-            except Exception:
-                log.exception("stored STK callback %s could not be applied; tried again alone", row.id)
-                batch.failed.append(row.id)
-                continue
+            status = _apply_careful(row, result, batch) if careful else _apply_fast(row, result)
             if status == "FLAGGED":
                 batch.flagged.append(row.id)
     return batch
+
+
+def _apply_fast(row, result) -> str:
+    try:
+        return apply_parsed(row, result)
+    except Exception as exc:
+        raise _RowFailed(row.id) from exc
+
+
+def _apply_careful(row, result, batch: Batch) -> str | None:
+    try:
+        with db.atomic():  # a savepoint: one callback that fails leaves the others applied
+            return apply_parsed(row, result)
+    except Exception:
+        log.exception("stored STK callback %s could not be applied; tried again alone", row.id)
+        batch.failed.append(row.id)
+        return None
 
 
 def _parsed(rows: list[InboxMessage]) -> list[tuple[InboxMessage, object]]:
@@ -76,33 +103,36 @@ def _parsed(rows: list[InboxMessage]) -> list[tuple[InboxMessage, object]]:
 
 
 class CallbackDrain:
-    """This process's one drain of stored STK callbacks, run on the app's background tasks.
+    """This process's drains of stored STK callbacks, run on the app's ``callbacks`` task lane.
 
-    ``kick()`` is called after each stored callback's answer: it starts a drain, or tells the running one to
-    look again before it stops, so every committed row is claimed by some drain without one thread per
-    callback. ``wake`` wakes the dispatcher after each batch, so receipts go out while later batches apply."""
+    ``kick()`` is called after each stored callback's answer: it starts a drain while fewer than ``drains``
+    run, or else tells the running ones to look again before they stop, so every committed row is claimed
+    by some drain without one thread per callback. One drain on SQLite (one writer at a time: a second would
+    only wait); on PostgreSQL several, since a batch spends most of its time waiting for the database's
+    answers, and SKIP LOCKED splits the queue between them. ``wake`` wakes the dispatcher after each batch,
+    so receipts go out while later batches apply."""
 
-    def __init__(self, tasks, *, wake: Callable[[], None], daraja_of: Callable[[], object], batch: int = BATCH):
+    def __init__(self, tasks, *, wake: Callable[[], None], daraja_of: Callable[[], object], batch: int = BATCH,
+                 drains: int = 1):
         self._tasks = tasks
         self._wake = wake
         self._daraja_of = daraja_of
         self.batch = batch
+        self.drains = drains
         self._lock = threading.Lock()
-        self._running = False
+        self._running = 0
         self._again = False
 
     def kick(self) -> None:
         with self._lock:
-            if self._running:
+            if self._running >= self.drains:
                 self._again = True
                 return
-            self._running = True
-            self._again = False
+            self._running += 1
         try:
-            self._tasks.submit(self._drain)
+            self._tasks.submit_to("callbacks", self._drain)
         except RuntimeError:  # the pool is shut down (the app is stopping): process-inbox applies the rows
-            with self._lock:
-                self._running = False
+            self._stopped()
 
     def _drain(self) -> None:
         skip: set[int] = set()
@@ -113,8 +143,7 @@ class CallbackDrain:
                 if batch.claimed < self.batch and self._stop():
                     return
         except BaseException:
-            with self._lock:
-                self._running = False  # the next kick starts a drain again; process-inbox heals meanwhile
+            self._stopped()  # the next kick starts a drain again; process-inbox heals meanwhile
             raise
 
     def _stop(self) -> bool:
@@ -124,8 +153,12 @@ class CallbackDrain:
             if self._again:
                 self._again = False
                 return False
-            self._running = False
+            self._running -= 1
             return True
+
+    def _stopped(self) -> None:
+        with self._lock:
+            self._running -= 1
 
     def _after(self, batch: Batch, skip: set[int]) -> None:
         """After the batch committed: receipts out, failed rows once more alone, late successes verified."""

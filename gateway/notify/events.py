@@ -36,12 +36,13 @@ class PaymentNotifier:
             kind = "payment_confirmed"  # confirmed by STK query: Daraja's query carries no receipt
         if kind is None or not self._wanted(kind) or not payment.phone:
             return  # a C2B payer known only by a hashed number cannot be sent an SMS
-        lang = _language(payment)
+        pref = preferences.preference(payment.phone)  # once, for the language here and the opt-out in enqueue
+        lang = preferences.language_of(pref, payment.language)
         text = render(kind, lang, amount=payment.amount, account=payment.account, ref=payment.reference,
                       receipt=payment.mpesa_receipt or "",
                       reason=reason_for(lang, payment.result_code, payment.status_message))
         outbox.enqueue(channel="sms", kind=kind, recipient=payment.phone, body=text, payment=payment,
-                       language=lang, dedupe_key=f"sms:{payment.id}:{event.id}")
+                       language=lang, dedupe_key=f"sms:{payment.id}:{event.id}", preference=pref)
 
     @staticmethod
     def _kind(from_status: str, to_status: str) -> str | None:
@@ -53,7 +54,3 @@ class PaymentNotifier:
         option = _OPTIONAL.get(kind)
         return option is None or bool(getattr(self.config, option))
 
-
-def _language(payment) -> str:
-    """The phone's chosen language, else the one the payment was made in."""
-    return preferences.language_for(payment.phone, payment.language)

@@ -4,10 +4,7 @@ from __future__ import annotations
 import threading
 from contextvars import ContextVar
 
-import peewee
-
-from shared.db import db, prepared
-from shared.db.prepared import Prepared
+from shared.db import prepared
 from shared.models import Notification
 
 from .preferences import opted_out
@@ -42,30 +39,34 @@ def bind_wakeups(wakeups: Wakeups) -> None:
     _bound.set(wakeups)
 
 
-# Run for every message queued (built once: see shared.db.prepared).
-_QUEUED_AS = Prepared(lambda p: Notification.select(Notification.id).where(Notification.dedupe_key == p[0]),
-                      Notification.dedupe_key)
+UNREAD = object()  # enqueue(preference=…) not given: the outbox reads the phone's opt-out itself
 
 
 def enqueue(*, channel: str, kind: str, recipient: str, body: str, payment=None, request=None,
-            language: str = "en", dedupe_key: str | None = None, respect_opt_out: bool = True) -> Notification:
+            language: str = "en", dedupe_key: str | None = None, respect_opt_out: bool = True,
+            preference=UNREAD) -> Notification:
     """Queue one message; the same dedupe key never queues twice. A phone that sent STOP gets a
-    SUPPRESSED row (kept, for the timeline) unless this is a direct reply to its own command."""
-    if dedupe_key:
-        existing = _QUEUED_AS.first(dedupe_key)
-        if existing:
-            return Notification.get_by_id(existing.id)
+    SUPPRESSED row (kept, for the timeline) unless this is a direct reply to its own command. ``preference``
+    is the phone's preferences row (or None) when the caller has just read it (the notifier, for the
+    language), so it is not read twice."""
     status = "QUEUED"
-    if channel == "sms" and respect_opt_out and opted_out(recipient):
+    if channel == "sms" and respect_opt_out and _opted_out(recipient, preference):
         status = "SUPPRESSED"
-    try:
-        with db.atomic():  # a savepoint: a duplicate key must not abort the caller's transaction
-            row = prepared.create(Notification, channel=channel, kind=kind, recipient=recipient, body=body,
-                                      payment=payment, request=request, language=language,
-                                      dedupe_key=dedupe_key, status=status)
-    except peewee.IntegrityError:
-        return Notification.get(Notification.dedupe_key == dedupe_key)
+    values = dict(channel=channel, kind=kind, recipient=recipient, body=body, payment=payment, request=request,
+                  language=language, dedupe_key=dedupe_key, status=status)
+    if dedupe_key:
+        row = prepared.create_new(Notification, Notification.dedupe_key, **values)
+        if row is None:  # queued before (a re-applied change): that row stands
+            return Notification.get(Notification.dedupe_key == dedupe_key)
+    else:
+        row = prepared.create(Notification, **values)
     wakeups = _bound.get(None)
     if status == "QUEUED" and wakeups is not None:
         wakeups.mark()
     return row
+
+
+def _opted_out(recipient: str, preference) -> bool:
+    if preference is UNREAD:
+        return opted_out(recipient)
+    return preference is not None and not preference.notifications

@@ -25,7 +25,11 @@ def preference(phone: str) -> PhonePreference | None:
 
 def language_for(phone: str, default: str | None = None) -> str:
     """The phone's chosen language; else ``default`` (the payment's own), else English."""
-    pref = preference(phone)
+    return language_of(preference(phone), default)
+
+
+def language_of(pref: PhonePreference | None, default: str | None = None) -> str:
+    """language_for() of a preferences row already read."""
     if pref and pref.language in LANGUAGES:
         return pref.language
     return default if default in LANGUAGES else "en"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 from datetime import timedelta
 
-from peewee import fn
+from peewee import Case, fn
 
 from shared.db import for_update, write_tx
 from shared.db.prepared import Prepared
@@ -51,12 +51,11 @@ def _broken(payment: Payment, config):
     payer = _same_payer(payment)
     if payer is None:
         return
-    counts = _COUNTS[payer[0]]
-    recent = counts["recent"].scalar(payer[1], utcnow() - timedelta(hours=1))
+    now = utcnow()
+    recent, wrong_pins = (count or 0 for count in _COUNTS[payer[0]].row(
+        payer[1], now - timedelta(hours=1), PaymentStatus.FAILED.value, WRONG_PIN, now - timedelta(hours=24)))
     if recent > config.flag_attempts_per_hour:
         yield "velocity", f"{recent} payments from this payer in the last hour (limit {config.flag_attempts_per_hour})"
-    wrong_pins = counts["wrong_pins"].scalar(payer[1], PaymentStatus.FAILED.value, WRONG_PIN,
-                                             utcnow() - timedelta(hours=24))
     if wrong_pins >= config.flag_failed_pins:
         yield "failed_pins", f"{wrong_pins} wrong-PIN failures from this payer in 24 h"
 
@@ -71,17 +70,16 @@ def _same_payer(payment: Payment):
     return None
 
 
-def _counts(column) -> dict[str, Prepared]:
-    """The two counts every COMPLETED or PROCESSING payment runs, built once (see shared.db.prepared): peewee
-    took longer to build a COUNT's text than the database to answer it."""
-    count = fn.COUNT(Payment.id)
-    return {
-        "recent": Prepared(lambda p: Payment.select(count).where(column == p[0], Payment.created_at >= p[1]),
-                           column, Payment.created_at),
-        "wrong_pins": Prepared(lambda p: Payment.select(count).where(
-            column == p[0], Payment.status == p[1], Payment.result_code == p[2], Payment.created_at >= p[3]),
-            column, Payment.status, Payment.result_code, Payment.created_at),
-    }
+def _counts(column) -> Prepared:
+    """The payer's payments in the last hour and wrong-PIN failures in the last 24 h, in one statement that
+    every COMPLETED or PROCESSING payment runs, built once (see shared.db.prepared): peewee took longer to
+    build a COUNT's text than the database to answer it, and one round trip is half of two."""
+    def build(p):
+        in_hour = Case(None, [(Payment.created_at >= p[1], 1)], 0)
+        wrong_pin = Case(None, [((Payment.status == p[2]) & (Payment.result_code == p[3]), 1)], 0)
+        return Payment.select(fn.SUM(in_hour), fn.SUM(wrong_pin)).where(column == p[0], Payment.created_at >= p[4])
+
+    return Prepared(build, column, Payment.created_at, Payment.status, Payment.result_code, Payment.created_at)
 
 
 _COUNTS = {"phone_hash": _counts(Payment.phone_hash), "payer_lookup": _counts(Payment.payer_lookup)}

@@ -84,6 +84,11 @@ class Prepared:
         _, sql, slots = self._compile()
         return db.execute_sql(sql, self._params(slots, values)).rowcount
 
+    def row(self, *values) -> tuple | None:
+        """The first row of a SELECT of expressions (SUMs), as the database gives it, or None."""
+        _, sql, slots = self._compile()
+        return db.execute_sql(sql, self._params(slots, values)).fetchone()
+
     def scalar(self, *values):
         """The first column of the first row (a COUNT), or None."""
         _, sql, slots = self._compile()
@@ -98,6 +103,7 @@ class Prepared:
 
 
 _INSERTS: dict[tuple, Prepared] = {}
+_NEW_INSERTS: dict[tuple, Prepared] = {}
 _UPDATES: dict[tuple, Prepared] = {}
 
 
@@ -106,15 +112,39 @@ def create(model: type[peewee.Model], **values) -> peewee.Model:
     per call (a timestamp is the time of this insert), look-up hashes derived, sealed fields sealed, exactly
     as create() does. For the rows every callback writes (inbox, event, outbox), where peewee spent more
     time building the INSERT's text than the database took to run it."""
-    row = model(**values)
-    _derive_lookups(row)
-    names = tuple(name for name in model._meta.sorted_field_names
-                  if name in row.__data__ and name != model._meta.primary_key.name)
+    row, names = _new_row(model, values)
     insert = _built(_INSERTS, model, names, lambda fields: Prepared(
         lambda p: model.insert(dict(zip(fields, p, strict=True))), *fields))
     row.id = insert.insert(*(row.__data__[name] for name in names))
     row._dirty.clear()
     return row
+
+
+def create_new(model: type[peewee.Model], unique: peewee.Field, **values) -> peewee.Model | None:
+    """create(), unless a row with the same ``unique`` value exists: then nothing is written and None is
+    returned. One statement (``INSERT … ON CONFLICT (unique) DO NOTHING RETURNING id``, on SQLite and
+    PostgreSQL alike) where a look-up, a savepoint, the insert and its release took four."""
+    row, names = _new_row(model, values)
+    key = model._meta.primary_key
+    insert = _built(_NEW_INSERTS, model, names + (unique.name,), lambda fields: Prepared(
+        lambda p: model.insert(dict(zip(fields[:-1], p, strict=True)))
+        .on_conflict(conflict_target=[unique], action="NOTHING").returning(key), *fields[:-1]))
+    _, sql, slots = insert._compile()
+    found = db.execute_sql(sql, insert._params(slots, tuple(row.__data__[name] for name in names))).fetchone()
+    if found is None:
+        return None
+    row.id = found[0]
+    row._dirty.clear()
+    return row
+
+
+def _new_row(model, values: dict) -> tuple[peewee.Model, tuple]:
+    """The row create() would write (defaults filled, look-ups derived) and the names of its columns."""
+    row = model(**values)
+    _derive_lookups(row)
+    names = tuple(name for name in model._meta.sorted_field_names
+                  if name in row.__data__ and name != model._meta.primary_key.name)
+    return row, names
 
 
 def save(row: peewee.Model) -> int:
