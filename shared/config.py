@@ -75,7 +75,7 @@ class Config:
     # Slow work apart from fast work (issue 15)
     webhook_deadline_s: float = 10.0  # LIPA_WEBHOOK_DEADLINE_S: one webhook attempt, connect to last byte
     webhook_workers: int = 4  # LIPA_WEBHOOK_WORKERS: webhook senders, apart from the SMS lane
-    callback_drains: int = 4  # LIPA_CALLBACK_DRAINS: threads applying stored STK callbacks (PostgreSQL; 1 on SQLite)
+    callback_drains: int = 2  # LIPA_CALLBACK_DRAINS: threads applying stored STK callbacks (PostgreSQL; 1 on SQLite)
     sms_workers: int = 4  # LIPA_SMS_WORKERS: SMS senders per process (Africa's Talking answers in ~0.3 s)
     webhook_per_host: int = 2  # LIPA_WEBHOOK_PER_HOST: attempts in flight to one merchant host at once
     longpoll_per_principal: int = 2  # LIPA_LONGPOLL_PER_PRINCIPAL: open GET /events?wait= per token
@@ -231,7 +231,7 @@ def load_config(env=None, *, read_dotenv: bool = True, **overrides) -> Config:
         notify_lease_s=_int(env, "LIPA_NOTIFY_LEASE_S", 60),
         webhook_deadline_s=_seconds(env, "LIPA_WEBHOOK_DEADLINE_S", 10.0),
         webhook_workers=_int(env, "LIPA_WEBHOOK_WORKERS", 4),
-        callback_drains=_int(env, "LIPA_CALLBACK_DRAINS", 4),
+        callback_drains=_int(env, "LIPA_CALLBACK_DRAINS", 2),
         sms_workers=_int(env, "LIPA_SMS_WORKERS", 4),
         webhook_per_host=_int(env, "LIPA_WEBHOOK_PER_HOST", 2),
         longpoll_per_principal=_int(env, "LIPA_LONGPOLL_PER_PRINCIPAL", 2),

@@ -71,11 +71,24 @@ class KeptAliveSMSService(SMSService):
             return super()._make_request(url, method, headers, data, params, callback=callback, timeout=timeout)
         session = getattr(self._sessions, "session", None)
         if session is None:
-            session = self._sessions.session = requests.Session()
+            session = self._sessions.session = _session_for(url)
         res = session.post(url=url, headers=headers, params=params, data=data, timeout=timeout)
         if not 200 <= res.status_code < 300:
             raise AfricasTalkingException(res.text)
         return res.json() if res.headers.get("content-type") == "application/json" else res.text
+
+
+def _session_for(url: str) -> requests.Session:
+    """A session with the environment's proxy and CA-bundle settings read once, when it is made: requests
+    reads them (every variable of the environment, and ~/.netrc) again on every request otherwise, a sixth of
+    an SMS's CPU (measured against the simulator). The SDK's requests carry their own key, so netrc is not
+    wanted; a proxy or CA bundle changed while the gateway runs takes effect at its next start."""
+    session = requests.Session()
+    settings = session.merge_environment_settings(url, {}, None, None, None)
+    session.trust_env = False
+    session.proxies.update(settings["proxies"])
+    session.verify = settings["verify"]
+    return session
 
 
 class SmsSender:

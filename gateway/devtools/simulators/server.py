@@ -19,11 +19,7 @@ POLL_S = 0.01  # how soon stop() is noticed: the tests start and stop a server p
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Request lines at DEBUG, so the demo's log shows the gateway rather than the fakes. HTTP/1.1, so a
-    client's kept-alive connection stays open, as the real providers' do: under HTTP/1.0 every SMS the
-    gateway sends opened a new connection and this server a new thread for it."""
-
-    protocol_version = "HTTP/1.1"
+    """Request lines at DEBUG, so the demo's log shows the gateway rather than the fakes."""
 
     def log(self, type: str, message: str, *args) -> None:  # noqa: A002 - werkzeug's signature
         log.log(logging.WARNING if type == "error" else logging.DEBUG, message, *args)
