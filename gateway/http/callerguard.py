@@ -13,6 +13,7 @@ blueprints are registered under (none when no token is set, so the local quick s
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -21,9 +22,9 @@ from typing import Callable
 from flask import Blueprint, current_app, g, request
 from werkzeug.exceptions import NotFound
 
-from .ratelimit import Limit, RateLimited, hit, over
 from ..providers.daraja.urls import token_matches
 from .errors import error_json
+from .ratelimit import Limit, RateLimited, hit, over
 
 log = logging.getLogger(__name__)
 FAILED_TOKENS = Limit(20, 900)  # wrong tokens per client address per 15 minutes
@@ -102,7 +103,14 @@ def address_allowed(remote: str, allowed: tuple) -> bool:
         address = ipaddress.ip_address(remote)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(item, strict=False) for item in allowed)
+    return any(address in network for network in _networks(tuple(allowed)))
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(allowed: tuple) -> tuple:
+    """The allowlist parsed once (a setting, so a handful of tuples at most): parsing Safaricom's dozen
+    addresses on every callback cost more than the rest of the check."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in allowed)
 
 
 def at_prefix(token: str, blueprint_prefix: str | None = None) -> str:
