@@ -20,7 +20,17 @@ def loads(body: bytes | str):
         data = json.loads(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    return _clean(data, 0)
+    return data if _plainly_safe(body) else _clean(data, 0)
+
+
+def _plainly_safe(body: bytes | str) -> bool:
+    """Whether the text alone shows there is nothing to clean: no NUL escape anywhere, and fewer brackets in
+    all than MAX_DEPTH, so no value can nest deeper. True for every real callback, which then skips the walk
+    over its values (a tenth of an acknowledgement's CPU); a false "no" only costs that walk."""
+    if isinstance(body, bytes):  # a NUL byte at all: UTF-16 or UTF-32, which json.loads also reads
+        return (b"\x00" not in body and b"\\u0000" not in body
+                and body.count(b"{") + body.count(b"[") <= MAX_DEPTH)
+    return "\\u0000" not in body and body.count("{") + body.count("[") <= MAX_DEPTH
 
 
 def _clean(value, depth: int):
