@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 from shared.text import clean
@@ -197,6 +197,12 @@ class PaymentDetail:
                    list(d.get("callbacks") or []), list(d.get("notifications") or []), list(d.get("refunds") or []))
 
 
+def nairobi_midnight_utc(day: date) -> str:
+    """The instant a Nairobi day starts, as the API's UTC date-time (``2024-04-30T21:00:00Z`` for 1 May)."""
+    start = datetime.combine(day, time(), NAIROBI).astimezone(timezone.utc)
+    return start.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass(frozen=True)
 class PaymentFilters:
     """The Payments screen's filters; empty values mean "not filtered"."""
@@ -217,11 +223,16 @@ class PaymentFilters:
         return ""
 
     def to_params(self) -> dict[str, str]:
-        """Query arguments for GET /payments (a date-only ``to`` includes that whole day)."""
+        """Query arguments for GET /payments.
+
+        The screen's dates are Nairobi days (what staff and receipts see) while the API reads a bare date as a
+        UTC day, so the bounds go as UTC date-times: Nairobi midnight of ``from`` up to (not including) Nairobi
+        midnight after ``to``. Sending bare dates hid a payment made between 00:00 and 03:00 EAT.
+        """
         params = {"status": self.status, "phone": self.phone.strip(), "account": self.account.strip(),
                   "q": self.q.strip(), "channel": self.channel,
-                  "from": self.date_from.isoformat() if self.date_from else "",
-                  "to": self.date_to.isoformat() if self.date_to else "",
+                  "from": nairobi_midnight_utc(self.date_from) if self.date_from else "",
+                  "to": nairobi_midnight_utc(self.date_to + timedelta(days=1)) if self.date_to else "",
                   "flagged": "" if self.flagged is None else str(self.flagged).lower()}
         return {k: v for k, v in params.items() if v}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -12,7 +12,7 @@ from admin_app.core.client import ApiClient, ApiError, ConnectionLost
 from admin_app.core.export import export_payments, write_csv
 from admin_app.core.models import Page, Payment, PaymentDetail, PaymentFilters, TimelineEntry
 from admin_app.core.settings import DEFAULT_GATEWAY_URL, AppSettings, JsonFileStore, MemoryStore
-from shared.timeutil import utcnow
+from shared.timeutil import NAIROBI, utcnow
 from tests.factories import PASSWORDS, add_events, add_staff, seed  # noqa: F401 - builders shared
 from tests.helpers import free_port, wait_for
 
@@ -72,7 +72,7 @@ def test_list_filters_and_cursor(live, login):
     assert [p.id for p in client.payments(PaymentFilters(status="FAILED")).items] == failed[::-1]
     assert [p.id for p in client.payments(PaymentFilters(flagged=True)).items] == flagged
     assert [p.id for p in client.payments({"phone": "0722 000 111"}).items] == flagged
-    day = (start + timedelta(days=1)).date()
+    day = nairobi_date(start + timedelta(days=1))
     assert [p.id for p in client.payments(PaymentFilters(date_from=day, date_to=day)).items] == failed[::-1]
     reference = client.payments(PaymentFilters(status="FAILED")).items[0].reference
     assert [p.reference for p in client.payments(PaymentFilters(q=reference.lower())).items] == [reference]
@@ -241,9 +241,24 @@ def test_settings_remember_url_and_username_but_nothing_else(tmp_path):
     assert "password" not in (tmp_path / "dir" / "settings.json").read_text()
 
 
+def nairobi_date(naive_utc: datetime) -> date:
+    """The Nairobi day a stored (naive UTC) timestamp falls on."""
+    return naive_utc.replace(tzinfo=timezone.utc).astimezone(NAIROBI).date()
+
+
+def test_the_date_filter_reads_nairobi_days(live, login):
+    """01:30 EAT on 5 May is 22:30 UTC on 4 May: the screen's "5 May" must find it, "4 May" must not."""
+    late = seed(1, start=datetime(2024, 5, 4, 22, 30))
+    seed(1, start=datetime(2024, 5, 4, 20, 30))  # 23:30 EAT on 4 May
+    client = login("viewer")
+    may5 = client.payments(PaymentFilters(date_from=date(2024, 5, 5), date_to=date(2024, 5, 5))).items
+    may4 = client.payments(PaymentFilters(date_from=date(2024, 5, 4), date_to=date(2024, 5, 4))).items
+    assert [p.id for p in may5] == late and late[0] not in [p.id for p in may4] and len(may4) == 1
+
+
 def test_filters_become_query_arguments():
     filters = PaymentFilters(status="FAILED", phone=" 0712 ", q="", date_from=date(2024, 5, 1),
                              date_to=date(2024, 5, 2), flagged=False)
-    assert filters.to_params() == {"status": "FAILED", "phone": "0712", "from": "2024-05-01", "to": "2024-05-02",
-                                   "flagged": "false"}
+    assert filters.to_params() == {"status": "FAILED", "phone": "0712", "from": "2024-04-30T21:00:00Z",
+                                   "to": "2024-05-02T21:00:00Z", "flagged": "false"}
     assert PaymentFilters().to_params() == {}
