@@ -18,6 +18,7 @@ from .ingest.tasks import Tasks
 from .notify.outbox import Wakeups, bind_wakeups
 from .payments.transitions import TransitionHooks, bind_hooks
 from .providers.daraja.urls import callback_token, result_url, stk_callback_url, timeout_url
+from .ussd.menu import SessionLanguages
 
 if TYPE_CHECKING:  # imported where they are built, so a test's fakes need none of them
     from .http.longpoll import LongPollGate
@@ -49,6 +50,7 @@ class Services:
     scheduler: JobScheduler | None = None  # when create_app(start_scheduler=True)
     longpolls: LongPollGate | None = None  # open GET /api/v1/events?wait= (issue 15), per app
     callbacks: CallbackDrain | None = None  # stored STK callbacks applied in batches (issue 15)
+    ussd_languages: SessionLanguages = field(default_factory=SessionLanguages)  # a live session's language
 
     def bind(self) -> None:
         """Make this app's listeners and wake-ups the ones the current thread or request uses."""

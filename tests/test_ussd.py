@@ -450,3 +450,34 @@ def test_the_main_menu_still_shows_the_waiting_payment_in_the_chosen_language(ca
     body = caller().start()
     assert "LP-WAIT" in body and "300" in body and "Lipa" in body
     assert body != caller(phone="+254722000111").start()
+
+
+def test_a_later_hop_of_a_session_reads_only_what_its_screen_needs(caller, rows, monkeypatch):
+    """The session's first hop reads the language and the waiting payment; its later hops answer from the
+    app's memory of that session's language, so an intermediate screen runs no statement at all, and a hop
+    back to the main menu reads only the waiting payment it shows."""
+    PhonePreference.create(phone=NORMALIZED, language="sw")
+    make_payment("LP-WAIT", status="PENDING", amount=300)
+    session = caller()
+    statements = _Statements(monkeypatch)
+    first = session.start()
+    assert len(statements.sql) == 1 and "LP-WAIT" in first
+    for text in ("1", "1*KPLC42", "1*KPLC42*500"):
+        statements.sql.clear()
+        body = session._body(session.post(text))
+        assert statements.sql == [] and body.startswith("CON"), (text, statements.sql)
+    fresh = caller()
+    assert "KPLC42" in body and body == fresh._body(fresh.post("1*KPLC42*500"))  # as a fresh read shows it
+    statements.sql.clear()
+    home = session._body(session.post("1*KPLC42*500*00"))
+    assert home == first and len(statements.sql) == 1, statements.sql
+
+
+def test_another_phone_on_the_same_session_id_reads_its_own_language(caller, rows):
+    PhonePreference.create(phone=NORMALIZED, language="sw")
+    session = caller()
+    swahili = session._body(session.post("1"))
+    other = UssdSession(session.client, phone="+254722000111", session_id=session.session_id)
+    english = other._body(other.post("1"))
+    fresh = caller(phone="+254722000111")
+    assert swahili != english and english == fresh._body(fresh.post("1"))

@@ -11,6 +11,9 @@ from shared.errors import LipaError
 
 log = logging.getLogger(__name__)
 NO_DB_ENDPOINTS = frozenset({"health.healthz", "bench.hello"})  # bench.hello: the benchmarks' floor
+# Connected at their first query instead of before the view: a later hop of a USSD session may need none
+# (gateway/ussd/menu.py SessionLanguages), and taking and giving back a pooled connection is a fifth of it.
+LAZY_DB_ENDPOINTS = frozenset({"ussd.ussd"})
 
 
 def error_json(code: str, message: str, status: int):
@@ -23,12 +26,16 @@ def install(app: Flask) -> None:
 
     @app.before_request
     def _connect():
-        if request.endpoint not in NO_DB_ENDPOINTS:  # the health check reports a failure itself
+        endpoint = request.endpoint
+        if endpoint in LAZY_DB_ENDPOINTS:
+            g.lipa_lazy_db = db.is_closed()  # closed now: whatever the view opens is closed after it
+        elif endpoint not in NO_DB_ENDPOINTS:  # the health check reports a failure itself
             g.lipa_opened_db = db.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close(exc):
-        if g.pop("lipa_opened_db", False):
+        opened = g.pop("lipa_opened_db", False) or (g.pop("lipa_lazy_db", False) and not db.is_closed())
+        if opened:
             close_quietly()  # even a connection the database dropped: the next request starts afresh
         app.extensions["lipa"].wake_dispatcher()
 

@@ -7,8 +7,11 @@ No Flask here: the view parses the form into a Hop and sends the STK push after 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
+
+from cachetools import TTLCache
 
 from shared.db import db
 from shared.db.prepared import Prepared
@@ -40,6 +43,8 @@ _RECENT = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount, P
                                             Payment.mpesa_receipt)
                    .where(Payment.phone_hash == p[0])
                    .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(HISTORY_MAX), Payment.phone_hash)
+_BUSY = Prepared(lambda p: Payment.select(Payment.reference, Payment.amount).where(Payment.active_phone == p[0]),
+                 Payment.active_phone)
 _SESSION_PAYMENT = Prepared(lambda p: Payment.select(Payment.id).where(Payment.idempotency_key == p[0]),
                             Payment.idempotency_key)
 
@@ -74,26 +79,69 @@ class State:
     language: str | None = None
 
 
+class SessionLanguages:
+    """The language each live session was answered in, per process: (session id, phone) -> language.
+
+    A session keeps the language it started with (choosing another ends the session), so only the first hop
+    a process sees of a session reads it; the later hops (Africa's Talking sends a session's hops over one
+    kept-alive connection, so mostly to the same process) answer from this memory without a query or a
+    database connection. Keyed by the phone as well, so a session id posted with another number reads afresh.
+    Bounded and expiring: a session lives at most a few minutes at the operator."""
+
+    def __init__(self, maxsize: int = 20_000, ttl_s: float = 600):
+        self._cache: TTLCache = TTLCache(maxsize=maxsize, ttl=ttl_s)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+
+    def get(self, session_id: str, phone: str) -> str | None:
+        with self._lock:
+            return self._cache.get((session_id, phone))
+
+    def put(self, session_id: str, phone: str, lang: str) -> None:
+        with self._lock:
+            self._cache[(session_id, phone)] = lang
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+_UNREAD = object()
+
+
 class Caller:
     """What the screens read about the dialling phone, fetched at most once per hop. ``busy`` is the
-    payment still waiting for its PIN, as (reference, amount), shown on the main menu (redial-to-resume)."""
+    payment still waiting for its PIN, as (reference, amount), shown on the main menu (redial-to-resume):
+    read with the language on a session's first hop, and on a later hop only when its screen is the menu."""
 
-    def __init__(self, phone: str, lang: str, busy: tuple[str, int] | None = None):
+    def __init__(self, phone: str, lang: str, busy=_UNREAD):
         self.phone = phone
         self.lang = lang
-        self.busy = busy
+        self._busy = busy
 
     @classmethod
-    def read(cls, phone: str) -> Caller:
+    def read(cls, phone: str, session_id: str = "", languages: SessionLanguages | None = None) -> Caller:
         """The phone's language and its waiting payment in one indexed read (two look-up hashes, both unique):
         every screen a hop can show needs the language, the main menu also the waiting payment, and one round
-        trip costs less than deciding which to fetch. The language rule is notify.preferences.language_for's
-        (a chosen language we know, else English)."""
+        trip costs less than deciding which to fetch. A later hop of a session this process has answered takes
+        the language from ``languages`` (the app's SessionLanguages) and reads nothing. The language rule is
+        notify.preferences.language_for's (a chosen language we know, else English)."""
+        known = languages.get(session_id, phone) if languages is not None else None
+        if known is not None:
+            return cls(phone, known)
         phone_hash = PhonePreference.phone_hash.db_value(phone)  # the same keyed hash as Payment.active_phone's
         row = db.execute_sql(_caller_sql(db.obj.param), (phone_hash, phone_hash)).fetchone()
         lang = row[0] if row and row[0] in texts.LANGUAGES else "en"
         busy = (row[1], row[2]) if row and row[1] is not None else None
+        if languages is not None:
+            languages.put(session_id, phone, lang)
         return cls(phone, lang, busy)
+
+    @property
+    def busy(self) -> tuple[str, int] | None:
+        if self._busy is _UNREAD:
+            row = _BUSY.first(self.phone)
+            self._busy = (row.reference, row.amount) if row is not None else None
+        return self._busy
 
     @cached_property
     def recent(self) -> list[Payment]:
@@ -119,12 +167,12 @@ def _caller_sql(mark: str) -> str:
 REQUEST_CODE_LEN = 6  # shared.refs.request_code
 
 
-def handle(hop: Hop) -> Reply:
+def handle(hop: Hop, languages: SessionLanguages | None = None) -> Reply:
     """Answer one hop from Africa's Talking's ``text`` alone (it carries every input of the session): a hop
     that creates nothing writes nothing. Only the hop that creates the payment stores its session (the hop
     log its timeline shows); a duplicate of that hop finds the payment by the session's idempotency key, so
     it answers the same END and never pushes twice."""
-    caller = Caller.read(hop.phone)
+    caller = Caller.read(hop.phone, hop.session_id, languages)
     if len(hop.text) > MAX_TEXT:
         return Reply(texts.message(caller.lang, "too_many_steps"))
     inputs = sessions.split(hop.text)
@@ -162,7 +210,7 @@ def advance(state: State, value: str, caller: Caller) -> State:
     """One input: '00' goes home from anywhere, everything else is up to the current step."""
     if value == "00":
         return State()
-    return _STEPS[state.step](replace(state, note=None), value, caller)
+    return _STEPS[state.step](state if state.note is None else replace(state, note=None), value, caller)
 
 
 def _invalid(state: State) -> State:

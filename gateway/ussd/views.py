@@ -6,12 +6,14 @@ Whatever happens, the caller sees a short END, never a 500 or a traceback.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
 import peewee
 from flask import Blueprint, current_app, request
 from werkzeug.exceptions import HTTPException
 
+from shared.db import UNAVAILABLE
 from shared.errors import InvalidInput, LipaError
 from shared.phone import mask_phone, normalize_phone
 
@@ -34,6 +36,9 @@ def ussd():
         reply = _answer()
     except HTTPException:
         raise  # a request refused before the menu (body too large, unreadable form): see _failed
+    except UNAVAILABLE as exc:  # connected at the menu's first query (http.errors.LAZY_DB_ENDPOINTS)
+        log.error("USSD hop failed: database unavailable (%s)", type(exc).__name__)
+        reply = Reply(FAILURE)
     except Exception:
         log.exception("USSD hop failed for %s", _masked_phone())
         reply = Reply(FAILURE)
@@ -65,7 +70,7 @@ def _answer() -> Reply:
         return Reply(texts.message("en", "bad_phone"))
     hop = Hop(session_id=session_id, phone=phone, text=_field("text", form),
               service_code=_field("serviceCode", form)[:32])
-    return handle(hop)
+    return handle(hop, current_app.extensions["lipa"].ussd_languages)
 
 
 def _form():
@@ -90,11 +95,22 @@ def _urlencoded(body: str) -> dict[str, str]:
             continue
         name, _, value = pair.partition("=")
         if "%" in name or "+" in name:
-            name = unquote_plus(name)
+            name = _decoded(name)
         if "%" in value or "+" in value:
-            value = unquote_plus(value)
+            value = _decoded(value)
         fields.setdefault(name, value)
     return fields
+
+
+# The escaped parts repeat from hop to hop (the service code always, the phone for a whole session), so
+# their decoding is remembered: a bounded cache of a pure function, of short parts only (a long text is
+# one session's, and 4,096 of them would hold megabytes).
+_unquote = lru_cache(maxsize=4096)(unquote_plus)
+_REMEMBERED_MAX = 64
+
+
+def _decoded(part: str) -> str:
+    return _unquote(part) if len(part) <= _REMEMBERED_MAX else unquote_plus(part)
 
 
 def _field(name: str, form=None) -> str:
