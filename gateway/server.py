@@ -1,6 +1,7 @@
 """Serving: granian (default) or gunicorn (LIPA_SERVER) with N worker processes sharing the port and database."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -46,7 +47,18 @@ class GatewayServer(BaseApplication):
     def load(self):
         from . import create_app
 
-        return create_app(self.config_obj, start_background=True, start_scheduler=self.start_scheduler)
+        app = create_app(self.config_obj, start_background=True, start_scheduler=self.start_scheduler)
+        freeze_startup_objects()
+        return app
+
+
+def freeze_startup_objects() -> None:
+    """Once a worker has built its app: what startup made (modules, the app, the SDK's tables) lives as long
+    as the process, so it is collected once and moved out of the collector's sight (gc.freeze). Otherwise
+    every full collection walked all of it while holding the GIL: 35-50 ms with every request in the
+    worker stopped, a few times a minute under load, which was the USSD mix's p99 (bench/README.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _post_worker_init(worker):
@@ -99,6 +111,7 @@ def _granian(config: Config, *, host: str, port: int, workers: int, scheduler: b
         from . import create_app
 
         app = create_app(config, start_background=True, start_scheduler=scheduler)
+        freeze_startup_objects()
         # multiprocessing runs its finalizers when a worker's serve() returns (after granian's drain)
         multiprocessing.util.Finalize(app, _stop_services, args=(app, ), exitpriority=10)
         multiprocessing.util.Finalize(app, _save_coverage, exitpriority=0)  # after the services stopped

@@ -5,7 +5,7 @@ import logging
 
 import peewee
 
-from shared.db import for_update, prepared, retry_locked, write_tx
+from shared.db import for_update, one_statement_write, prepared, retry_locked, write_tx
 from shared.db.prepared import Prepared
 from shared.errors import InvalidInput
 from shared.models import InboxMessage
@@ -17,11 +17,18 @@ log = logging.getLogger(__name__)
 
 @retry_locked
 def store(source: str, body: str, *, dedupe_key: str | None = None, remote_addr: str = "") -> tuple[InboxMessage, bool]:
-    """Commit the raw message; returns (row, created). A repeated dedupe key returns the first row."""
-    if dedupe_key:
-        existing = InboxMessage.get_or_none(InboxMessage.dedupe_key == dedupe_key)
-        if existing:
-            return existing, False
+    """Commit the raw message; returns (row, created). A repeated dedupe key returns the first row.
+
+    Without a dedupe key (every STK callback: a re-send is stored too, and found applied by its batch) the
+    store is one INSERT committed on its own, with no transaction around it (shared.db.one_statement_write)."""
+    if not dedupe_key:
+        with one_statement_write():
+            row = prepared.create(InboxMessage, source=source, body=storable(body)[:MAX_BODY],
+                                  remote_addr=remote_addr[:64])
+        return row, True
+    existing = InboxMessage.get_or_none(InboxMessage.dedupe_key == dedupe_key)
+    if existing:
+        return existing, False
     try:
         with write_tx():
             row = prepared.create(InboxMessage, source=source, body=storable(body)[:MAX_BODY],

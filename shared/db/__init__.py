@@ -151,6 +151,23 @@ def write_tx():
     return db.atomic()
 
 
+@contextlib.contextmanager
+def one_statement_write():
+    """For a write that is a single statement, which commits by itself (peewee runs in autocommit mode): no
+    BEGIN and COMMIT around it, which on PostgreSQL are two round trips more than the INSERT (an STK
+    callback's acknowledgement is that one INSERT: gateway/ingest/inbox.py). On SQLite the statement still
+    queues on this process's writer lock, as write_tx does. Inside a caller's transaction it simply joins it."""
+    if not is_sqlite():
+        yield
+        return
+    held = _WRITER.acquire(timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000)
+    try:
+        yield
+    finally:
+        if held:
+            _WRITER.release()
+
+
 SCHEMA_LOCK_ID = 727274
 
 
