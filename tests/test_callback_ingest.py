@@ -2,6 +2,9 @@
 a failed apply keeps the stored row (RECEIVED) for a retry and the process-inbox job; re-sends, even
 concurrent ones, change nothing."""
 import json
+import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,6 +13,7 @@ import requests
 from gateway.ingest import inbox
 from gateway.jobs.healing import process_inbox
 from gateway.mpesa import batches, callbacks
+from shared.db import db
 from shared.models import InboxMessage, Notification, Payment, PaymentEvent
 from tests.conftest import CALLBACK_TOKEN, fixture_json
 from tests.helpers import wait_for
@@ -57,7 +61,7 @@ def test_failed_apply_rolls_back_to_the_stored_row_and_is_retried(client, app, c
     payment = make_payment()
     applied = []
 
-    def apply_then_fail(row, result):
+    def apply_then_fail(row, result, **kwargs):
         applied.append(callbacks.apply_parsed(row, result))  # the transition and its SMS row are written...
         raise RuntimeError("disk full")  # ...and undone with the savepoint
 
@@ -73,7 +77,7 @@ def test_failed_apply_rolls_back_to_the_stored_row_and_is_retried(client, app, c
 def test_unapplied_row_is_healed_by_process_inbox(client, app, conn, monkeypatch):
     payment = make_payment()
 
-    def fail(row, result):
+    def fail(row, result, **kwargs):
         raise RuntimeError("bug")
 
     monkeypatch.setattr(batches, "apply_parsed", fail)
@@ -112,7 +116,7 @@ def test_one_callback_that_fails_leaves_the_rest_of_its_batch_applied(app, conn,
     for p in payments:
         inbox.store(batches.SOURCE, paid_body(p.checkout_request_id, f"NLJ7RT65S{p.id}", p.phone))
 
-    def fail_the_second(row, result):
+    def fail_the_second(row, result, **kwargs):
         if result.checkout_request_id == "ws_CO_part_1":
             raise RuntimeError("bug")
         return callbacks.apply_parsed(row, result)
@@ -175,3 +179,37 @@ def test_concurrent_resends_complete_once(live, conn):
         assert Notification.select().where(Notification.payment == payment, Notification.channel == "sms").count() == 1
     statuses = [row.status for row in InboxMessage.select()]
     assert len(statuses) == 24 and statuses.count("APPLIED") == 3 and statuses.count("DUPLICATE") == 21
+
+
+@pytest.mark.skipif(not os.environ.get("LIPA_TEST_DATABASE_URL"), reason="PostgreSQL only (row locks)")
+def test_a_batch_leaves_a_callback_whose_payment_another_transaction_holds_and_applies_it_later(app, conn):
+    """A payment locked elsewhere (another drain's batch holding a re-send) is skipped, not waited for: the
+    batch applies the others at once and leaves that callback RECEIVED; a later batch applies it once."""
+    held, free = make_payment("ws_CO_held", "LPHELD001"), make_payment("ws_CO_free", "LPFREE001", "254708374150")
+    inbox.store(batches.SOURCE, paid_body("ws_CO_held", "NLJ7RT6HLD"))
+    inbox.store(batches.SOURCE, paid_body("ws_CO_free", "NLJ7RT6FRE", "254708374150"))
+    locked, release = threading.Event(), threading.Event()
+
+    def holder():
+        with db.connection_context(), db.atomic():
+            Payment.select().where(Payment.id == held.id).for_update().get()
+            locked.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        began = time.monotonic()
+        done = batches.apply_batch(limit=32)
+        assert time.monotonic() - began < 5  # it did not wait for the holder (which holds for 30 s)
+        assert done.claimed == 2 and len(done.held) == 1
+        assert Payment.get_by_id(free.id).status == "COMPLETED"
+        assert Payment.get_by_id(held.id).status == "PROCESSING"
+        assert InboxMessage.get_by_id(done.held[0]).status == "RECEIVED"
+    finally:
+        release.set()
+        thread.join(10)
+    again = batches.apply_batch(limit=32)
+    assert again.claimed == 1 and again.held == []
+    assert Payment.get_by_id(held.id).status == "COMPLETED" and completions(held) == 1

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,11 +27,13 @@ from shared.models import InboxMessage
 
 from ..ingest import inbox
 from . import late_success
-from .callbacks import apply_parsed, apply_stk_callback, parse_stk_callback
+from .callbacks import PaymentHeld, apply_parsed, apply_stk_callback, parse_stk_callback
 
 log = logging.getLogger(__name__)
 SOURCE = "daraja.stk"
 BATCH = 32  # a batch holds SQLite's write lock for about BATCH × 1.3 ms: short enough for the acks waiting
+HELD_PAUSE_S = 0.005  # after a batch that left callbacks whose payment another batch held
+HELD_TRIES = 200  # batches a held callback is left for (about a second at least), then applied on its own
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Batch:
     claimed: int = 0
     failed: list[int] = field(default_factory=list)  # apply raised: left RECEIVED, tried again alone
     flagged: list[int] = field(default_factory=list)  # FLAGGED: a late success may wait for its STK query
+    held: list[int] = field(default_factory=list)  # its payment was held by another batch: left RECEIVED
 
 
 class _RowFailed(Exception):
@@ -67,15 +72,18 @@ def _claim_and_apply(limit: int, skip: frozenset[int], *, careful: bool) -> Batc
         rows = list(skip_locked(query.order_by(InboxMessage.id).limit(limit)))
         batch.claimed = len(rows)
         for row, result in sorted(_parsed(rows), key=lambda pair: pair[1].checkout_request_id):
-            status = _apply_careful(row, result, batch) if careful else _apply_fast(row, result)
+            status = _apply_careful(row, result, batch) if careful else _apply_fast(row, result, batch)
             if status == "FLAGGED":
                 batch.flagged.append(row.id)
     return batch
 
 
-def _apply_fast(row, result) -> str:
+def _apply_fast(row, result, batch: Batch) -> str | None:
     try:
-        return apply_parsed(row, result)
+        return apply_parsed(row, result, wait=False)
+    except PaymentHeld:  # nothing written for it: left RECEIVED for a later batch
+        batch.held.append(row.id)
+        return None
     except Exception as exc:
         raise _RowFailed(row.id) from exc
 
@@ -83,7 +91,10 @@ def _apply_fast(row, result) -> str:
 def _apply_careful(row, result, batch: Batch) -> str | None:
     try:
         with db.atomic():  # a savepoint: one callback that fails leaves the others applied
-            return apply_parsed(row, result)
+            return apply_parsed(row, result, wait=False)
+    except PaymentHeld:
+        batch.held.append(row.id)
+        return None
     except Exception:
         log.exception("stored STK callback %s could not be applied; tried again alone", row.id)
         batch.failed.append(row.id)
@@ -136,10 +147,14 @@ class CallbackDrain:
 
     def _drain(self) -> None:
         skip: set[int] = set()
+        held: Counter[int] = Counter()
         try:
             while True:
                 batch = apply_batch(self.batch, frozenset(skip))
                 self._after(batch, skip)
+                if batch.held:
+                    self._left_held(batch.held, held, skip)
+                    continue
                 if batch.claimed < self.batch and self._stop():
                     return
         except BaseException:
@@ -159,6 +174,17 @@ class CallbackDrain:
     def _stopped(self) -> None:
         with self._lock:
             self._running -= 1
+
+    def _left_held(self, rows: list[int], held: Counter, skip: set[int]) -> None:
+        """Callbacks whose payment another batch held go into a later batch of this drain, after a short
+        pause (the holder commits within milliseconds); one held that long is applied on its own, waiting
+        for the lock like a single callback does."""
+        for row_id in rows:
+            held[row_id] += 1
+            if held[row_id] >= HELD_TRIES:
+                skip.add(row_id)
+                self._tasks.submit(apply_stk_callback, row_id)
+        time.sleep(HELD_PAUSE_S)
 
     def _after(self, batch: Batch, skip: set[int]) -> None:
         """After the batch committed: receipts out, failed rows once more alone, late successes verified."""

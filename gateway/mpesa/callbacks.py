@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared import safejson
-from shared.db import for_update, retry_locked, write_tx
+from shared.db import for_update, retry_locked, skip_locked, write_tx
 from shared.db.prepared import Prepared
 from shared.errors import InvalidInput
 from shared.models import LateCallback, Payment
@@ -28,6 +28,12 @@ S = PaymentStatus
 # Run for every callback (built once: see shared.db.prepared).
 _BY_CHECKOUT = Prepared(lambda p: for_update(Payment.select().where(Payment.checkout_request_id == p[0])),
                         Payment.checkout_request_id)
+# A batch's look-up (mpesa.batches): a payment another transaction holds is skipped, not waited for.
+_BY_CHECKOUT_UNLESS_HELD = Prepared(lambda p: skip_locked(Payment.select()
+                                                          .where(Payment.checkout_request_id == p[0])),
+                                    Payment.checkout_request_id)
+_EXISTS = Prepared(lambda p: Payment.select(Payment.id).where(Payment.checkout_request_id == p[0]),
+                   Payment.checkout_request_id)
 _BY_RECEIPT = Prepared(lambda p: Payment.select(Payment.id, Payment.reference).where(Payment.mpesa_receipt == p[0]),
                        Payment.mpesa_receipt)
 
@@ -119,10 +125,19 @@ def apply_stk_callback(inbox_id: int) -> str:
         return apply_parsed(row, result)
 
 
-def apply_parsed(row, result: StkResult) -> str:
+class PaymentHeld(Exception):
+    """The callback's payment is locked by another transaction right now (on PostgreSQL: another drain's
+    batch holds a re-send of the same callback). Raised before anything is written for this callback."""
+
+
+def apply_parsed(row, result: StkResult, *, wait: bool = True) -> str:
     """Apply a parsed callback stored as ``row``; the caller holds the write transaction (the view stores and
-    applies in one). Idempotent: a re-sent callback finds its payment already moved and changes nothing."""
-    payment = _find_payment(result)
+    applies in one). Idempotent: a re-sent callback finds its payment already moved and changes nothing.
+
+    ``wait=False`` (a batch): a payment that another transaction holds raises PaymentHeld instead of waiting
+    for it, so the batch leaves this callback stored for a later one rather than stalling every callback it
+    holds behind another drain's whole batch (bench/README.md: drains spent their bursts in lock waits)."""
+    payment = _find_payment(result, wait=wait)
     if payment is None:
         inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
         raise_alert("unknown_callback",
@@ -133,9 +148,14 @@ def apply_parsed(row, result: StkResult) -> str:
     return status
 
 
-def _find_payment(result: StkResult) -> Payment | None:
+def _find_payment(result: StkResult, *, wait: bool = True) -> Payment | None:
     """By CheckoutRequestID; else a success whose push timed out (no id) matched by phone and amount."""
-    found = _BY_CHECKOUT.first(result.checkout_request_id)
+    if wait:
+        found = _BY_CHECKOUT.first(result.checkout_request_id)
+    else:
+        found = _BY_CHECKOUT_UNLESS_HELD.first(result.checkout_request_id)
+        if found is None and _EXISTS.first(result.checkout_request_id) is not None:
+            raise PaymentHeld(result.checkout_request_id)
     if found or not is_success(result.result_code) or not result.phone or result.amount is None:
         return found
     since = utcnow() - timedelta(hours=24)
