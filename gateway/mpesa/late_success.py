@@ -20,9 +20,9 @@ from shared.timeutil import utcnow
 
 from ..ingest import inbox
 from ..payments.transitions import flag, raise_alert, record, transition
-from .callbacks import credited_elsewhere, mismatch, parse_stk_callback
 from ..providers.daraja.errors import DarajaError, InvalidRequest, stops_polling
 from ..providers.daraja.result_codes import is_success, lookup
+from .callbacks import credited_elsewhere, mismatch, parse_stk_callback
 
 log = logging.getLogger(__name__)
 ACTOR = "late-callback-check"
