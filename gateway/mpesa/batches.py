@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from shared.db import db, retry_locked, skip_locked, write_tx
 from shared.errors import InvalidInput
-from shared.models import InboxMessage
+from shared.models import InboxMessage, Payment
 
 from ..ingest import inbox
 from . import late_success
@@ -71,16 +71,32 @@ def _claim_and_apply(limit: int, skip: frozenset[int], *, careful: bool) -> Batc
             query = query.where(InboxMessage.id.not_in(sorted(skip)))
         rows = list(skip_locked(query.order_by(InboxMessage.id).limit(limit)))
         batch.claimed = len(rows)
-        for row, result in sorted(_parsed(rows), key=lambda pair: pair[1].checkout_request_id):
-            status = _apply_careful(row, result, batch) if careful else _apply_fast(row, result, batch)
+        parsed = sorted(_parsed(rows), key=lambda pair: pair[1].checkout_request_id)
+        payments = {} if careful else _lock_payments([result.checkout_request_id for _, result in parsed])
+        for row, result in parsed:
+            if careful:
+                status = _apply_careful(row, result, batch)
+            else:
+                status = _apply_fast(row, result, batch, payments.get(result.checkout_request_id))
             if status == "FLAGGED":
                 batch.flagged.append(row.id)
     return batch
 
 
-def _apply_fast(row, result, batch: Batch) -> str | None:
+def _lock_payments(checkout_ids: list[str]) -> dict:
+    """The batch's payments in one statement, locked in CheckoutRequestID order, skipping any another
+    transaction holds (those callbacks look theirs up alone, and are left for later if it is still held).
+    One instance per payment, so a re-send later in the batch sees what the first callback changed. Only for
+    a batch without savepoints: a savepoint rolled back would leave its instance changed."""
+    if not checkout_ids:
+        return {}
+    query = Payment.select().where(Payment.checkout_request_id.in_(sorted(set(checkout_ids))))
+    return {p.checkout_request_id: p for p in skip_locked(query.order_by(Payment.checkout_request_id))}
+
+
+def _apply_fast(row, result, batch: Batch, payment=None) -> str | None:
     try:
-        return apply_parsed(row, result, wait=False)
+        return apply_parsed(row, result, wait=False, payment=payment)
     except PaymentHeld:  # nothing written for it: left RECEIVED for a later batch
         batch.held.append(row.id)
         return None

@@ -130,14 +130,16 @@ class PaymentHeld(Exception):
     batch holds a re-send of the same callback). Raised before anything is written for this callback."""
 
 
-def apply_parsed(row, result: StkResult, *, wait: bool = True) -> str:
+def apply_parsed(row, result: StkResult, *, wait: bool = True, payment: Payment | None = None) -> str:
     """Apply a parsed callback stored as ``row``; the caller holds the write transaction (the view stores and
     applies in one). Idempotent: a re-sent callback finds its payment already moved and changes nothing.
 
     ``wait=False`` (a batch): a payment that another transaction holds raises PaymentHeld instead of waiting
     for it, so the batch leaves this callback stored for a later one rather than stalling every callback it
-    holds behind another drain's whole batch (bench/README.md: drains spent their bursts in lock waits)."""
-    payment = _find_payment(result, wait=wait)
+    holds behind another drain's whole batch (bench/README.md: drains spent their bursts in lock waits).
+    ``payment``: the callback's payment, already locked by the caller in this transaction (a batch locks all
+    of its payments in one statement); looked up here when not given."""
+    payment = payment or _find_payment(result, wait=wait)
     if payment is None:
         inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
         raise_alert("unknown_callback",
