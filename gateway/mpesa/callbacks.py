@@ -139,7 +139,8 @@ def apply_parsed(row, result: StkResult, *, wait: bool = True, payment: Payment 
     holds behind another drain's whole batch (bench/README.md: drains spent their bursts in lock waits).
     ``payment``: the callback's payment, already locked by the caller in this transaction (a batch locks all
     of its payments in one statement); looked up here when not given."""
-    payment = payment or _find_payment(result, wait=wait)
+    if payment is None:
+        payment = _find_payment(result, wait=wait)
     if payment is None:
         inbox.mark(row, "FLAGGED", "unknown CheckoutRequestID")
         raise_alert("unknown_callback",

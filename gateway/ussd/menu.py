@@ -100,10 +100,6 @@ class SessionLanguages:
         with self._lock:
             self._cache[(session_id, phone)] = lang
 
-    def clear(self) -> None:
-        with self._lock:
-            self._cache.clear()
-
 
 _UNREAD = object()
 

@@ -160,12 +160,8 @@ def one_statement_write():
     if not is_sqlite():
         yield
         return
-    held = _WRITER.acquire(timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000)
-    try:
+    with _writer_turn():
         yield
-    finally:
-        if held:
-            _WRITER.release()
 
 
 SCHEMA_LOCK_ID = 727274
@@ -189,10 +185,16 @@ def _sqlite_write():
     """One writer thread per process at a time, queued on a lock: SQLite's own busy handler makes a waiting
     writer sleep and poll (1 to 100 ms at a time), which starves writers under a burst. After the busy
     timeout the transaction is tried anyway, so a lock never waits longer than SQLite itself would."""
+    with _writer_turn(), db.atomic("IMMEDIATE") as tx:
+        yield tx
+
+
+@contextlib.contextmanager
+def _writer_turn():
+    """This process's turn to write to SQLite (see _sqlite_write), or the busy timeout's worth of waiting."""
     held = _WRITER.acquire(timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000)
     try:
-        with db.atomic("IMMEDIATE") as tx:
-            yield tx
+        yield
     finally:
         if held:
             _WRITER.release()
